@@ -1,0 +1,182 @@
+//! Handle tables: per-process maps from handle values to objects with rights.
+//!
+//! Handle values are drawn from a per-table random sequence, so they say nothing about the
+//! values of other processes and a stale value is unlikely to name a new handle.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+
+#[cfg(test)]
+use nebulet_abi::ObjectType;
+use nebulet_abi::{Error, RawHandle, Rights};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+use crate::objects::Object;
+
+/// The default cap on open handles per process.
+pub(crate) const DEFAULT_HANDLE_LIMIT: usize = 65_536;
+
+/// A reference to an object with the rights it grants.
+#[derive(Debug, Clone)]
+pub(crate) struct HandleEntry {
+    pub(crate) object: Object,
+    pub(crate) rights: Rights,
+}
+
+impl HandleEntry {
+    pub(crate) fn new(object: Object, rights: Rights) -> Self {
+        Self { object, rights }
+    }
+
+    /// Fails with `ERR_ACCESS_DENIED` unless the handle has every right of `needed`.
+    pub(crate) fn require(&self, needed: Rights) -> Result<&Self, Error> {
+        if self.rights.contains(needed) {
+            Ok(self)
+        } else {
+            Err(Error::AccessDenied)
+        }
+    }
+
+    /// The typed object (`ERR_WRONG_TYPE` first), if the handle has the rights (then
+    /// `ERR_ACCESS_DENIED`).
+    pub(crate) fn require_typed<'a, T>(
+        &'a self,
+        needed: Rights,
+        typed: impl FnOnce(&'a Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let object = typed(self)?;
+        self.require(needed)?;
+        Ok(object)
+    }
+}
+
+/// Extracts a typed object from a handle entry, or fails with `ERR_WRONG_TYPE`.
+macro_rules! typed_object {
+    ($name:ident, $variant:ident, $type:ty) => {
+        impl HandleEntry {
+            pub(crate) fn $name(&self) -> Result<&Arc<$type>, Error> {
+                match &self.object {
+                    Object::$variant(object) => Ok(object),
+                    _ => Err(Error::WrongType),
+                }
+            }
+        }
+    };
+}
+
+typed_object!(channel, Channel, crate::objects::channel::Endpoint);
+typed_object!(timer, Timer, crate::objects::timer::Timer);
+typed_object!(module, Module, crate::objects::module::ModuleObject);
+typed_object!(process, Process, crate::objects::process::Process);
+
+/// The handles of one process.
+#[derive(Debug)]
+pub(crate) struct HandleTable {
+    entries: BTreeMap<RawHandle, HandleEntry>,
+    values: ChaCha8Rng,
+    limit: usize,
+}
+
+impl HandleTable {
+    pub(crate) fn new(seed: [u8; 32], limit: usize) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            values: ChaCha8Rng::from_seed(seed),
+            limit,
+        }
+    }
+
+    /// Whether `count` more handles fit under the limit.
+    pub(crate) fn has_room(&self, count: usize) -> bool {
+        self.entries.len().saturating_add(count) <= self.limit
+    }
+
+    /// How many more handles fit under the limit.
+    pub(crate) fn room(&self) -> usize {
+        self.limit.saturating_sub(self.entries.len())
+    }
+
+    /// Adds a handle and returns its new value; `ERR_NO_RESOURCES` at the limit.
+    pub(crate) fn insert(&mut self, entry: HandleEntry) -> Result<RawHandle, Error> {
+        if !self.has_room(1) {
+            return Err(Error::NoResources);
+        }
+        loop {
+            let value = self.values.next_u32();
+            if value != nebulet_abi::HANDLE_INVALID && !self.entries.contains_key(&value) {
+                self.entries.insert(value, entry);
+                return Ok(value);
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, value: RawHandle) -> Result<&HandleEntry, Error> {
+        self.entries.get(&value).ok_or(Error::BadHandle)
+    }
+
+    pub(crate) fn remove(&mut self, value: RawHandle) -> Result<HandleEntry, Error> {
+        self.entries.remove(&value).ok_or(Error::BadHandle)
+    }
+
+    /// Removes every handle; the caller drops them outside its lock.
+    pub(crate) fn take_all(&mut self) -> BTreeMap<RawHandle, HandleEntry> {
+        core::mem::take(&mut self.entries)
+    }
+
+    /// How many handles refer to objects of this type (for tests and accounting).
+    #[cfg(test)]
+    pub(crate) fn count_of(&self, object_type: ObjectType) -> usize {
+        self.entries
+            .values()
+            .filter(|entry| entry.object.object_type() == object_type)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::event::Event;
+
+    fn event() -> HandleEntry {
+        HandleEntry::new(Object::Event(Arc::new(Event::new())), Rights::EVENT_DEFAULT)
+    }
+
+    #[test]
+    fn values_are_nonzero_distinct_and_differ_between_tables() {
+        let mut first = HandleTable::new([1; 32], 100);
+        let mut second = HandleTable::new([2; 32], 100);
+        let a = first.insert(event()).unwrap();
+        let b = first.insert(event()).unwrap();
+        let c = second.insert(event()).unwrap();
+        assert!(a != 0 && b != 0 && a != b);
+        assert_ne!(a, c, "tables with different seeds give different values");
+        assert_eq!(first.count_of(ObjectType::Event), 2);
+        assert!(first.get(a).is_ok());
+        first.remove(a).unwrap();
+        assert_eq!(first.get(a).unwrap_err(), Error::BadHandle);
+        assert_eq!(first.remove(a).unwrap_err(), Error::BadHandle);
+    }
+
+    #[test]
+    fn the_limit_is_enforced() {
+        let mut table = HandleTable::new([3; 32], 2);
+        table.insert(event()).unwrap();
+        table.insert(event()).unwrap();
+        assert_eq!(table.insert(event()).unwrap_err(), Error::NoResources);
+        assert_eq!(table.room(), 0);
+    }
+
+    #[test]
+    fn typed_access_checks_type_and_rights() {
+        let entry = event();
+        assert!(matches!(entry.object, Object::Event(_)));
+        assert_eq!(entry.channel().unwrap_err(), Error::WrongType);
+        assert!(entry.require(Rights::SIGNAL | Rights::WAIT).is_ok());
+        assert_eq!(
+            entry.require(Rights::WRITE).unwrap_err(),
+            Error::AccessDenied
+        );
+    }
+}

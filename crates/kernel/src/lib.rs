@@ -1,0 +1,38 @@
+//! The Nebulet kernel core: every object, handle table, system call and scheduling rule.
+//!
+//! It is `no_std` + `alloc` and knows nothing of the platform it runs on: a [`Platform`]
+//! supplies the clock, timers, entropy, the console, the executor and the module compiler, and
+//! the same core runs hosted on Linux (`nebulet-hosted`) and on bare metal (`nebulet-metal`).
+//! Processes are wasm modules run by wasmtime; each process is one async task, and system calls
+//! are host functions that look blocking to the program but suspend only its task.
+#![no_std]
+
+extern crate alloc;
+
+mod guest_memory;
+mod handles;
+mod kernel;
+mod objects;
+mod platform;
+mod random;
+mod runner;
+mod syscalls;
+mod wait;
+mod wasi;
+
+pub use kernel::{Kernel, ProcessOptions};
+pub use objects::process::{ExitStatus, ProcessRef};
+pub use platform::{BoxFuture, CompileError, Platform};
+
+/// The engine and module types of wasmtime, re-exported so platforms use the same version.
+pub use wasmtime;
+
+#[cfg(test)]
+mod tests {
+    /// An engine configured as the platforms configure theirs, for the core's unit tests.
+    pub(crate) fn engine() -> wasmtime::Engine {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        wasmtime::Engine::new(&config).unwrap()
+    }
+}

@@ -1,0 +1,255 @@
+//! Channels: pairs of endpoints that carry messages of bytes and handles, in order, bounded.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use nebulet_abi::{CHANNEL_MAX_QUEUED_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, Error, Signals};
+
+use crate::handles::HandleEntry;
+use crate::wait::{SignalCell, WaitQueue};
+
+/// One message: bytes and the handles moved with them.
+#[derive(Debug, Default)]
+pub(crate) struct Message {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) handles: Vec<HandleEntry>,
+}
+
+/// Why a read found no message it could return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    Empty,
+    PeerClosed,
+    /// The reader's handle table has no room for the first message's handles; it stays queued.
+    NoRoom,
+    /// The first message needs this many bytes and handles; it stays queued.
+    TooSmall {
+        bytes: usize,
+        handles: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Side {
+    /// Messages written by the peer, waiting for this side to read them.
+    queue: VecDeque<Message>,
+    queued_bytes: usize,
+    open: bool,
+}
+
+impl Side {
+    fn is_full(&self) -> bool {
+        self.queue.len() >= CHANNEL_MAX_QUEUED_MESSAGES as usize
+            || self.queued_bytes >= CHANNEL_MAX_QUEUED_BYTES as usize
+    }
+}
+
+#[derive(Debug)]
+struct Pair {
+    sides: spin::Mutex<[Side; 2]>,
+    /// Per side: user signals and the queue woken on any change seen from that side.
+    cells: [SignalCell; 2],
+    koids: [u64; 2],
+}
+
+/// One end of a channel. It closes when the last reference (handle, message, registry) drops.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pair: Arc<Pair>,
+    side: usize,
+}
+
+impl Endpoint {
+    pub(crate) fn create() -> (Arc<Endpoint>, Arc<Endpoint>) {
+        let side = || Side {
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            open: true,
+        };
+        let pair = Arc::new(Pair {
+            sides: spin::Mutex::new([side(), side()]),
+            cells: [SignalCell::default(), SignalCell::default()],
+            koids: [super::new_koid(), super::new_koid()],
+        });
+        (
+            Arc::new(Endpoint {
+                pair: pair.clone(),
+                side: 0,
+            }),
+            Arc::new(Endpoint { pair, side: 1 }),
+        )
+    }
+
+    fn peer(&self) -> usize {
+        1 - self.side
+    }
+
+    pub(crate) fn koid(&self) -> u64 {
+        self.pair.koids[self.side]
+    }
+
+    /// Whether `other` is the other end of this channel.
+    pub(crate) fn is_peer_of(&self, other: &Endpoint) -> bool {
+        Arc::ptr_eq(&self.pair, &other.pair) && self.side != other.side
+    }
+
+    pub(crate) fn signals(&self) -> Signals {
+        let sides = self.pair.sides.lock();
+        let (own, peer) = (&sides[self.side], &sides[self.peer()]);
+        let mut signals = self.pair.cells[self.side].get();
+        if !own.queue.is_empty() {
+            signals |= Signals::READABLE;
+        }
+        if !peer.open {
+            signals |= Signals::PEER_CLOSED;
+        } else if !peer.is_full() {
+            signals |= Signals::WRITABLE;
+        }
+        signals
+    }
+
+    pub(crate) fn wait_queue(&self) -> &WaitQueue {
+        self.pair.cells[self.side].queue()
+    }
+
+    pub(crate) fn update_user_signals(&self, clear: Signals, set: Signals) {
+        self.pair.cells[self.side].update(clear, set);
+    }
+
+    pub(crate) fn is_peer_closed(&self) -> bool {
+        !self.pair.sides.lock()[self.peer()].open
+    }
+
+    /// Queues a message for the peer, or gives it back with the reason it was not queued.
+    pub(crate) fn write(&self, message: Message) -> Result<(), (Error, Message)> {
+        {
+            let mut sides = self.pair.sides.lock();
+            let peer = &mut sides[self.peer()];
+            if !peer.open {
+                return Err((Error::PeerClosed, message));
+            }
+            if peer.is_full() {
+                return Err((Error::ShouldWait, message));
+            }
+            peer.queued_bytes += message.bytes.len();
+            peer.queue.push_back(message);
+        }
+        self.pair.cells[self.peer()].queue().wake_all();
+        Ok(())
+    }
+
+    /// Takes the first message if it fits in the given capacities and the reader has `room` for
+    /// its handles; otherwise leaves it queued.
+    pub(crate) fn read(
+        &self,
+        byte_capacity: usize,
+        handle_capacity: usize,
+        room: usize,
+    ) -> Result<Message, ReadError> {
+        let message = {
+            let mut sides = self.pair.sides.lock();
+            let peer_open = sides[self.peer()].open;
+            let own = &mut sides[self.side];
+            let Some(first) = own.queue.front() else {
+                return Err(if peer_open {
+                    ReadError::Empty
+                } else {
+                    ReadError::PeerClosed
+                });
+            };
+            if first.bytes.len() > byte_capacity || first.handles.len() > handle_capacity {
+                return Err(ReadError::TooSmall {
+                    bytes: first.bytes.len(),
+                    handles: first.handles.len(),
+                });
+            }
+            if first.handles.len() > room {
+                return Err(ReadError::NoRoom);
+            }
+            let message = own.queue.pop_front().unwrap_or_default();
+            own.queued_bytes -= message.bytes.len();
+            message
+        };
+        // The writer may wait for WRITABLE.
+        self.pair.cells[self.peer()].queue().wake_all();
+        Ok(message)
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let unread = {
+            let mut sides = self.pair.sides.lock();
+            let own = &mut sides[self.side];
+            own.open = false;
+            own.queued_bytes = 0;
+            core::mem::take(&mut own.queue)
+        };
+        self.pair.cells[self.peer()].queue().wake_all();
+        // Messages nobody can read any more close their handles; outside the lock, since that
+        // may close other channels.
+        drop(unread);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(bytes: &[u8]) -> Message {
+        Message {
+            bytes: bytes.to_vec(),
+            handles: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn messages_arrive_in_order_and_signals_follow() {
+        let (a, b) = Endpoint::create();
+        assert_eq!(a.signals(), Signals::WRITABLE);
+        a.write(message(b"one")).unwrap();
+        a.write(message(b"two")).unwrap();
+        assert!(b.signals().contains(Signals::READABLE));
+        assert_eq!(b.read(3, 0, 0).unwrap().bytes, b"one");
+        assert_eq!(
+            b.read(2, 0, 0).unwrap_err(),
+            ReadError::TooSmall {
+                bytes: 3,
+                handles: 0
+            }
+        );
+        assert_eq!(b.read(3, 0, 0).unwrap().bytes, b"two");
+        assert_eq!(b.read(3, 0, 0).unwrap_err(), ReadError::Empty);
+        drop(a);
+        assert_eq!(b.signals(), Signals::PEER_CLOSED);
+        assert_eq!(b.read(3, 0, 0).unwrap_err(), ReadError::PeerClosed);
+        let (error, back) = b.write(message(b"x")).unwrap_err();
+        assert_eq!(
+            (error, back.bytes.as_slice()),
+            (Error::PeerClosed, b"x".as_slice())
+        );
+    }
+
+    #[test]
+    fn the_queue_is_bounded() {
+        let (a, b) = Endpoint::create();
+        for index in 0..CHANNEL_MAX_QUEUED_MESSAGES {
+            a.write(message(&index.to_le_bytes())).unwrap();
+        }
+        assert!(!a.signals().contains(Signals::WRITABLE));
+        assert_eq!(a.write(message(b"more")).unwrap_err().0, Error::ShouldWait);
+        b.read(4, 0, 0).unwrap();
+        assert!(a.signals().contains(Signals::WRITABLE));
+        a.write(message(b"more")).unwrap();
+    }
+
+    #[test]
+    fn peers_know_each_other() {
+        let (a, b) = Endpoint::create();
+        let (c, _d) = Endpoint::create();
+        assert!(a.is_peer_of(&b) && b.is_peer_of(&a));
+        assert!(!a.is_peer_of(&a) && !a.is_peer_of(&c));
+        assert_ne!(a.koid(), b.koid());
+    }
+}

@@ -1,0 +1,218 @@
+//! Processes: a module instance with its handle table, its life stage and how it ended.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use nebulet_abi::layout::InfoProcess;
+use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
+
+use crate::handles::{HandleEntry, HandleTable};
+use crate::wait::{SignalCell, WaitQueue};
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code: the program's own for "exited", -1 otherwise.
+    pub code: i32,
+    /// Why it ended.
+    pub reason: ExitReason,
+    /// For a trap or a failure to start: what happened, on one line, with the wasm backtrace.
+    pub message: Option<String>,
+}
+
+impl ExitStatus {
+    pub(crate) fn exited(code: i32) -> Self {
+        Self {
+            code,
+            reason: ExitReason::Exited,
+            message: None,
+        }
+    }
+
+    pub(crate) fn ended(reason: ExitReason, message: Option<String>) -> Self {
+        Self {
+            code: -1,
+            reason,
+            message,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Lifecycle {
+    state: ProcessState,
+    bootstrap: Option<HandleEntry>,
+    /// Set by `process_kill` (or a watchdog) while running: the task ends at its next poll.
+    kill: Option<ExitReason>,
+    exit: Option<ExitStatus>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Process {
+    pub(crate) koid: u64,
+    pub(crate) name: String,
+    pub(crate) module: wasmtime::Module,
+    pub(crate) args: Vec<String>,
+    pub(crate) environment: Vec<String>,
+    pub(crate) signals: SignalCell,
+    pub(crate) handles: spin::Mutex<HandleTable>,
+    lifecycle: spin::Mutex<Lifecycle>,
+    /// Woken when a kill is requested, so the running task notices.
+    kill_queue: WaitQueue,
+    pub(crate) memory_bytes: AtomicU64,
+    pub(crate) cpu_ns: AtomicU64,
+}
+
+impl Process {
+    pub(crate) fn new(
+        name: String,
+        module: wasmtime::Module,
+        args: Vec<String>,
+        environment: Vec<String>,
+        handles: HandleTable,
+    ) -> Self {
+        Self {
+            koid: super::new_koid(),
+            name,
+            module,
+            args,
+            environment,
+            signals: SignalCell::default(),
+            handles: spin::Mutex::new(handles),
+            lifecycle: spin::Mutex::new(Lifecycle {
+                state: ProcessState::Created,
+                bootstrap: None,
+                kill: None,
+                exit: None,
+            }),
+            kill_queue: WaitQueue::default(),
+            memory_bytes: AtomicU64::new(0),
+            cpu_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Moves from Created to Running with its bootstrap handle; `ERR_BAD_STATE` otherwise.
+    pub(crate) fn mark_started(
+        &self,
+        bootstrap: Option<HandleEntry>,
+    ) -> Result<(), (Error, Option<HandleEntry>)> {
+        let mut lifecycle = self.lifecycle.lock();
+        if lifecycle.state != ProcessState::Created {
+            return Err((Error::BadState, bootstrap));
+        }
+        lifecycle.state = ProcessState::Running;
+        lifecycle.bootstrap = bootstrap;
+        Ok(())
+    }
+
+    /// The bootstrap handle, once.
+    pub(crate) fn take_bootstrap(&self) -> Option<HandleEntry> {
+        self.lifecycle.lock().bootstrap.take()
+    }
+
+    /// Ends the process with `reason`: at once if it never started, else at its task's next poll.
+    pub(crate) fn kill(&self, reason: ExitReason) {
+        let end_now = {
+            let mut lifecycle = self.lifecycle.lock();
+            match lifecycle.state {
+                ProcessState::Created => true,
+                ProcessState::Running => {
+                    lifecycle.kill.get_or_insert(reason);
+                    false
+                }
+                ProcessState::Ended => return,
+            }
+        };
+        if end_now {
+            self.finish(ExitStatus::ended(reason, None));
+        } else {
+            self.kill_queue.wake_all();
+        }
+    }
+
+    /// The kill reason, if a kill was requested; registers the waker to hear of one.
+    pub(crate) fn poll_kill(&self, waker: &core::task::Waker) -> Option<ExitReason> {
+        self.kill_queue.register(waker);
+        self.lifecycle.lock().kill
+    }
+
+    /// Records the end, closes every handle (peers see PEER_CLOSED) and asserts TERMINATED.
+    pub(crate) fn finish(&self, status: ExitStatus) {
+        let bootstrap = {
+            let mut lifecycle = self.lifecycle.lock();
+            if lifecycle.state == ProcessState::Ended {
+                return;
+            }
+            lifecycle.state = ProcessState::Ended;
+            lifecycle.exit = Some(status);
+            lifecycle.bootstrap.take()
+        };
+        let handles = self.handles.lock().take_all();
+        // Outside the locks: closing handles wakes and may free other objects.
+        drop(handles);
+        drop(bootstrap);
+        self.signals.update(Signals::NONE, Signals::TERMINATED);
+    }
+
+    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
+        self.lifecycle.lock().exit.clone()
+    }
+
+    pub(crate) fn info(&self) -> InfoProcess {
+        let lifecycle = self.lifecycle.lock();
+        let (exit_code, exit_reason) = match &lifecycle.exit {
+            Some(status) => (status.code, status.reason as u32),
+            None => (0, 0),
+        };
+        InfoProcess {
+            state: lifecycle.state as u32,
+            exit_code,
+            exit_reason,
+            threads: u32::from(lifecycle.state == ProcessState::Running),
+            memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
+            cpu_ns: self.cpu_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A process as the platform sees it: to wait for its end, kill it, or read how it ended.
+#[derive(Debug, Clone)]
+pub struct ProcessRef {
+    pub(crate) process: Arc<Process>,
+}
+
+impl ProcessRef {
+    /// The name it was created with.
+    pub fn name(&self) -> &str {
+        &self.process.name
+    }
+
+    /// Its kernel object id.
+    pub fn koid(&self) -> u64 {
+        self.process.koid
+    }
+
+    /// Waits until it has ended and returns how.
+    pub async fn wait(&self) -> ExitStatus {
+        core::future::poll_fn(|context| {
+            self.process.signals.queue().register(context.waker());
+            match self.process.exit_status() {
+                Some(status) => core::task::Poll::Ready(status),
+                None => core::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// How it ended, if it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.process.exit_status()
+    }
+
+    /// Ends it with reason "killed".
+    pub fn kill(&self) {
+        self.process.kill(ExitReason::Killed);
+    }
+}

@@ -1,0 +1,47 @@
+//! The platform trait: the few services the kernel core asks of the machine it runs on.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::future::Future;
+use core::pin::Pin;
+
+/// A boxed future the platform runs or the kernel awaits.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why a module could not be made from bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompileError {
+    /// The bytes are not a valid module; the text says why.
+    Invalid(String),
+    /// This platform cannot compile modules (bare metal: modules come precompiled).
+    NotSupported,
+}
+
+/// What the kernel core needs from the machine: clock, timers, entropy, console, executor and
+/// compiler. Hosted on Linux it is tokio and the OS; on bare metal, the kernel's own drivers.
+pub trait Platform: Send + Sync + 'static {
+    /// Nanoseconds on the monotonic clock since the kernel started.
+    fn now(&self) -> i64;
+
+    /// Nanoseconds since 1970-01-01 UTC on the wall clock (0 where the platform has none).
+    fn realtime(&self) -> i64;
+
+    /// A future that completes once `now() >= deadline`.
+    fn sleep_until(&self, deadline: i64) -> BoxFuture<()>;
+
+    /// Fills `buffer` with cryptographically secure random bytes.
+    fn fill_secure_random(&self, buffer: &mut [u8]);
+
+    /// Writes bytes to the system console as they are.
+    fn console_write(&self, bytes: &[u8]);
+
+    /// Runs a task (a process, a timer) to completion in the background.
+    fn spawn(&self, task: BoxFuture<()>);
+
+    /// Validates and compiles wasm bytes (or text, where the platform accepts it) into a module.
+    fn compile_module(
+        &self,
+        engine: &wasmtime::Engine,
+        bytes: &[u8],
+    ) -> Result<wasmtime::Module, CompileError>;
+}

@@ -1,0 +1,36 @@
+//! Fast random bytes: a ChaCha8 generator seeded from the platform's secure entropy.
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+use crate::platform::Platform;
+
+#[derive(Debug)]
+pub(crate) struct FastRandom {
+    generator: spin::Mutex<ChaCha8Rng>,
+}
+
+impl FastRandom {
+    pub(crate) fn new(platform: &dyn Platform) -> Self {
+        Self {
+            generator: spin::Mutex::new(ChaCha8Rng::from_seed(seed(platform))),
+        }
+    }
+
+    pub(crate) fn fill(&self, buffer: &mut [u8]) {
+        self.generator.lock().fill_bytes(buffer);
+    }
+
+    /// A fresh 32-byte seed (for handle tables).
+    pub(crate) fn seed(&self) -> [u8; 32] {
+        let mut seed = [0; 32];
+        self.fill(&mut seed);
+        seed
+    }
+}
+
+fn seed(platform: &dyn Platform) -> [u8; 32] {
+    let mut seed = [0; 32];
+    platform.fill_secure_random(&mut seed);
+    seed
+}

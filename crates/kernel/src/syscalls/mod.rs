@@ -1,0 +1,191 @@
+//! The system calls: one dispatch table that links every call of `nebulet_abi::calls::CALLS`.
+//!
+//! Every call has one shape: a function of the family's file that takes a [`Call`] and its
+//! arguments and returns `Result<(), Error>` (the one success and the one failure shape), which
+//! the table turns into the `i32` status. Calls that may block are `async` and use the same
+//! [`with_call`] to reach memory before and after they wait.
+
+mod channel;
+mod clock;
+mod debug;
+mod event;
+mod handle;
+mod module;
+mod object;
+mod process;
+mod random;
+mod service;
+mod timer;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+
+#[cfg(test)]
+use alloc::vec::Vec;
+#[cfg(test)]
+use nebulet_abi::calls::{Returns, ValueType};
+use nebulet_abi::{Error, IMPORT_MODULE, OK};
+use wasmtime::{Caller, Linker};
+
+use crate::guest_memory::GuestMemory;
+use crate::kernel::Kernel;
+use crate::objects::process::Process;
+use crate::runner::ThreadContext;
+
+/// What a system call works with: the kernel, the calling process and its memory.
+pub(crate) struct Call<'a> {
+    pub(crate) kernel: &'a Arc<Kernel>,
+    pub(crate) process: &'a Arc<Process>,
+    pub(crate) memory: GuestMemory<'a>,
+}
+
+/// Runs `body` with the caller's kernel, process and memory.
+pub(crate) fn with_call<R, E>(
+    caller: &mut Caller<'_, ThreadContext>,
+    body: impl FnOnce(&mut Call<'_>) -> Result<R, E>,
+) -> Result<R, E> {
+    let memory = caller.data().memory;
+    let (bytes, context): (&mut [u8], &mut ThreadContext) = match memory {
+        Some(memory) => memory.data_and_store_mut(caller),
+        None => (&mut [], caller.data_mut()),
+    };
+    let mut call = Call {
+        kernel: &context.kernel,
+        process: &context.process,
+        memory: GuestMemory::new(bytes),
+    };
+    body(&mut call)
+}
+
+/// The `i32` a call returns for its result.
+pub(crate) fn status(result: Result<(), Error>) -> i32 {
+    match result {
+        Ok(()) => OK,
+        Err(error) => error.code(),
+    }
+}
+
+/// Links a call whose body never blocks.
+macro_rules! link {
+    ($linker:ident, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
+        $linker.func_wrap(
+            IMPORT_MODULE,
+            stringify!($name),
+            |mut caller: Caller<'_, ThreadContext>, $($argument: $type),*| -> i32 {
+                status(with_call(&mut caller, |call| $function(call, $($argument),*)))
+            },
+        )?;
+    )*};
+}
+
+/// Links a call that may block: its body is an async function of the caller.
+macro_rules! link_async {
+    ($linker:ident, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
+        $linker.func_wrap_async(
+            IMPORT_MODULE,
+            stringify!($name),
+            |mut caller: Caller<'_, ThreadContext>, ($($argument,)*): ($($type,)*)| {
+                Box::new(async move { status($function(&mut caller, $($argument),*).await) })
+            },
+        )?;
+    )*};
+}
+
+/// The linker with every system call and the WASI functions defined.
+pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<ThreadContext>> {
+    let mut linker = Linker::new(engine);
+    link! { linker,
+        handle_close(handle: u32) => handle::close;
+        handle_duplicate(handle: u32, rights: u32, out: u32) => handle::duplicate;
+        handle_replace(handle: u32, rights: u32, out: u32) => handle::replace;
+        object_signal(handle: u32, clear: u32, set: u32) => object::signal;
+        object_get_info(handle: u32, topic: u32, buffer: u32, length: u32, actual: u32) => object::get_info;
+        channel_create(out0: u32, out1: u32) => channel::create;
+        channel_write(handle: u32, bytes: u32, byte_count: u32, handles: u32, handle_count: u32) => channel::write;
+        channel_read(handle: u32, bytes: u32, byte_capacity: u32, handles: u32, handle_capacity: u32,
+            actual_bytes: u32, actual_handles: u32) => channel::read;
+        event_create(out: u32) => event::create;
+        timer_create(out: u32) => timer::create;
+        timer_set(handle: u32, deadline: i64) => timer::set;
+        timer_cancel(handle: u32) => timer::cancel;
+        module_compile(bytes: u32, length: u32, out: u32) => module::compile;
+        process_create(module: u32, name: u32, name_length: u32, out: u32) => process::create;
+        process_start(process: u32, bootstrap: u32) => process::start;
+        process_bootstrap(out: u32) => process::bootstrap;
+        process_kill(process: u32) => process::kill;
+        random_fill(buffer: u32, length: u32) => random::fill;
+        cprng_fill(buffer: u32, length: u32) => random::secure_fill;
+        debug_write(buffer: u32, length: u32) => debug::write;
+        service_register(name: u32, name_length: u32, channel: u32) => service::register;
+        service_connect(name: u32, name_length: u32, channel: u32) => service::connect;
+    }
+    link_async! { linker,
+        object_wait_one(handle: u32, signals: u32, deadline: i64, observed: u32) => object::wait_one;
+        object_wait_many(items: u32, count: u32, deadline: i64) => object::wait_many;
+        nanosleep(deadline: i64) => clock::nanosleep;
+    }
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "clock_monotonic",
+        |caller: Caller<'_, ThreadContext>| caller.data().kernel.platform.now(),
+    )?;
+    linker.func_wrap(IMPORT_MODULE, "process_exit", process::exit)?;
+    crate::wasi::link(&mut linker)?;
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::format;
+    use alloc::string::String;
+
+    use super::*;
+    use nebulet_abi::calls::CALLS;
+
+    fn wat_type(value: ValueType) -> &'static str {
+        match value {
+            ValueType::I32 => "i32",
+            ValueType::I64 => "i64",
+        }
+    }
+
+    /// A module importing one call with the signature the contract gives (plus `extra` params).
+    fn importer(call: &nebulet_abi::calls::Call, extra: &str) -> String {
+        let params: Vec<&str> = call
+            .params
+            .iter()
+            .map(|(_, value)| wat_type(*value))
+            .collect();
+        let result = match call.returns {
+            Returns::Status => "(result i32)",
+            Returns::Time => "(result i64)",
+            Returns::Never => "",
+        };
+        format!(
+            "(module (import \"{IMPORT_MODULE}\" \"{}\" (func (param {} {extra}) {result})))",
+            call.name,
+            params.join(" ")
+        )
+    }
+
+    #[test]
+    fn every_call_of_the_contract_is_linked_with_its_signature() {
+        let engine = crate::tests::engine();
+        let linker = linker(&engine).unwrap();
+        for call in CALLS {
+            let module = wasmtime::Module::new(&engine, importer(call, "")).unwrap();
+            if let Err(error) = linker.instantiate_pre(&module) {
+                panic!(
+                    "`{}` does not link as the contract says: {error}",
+                    call.name
+                );
+            }
+            let wrong = wasmtime::Module::new(&engine, importer(call, "i32")).unwrap();
+            assert!(
+                linker.instantiate_pre(&wrong).is_err(),
+                "`{}` links with a wrong type",
+                call.name
+            );
+        }
+    }
+}

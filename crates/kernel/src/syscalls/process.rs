@@ -1,0 +1,98 @@
+//! Process calls: create, start, bootstrap, kill, exit.
+
+use alloc::string::ToString;
+
+use nebulet_abi::{Error, ExitReason, HANDLE_INVALID, NAME_MAX_BYTES, Rights};
+use wasmtime::Caller;
+
+use super::Call;
+use crate::handles::HandleEntry;
+use crate::kernel::ProcessOptions;
+use crate::objects::Object;
+use crate::runner::{ProcessExit, ThreadContext};
+
+pub(super) fn create(
+    call: &mut Call<'_>,
+    module: u32,
+    name: u32,
+    name_length: u32,
+    out: u32,
+) -> Result<(), Error> {
+    call.memory.check(out, 1, 4)?;
+    let name = call
+        .memory
+        .str(name, name_length, NAME_MAX_BYTES)?
+        .to_string();
+    let mut table = call.process.handles.lock();
+    let module = table
+        .get(module)?
+        .require_typed(Rights::EXECUTE, |entry| entry.module())?
+        .module
+        .clone();
+    if !table.has_room(1) {
+        return Err(Error::NoResources);
+    }
+    let child = call.kernel.new_process(
+        module,
+        ProcessOptions {
+            name,
+            ..Default::default()
+        },
+    );
+    let value = table.insert(HandleEntry::new(
+        Object::Process(child),
+        Rights::PROCESS_DEFAULT,
+    ))?;
+    call.memory.write_u32(out, value)
+}
+
+pub(super) fn start(call: &mut Call<'_>, process: u32, bootstrap: u32) -> Result<(), Error> {
+    let mut table = call.process.handles.lock();
+    let child = table
+        .get(process)?
+        .require_typed(Rights::MANAGE, |entry| entry.process())?
+        .clone();
+    let handed = if bootstrap == HANDLE_INVALID {
+        None
+    } else {
+        if bootstrap == process {
+            return Err(Error::InvalidArgs);
+        }
+        Some(table.get(bootstrap)?.require(Rights::TRANSFER)?.clone())
+    };
+    call.kernel
+        .start_process(&child, handed)
+        .map_err(|(error, _)| error)?;
+    if bootstrap != HANDLE_INVALID {
+        table.remove(bootstrap)?;
+    }
+    Ok(())
+}
+
+pub(super) fn bootstrap(call: &mut Call<'_>, out: u32) -> Result<(), Error> {
+    call.memory.check(out, 1, 4)?;
+    let mut table = call.process.handles.lock();
+    if !table.has_room(1) {
+        return Err(Error::NoResources);
+    }
+    let entry = call.process.take_bootstrap().ok_or(Error::NotFound)?;
+    let value = table.insert(entry)?;
+    call.memory.write_u32(out, value)
+}
+
+pub(super) fn kill(call: &mut Call<'_>, process: u32) -> Result<(), Error> {
+    let target = {
+        let table = call.process.handles.lock();
+        table
+            .get(process)?
+            .require_typed(Rights::MANAGE, |entry| entry.process())?
+            .clone()
+    };
+    target.kill(ExitReason::Killed);
+    Ok(())
+}
+
+/// Unwinds the calling thread with [`ProcessExit`]; the runner turns it into the exit code.
+pub(super) fn exit(_caller: Caller<'_, ThreadContext>, code: i32) -> wasmtime::Result<()> {
+    Err(wasmtime::Error::new(ProcessExit(code)))
+}

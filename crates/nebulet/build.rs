@@ -1,0 +1,96 @@
+//! Builds the apps in `apps/` for wasm32-wasip1 and embeds them as the demo system image.
+//!
+//! The apps are a cargo workspace of their own (they target wasm, the kernel targets the host),
+//! built with a nested `cargo build` into `<target>/wasm-apps`, as wasmtime's test programs are.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip1";
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists");
+    let apps = root.join("apps");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // OUT_DIR is <target>/<profile>/build/<package>/out: build the apps beside the profiles.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .expect("OUT_DIR lies inside the target directory")
+        .join("wasm-apps");
+    for watched in ["apps", "crates/sip", "crates/abi/src"] {
+        println!("cargo::rerun-if-changed={}", root.join(watched).display());
+    }
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(apps.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // Flags meant for the host build must not reach the wasm build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("cannot run cargo to build the apps");
+    if !status.success() {
+        panic!(
+            "building the apps for {TARGET} failed (see above). If the target is missing: \
+             `rustup target add {TARGET}` (rust-toolchain.toml names it)"
+        );
+    }
+
+    let built = target_dir.join(TARGET).join("release");
+    let mut source = String::new();
+    for (constant, folder, what) in [
+        ("APPS", apps.clone(), "The apps of the demo image"),
+        ("TEST_PROGRAMS", apps.join("tests"), "The test programs"),
+    ] {
+        writeln!(
+            source,
+            "/// {what}: (name, wasm bytes).\npub const {constant}: &[(&str, &[u8])] = &["
+        )
+        .expect("writing to a String");
+        for name in app_names(&folder) {
+            let wasm = built.join(format!("{name}.wasm"));
+            assert!(wasm.exists(), "{} was not built", wasm.display());
+            writeln!(
+                source,
+                "    ({name:?}, include_bytes!({:?})),",
+                wasm.display().to_string()
+            )
+            .expect("writing to a String");
+        }
+        source.push_str("];\n");
+    }
+    let manifest = apps.join("image.manifest");
+    writeln!(
+        source,
+        "/// The manifest of the demo image.\npub const MANIFEST: &str = include_str!({:?});",
+        manifest.display().to_string()
+    )
+    .expect("writing to a String");
+    std::fs::write(out_dir.join("image.rs"), source).expect("cannot write image.rs");
+}
+
+/// The programs in a folder of the apps workspace: every sub-folder with a Cargo.toml.
+fn app_names(apps: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(apps) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("Cargo.toml").exists())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}

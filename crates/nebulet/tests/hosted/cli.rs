@@ -1,0 +1,87 @@
+//! The `nebulet` command as a user runs it.
+
+use std::process::Command;
+
+fn nebulet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nebulet"))
+}
+
+fn write_temporary(name: &str, text: &str) -> std::path::PathBuf {
+    let directory = std::env::temp_dir().join(format!("nebulet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn run_exits_with_the_program_exit_code_and_passes_arguments() {
+    let path = write_temporary(
+        "args.wat",
+        r#"(module
+            (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start")
+              (drop (call $sizes (i32.const 0) (i32.const 4)))
+              (call $exit (i32.load (i32.const 0)))))"#,
+    );
+    let output = nebulet()
+        .arg("run")
+        .arg(&path)
+        .args(["--", "one", "two"])
+        .output()
+        .unwrap();
+    // args are the program name and the two arguments.
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+}
+
+#[test]
+fn run_reports_a_module_that_does_not_load_on_one_line() {
+    let path = write_temporary("broken.wat", "(module (func (export \"_start\") i32.add))");
+    let output = nebulet().arg("run").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.starts_with("nebulet: cannot load"), "{stderr}");
+    assert!(stderr.contains("broken.wat"), "{stderr}");
+    let missing = nebulet()
+        .args(["run", "/no/such/file.wasm"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8(missing.stderr)
+            .unwrap()
+            .contains("cannot read /no/such/file.wasm")
+    );
+}
+
+#[test]
+fn run_reports_a_trap_with_the_process_and_its_backtrace() {
+    let path = write_temporary(
+        "trap.wat",
+        "(module (func $deep unreachable) (func (export \"_start\") call $deep))",
+    );
+    let output = nebulet().arg("run").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nebulet: process `trap` trapped:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wasm backtrace: deep"), "{stderr}");
+}
+
+#[test]
+fn the_default_command_boots_the_demo_system() {
+    let output = nebulet().output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("init: all"), "{stdout}");
+}
