@@ -9,14 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
+const THREADS_TARGET: &str = "wasm32-wasip1-threads";
 
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root exists");
+    let root = manifest_dir.join("../..").canonicalize().expect("the repository root exists");
     let apps = root.join("apps");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<package>/out: build the apps beside the profiles.
@@ -29,26 +27,33 @@ fn main() {
         println!("cargo::rerun-if-changed={}", root.join(watched).display());
     }
 
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
-        .arg(apps.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Flags meant for the host build must not reach the wasm build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .status()
-        .expect("cannot run cargo to build the apps");
-    if !status.success() {
-        panic!(
-            "building the apps for {TARGET} failed (see above). If the target is missing: \
-             `rustup target add {TARGET}` (rust-toolchain.toml names it)"
-        );
+    // Apps that use threads say so in `[package.metadata.nebulet] target = "..."`.
+    let programs: Vec<(String, PathBuf)> = app_names(&apps)
+        .into_iter()
+        .map(|name| (name.clone(), apps.join(&name)))
+        .chain(
+            app_names(&apps.join("tests"))
+                .into_iter()
+                .map(|name| (name.clone(), apps.join("tests").join(&name))),
+        )
+        .collect();
+    let threaded: Vec<&str> = programs
+        .iter()
+        .filter(|(_, folder)| {
+            std::fs::read_to_string(folder.join("Cargo.toml"))
+                .is_ok_and(|text| text.contains(THREADS_TARGET))
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut plain = vec!["--workspace".to_string()];
+    plain.extend(threaded.iter().flat_map(|name| ["--exclude".to_string(), name.to_string()]));
+    build(&apps, &target_dir, TARGET, &plain);
+    if !threaded.is_empty() {
+        let packages: Vec<String> =
+            threaded.iter().flat_map(|name| ["-p".to_string(), name.to_string()]).collect();
+        build(&apps, &target_dir, THREADS_TARGET, &packages);
     }
 
-    let built = target_dir.join(TARGET).join("release");
     let mut source = String::new();
     for (constant, folder, what) in [
         ("APPS", apps.clone(), "The apps of the demo image"),
@@ -60,14 +65,11 @@ fn main() {
         )
         .expect("writing to a String");
         for name in app_names(&folder) {
-            let wasm = built.join(format!("{name}.wasm"));
+            let target = if threaded.contains(&name.as_str()) { THREADS_TARGET } else { TARGET };
+            let wasm = target_dir.join(target).join("release").join(format!("{name}.wasm"));
             assert!(wasm.exists(), "{} was not built", wasm.display());
-            writeln!(
-                source,
-                "    ({name:?}, include_bytes!({:?})),",
-                wasm.display().to_string()
-            )
-            .expect("writing to a String");
+            writeln!(source, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string())
+                .expect("writing to a String");
         }
         source.push_str("];\n");
     }
@@ -79,6 +81,29 @@ fn main() {
     )
     .expect("writing to a String");
     std::fs::write(out_dir.join("image.rs"), source).expect("cannot write image.rs");
+}
+
+/// Builds packages of the apps workspace for one target, in release mode.
+fn build(apps: &Path, target_dir: &Path, target: &str, packages: &[String]) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--target", target, "--manifest-path"])
+        .arg(apps.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(packages)
+        // Flags meant for the host build must not reach the wasm build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("cannot run cargo to build the apps");
+    if !status.success() {
+        panic!(
+            "building the apps for {target} failed (see above). If the target is missing: \
+             `rustup target add {target}` (rust-toolchain.toml names it)"
+        );
+    }
 }
 
 /// The programs in a folder of the apps workspace: every sub-folder with a Cargo.toml.

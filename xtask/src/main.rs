@@ -3,6 +3,7 @@
 //! - `cargo xtask apps`: builds the wasm apps (`apps/`) and lists their sizes;
 //! - `cargo xtask test`: runs every test (the README's test command does the same).
 
+#![forbid(unsafe_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -37,14 +38,8 @@ fn cargo() -> Command {
 }
 
 fn run(mut command: Command) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|error| format!("cannot run {command:?}: {error}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{command:?} failed: {status}"))
-    }
+    let status = command.status().map_err(|error| format!("cannot run {command:?}: {error}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{command:?} failed: {status}")) }
 }
 
 fn apps() -> Result<(), String> {
@@ -52,13 +47,7 @@ fn apps() -> Result<(), String> {
     let target_dir = root.join("target/wasm-apps");
     let mut build = cargo();
     build
-        .args([
-            "build",
-            "--release",
-            "--target",
-            WASM_TARGET,
-            "--manifest-path",
-        ])
+        .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
         .arg(root.join("apps/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
@@ -68,16 +57,11 @@ fn apps() -> Result<(), String> {
         .map_err(|error| format!("cannot list {}: {error}", built.display()))?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "wasm")
-        })
+        .filter(|path| path.extension().is_some_and(|extension| extension == "wasm"))
         .collect();
     modules.sort();
     for module in modules {
-        let size = std::fs::metadata(&module)
-            .map_err(|error| error.to_string())?
-            .len();
+        let size = std::fs::metadata(&module).map_err(|error| error.to_string())?.len();
         println!("{:<40} {size:>8} bytes", module.display());
     }
     Ok(())

@@ -47,11 +47,7 @@ fn main() {
     loop {
         let mut items = Vec::with_capacity(1 + clients.len());
         items.push(WaitItem::new(&connections, watch));
-        items.extend(
-            clients
-                .iter()
-                .map(|client| WaitItem::new(&client.channel, watch)),
-        );
+        items.extend(clients.iter().map(|client| WaitItem::new(&client.channel, watch)));
         if let Err(error) = sip::wait_many(&mut items, DEADLINE_INFINITE) {
             fail(&format!("wait_many: {error}"));
         }
@@ -109,10 +105,7 @@ fn accept(
             continue;
         }
         println!("echo: client {id} connected");
-        clients.push(Client {
-            id,
-            channel: Channel::from_handle(handle),
-        });
+        clients.push(Client { id, channel: Channel::from_handle(handle) });
     }
 }
 
@@ -130,15 +123,9 @@ fn serve(client: &Client, message: &mut Message) -> bool {
         }
         let handles = std::mem::take(&mut message.handles);
         let deadline = clock::deadline_after(WRITE_TIMEOUT);
-        if let Err(failed) = client
-            .channel
-            .write_blocking(&message.bytes, handles, deadline)
-        {
+        if let Err(failed) = client.channel.write_blocking(&message.bytes, handles, deadline) {
             if failed.error != Error::PeerClosed {
-                println!(
-                    "echo: client {}: cannot answer: {}",
-                    client.id, failed.error
-                );
+                println!("echo: client {}: cannot answer: {}", client.id, failed.error);
             }
             return false;
         }

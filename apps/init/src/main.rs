@@ -63,17 +63,11 @@ impl Init {
             Err(error) => return Err(error.to_string()),
         };
         let names: Vec<&str> = image.names().collect();
-        println!(
-            "init: image with {} apps: {}",
-            names.len(),
-            names.join(", ")
-        );
+        println!("init: image with {} apps: {}", names.len(), names.join(", "));
         for directive in &directives {
             let (Directive::Service(name) | Directive::Start(name)) = *directive;
             if image.module(name).is_none() {
-                return Err(format!(
-                    "the manifest names {name}, which is not in the image"
-                ));
+                return Err(format!("the manifest names {name}, which is not in the image"));
             }
         }
 
@@ -94,15 +88,9 @@ impl Init {
         self.wait_for_tasks()?;
         self.stop_services();
 
-        let tasks: Vec<&Child> = self
-            .children
-            .iter()
-            .filter(|child| !child.service)
-            .collect();
-        let failed = tasks
-            .iter()
-            .filter(|child| !child.ended.is_some_and(|info| info.succeeded()))
-            .count();
+        let tasks: Vec<&Child> = self.children.iter().filter(|child| !child.service).collect();
+        let failed =
+            tasks.iter().filter(|child| !child.ended.is_some_and(|info| info.succeeded())).count();
         println!("init: all {} tasks done", tasks.len());
         if failed == 0 {
             Ok(0)
@@ -115,15 +103,11 @@ impl Init {
     /// Creates and starts the app `name` with a new channel carrying the image.
     fn spawn(&mut self, image: &Image, name: &str, service: bool) -> Result<(), String> {
         let context = |what: &str, error: Error| format!("cannot start {name}: {what}: {error}");
-        let module: &Module = image
-            .module(name)
-            .ok_or(format!("no app {name} in the image"))?;
+        let module: &Module = image.module(name).ok_or(format!("no app {name} in the image"))?;
         let (ours, theirs) = Channel::create().map_err(|error| context("channel_create", error))?;
         // Queue the whole image before the child runs, so a child that never reads it or exits
         // at once cannot make the sending fail.
-        image
-            .send(&ours)
-            .map_err(|error| context("sending the image", error))?;
+        image.send(&ours).map_err(|error| context("sending the image", error))?;
         let process =
             Process::create(module, name).map_err(|error| context("process_create", error))?;
         process
@@ -213,19 +197,13 @@ impl Init {
 
     /// Kills the services still running and waits for them to end.
     fn stop_services(&mut self) {
-        for child in self
-            .children
-            .iter_mut()
-            .filter(|child| child.service && child.ended.is_none())
+        for child in self.children.iter_mut().filter(|child| child.service && child.ended.is_none())
         {
             if let Err(error) = child.process.kill() {
                 println!("init: cannot kill service {}: {error}", child.name);
                 continue;
             }
-            match child
-                .process
-                .wait_terminated(clock::deadline_after(KILL_TIMEOUT))
-            {
+            match child.process.wait_terminated(clock::deadline_after(KILL_TIMEOUT)) {
                 Ok(info) => {
                     child.ended = Some(info);
                     println!("init: stopped service {}", child.name);

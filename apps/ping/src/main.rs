@@ -52,10 +52,7 @@ fn run() -> Result<(), String> {
             return Err(format!("pong answered {reply} to {number}"));
         }
     }
-    println!(
-        "ping: {ROUND_TRIPS} round trips, mean {} ns",
-        total_ns / ROUND_TRIPS as i64
-    );
+    println!("ping: {ROUND_TRIPS} round trips, mean {} ns", total_ns / ROUND_TRIPS as i64);
 
     use_echo()?;
 
@@ -76,11 +73,7 @@ fn use_echo() -> Result<(), String> {
         service::connect("echo").map_err(|error| format!("cannot connect to echo: {error}"))?;
     for text in ["hello", "from ping", "over a channel"] {
         let reply = echo
-            .call(
-                text.as_bytes(),
-                Vec::new(),
-                clock::deadline_after(ANSWER_TIMEOUT),
-            )
+            .call(text.as_bytes(), Vec::new(), clock::deadline_after(ANSWER_TIMEOUT))
             .map_err(|error| format!("echo: {error}"))?;
         let answer = String::from_utf8_lossy(&reply.bytes);
         if answer != text {
@@ -91,35 +84,18 @@ fn use_echo() -> Result<(), String> {
 
     // A handle makes the round trip too: the object that comes back is the one sent.
     let event = Event::create().map_err(|error| format!("event_create: {error}"))?;
-    let koid = event
-        .as_handle()
-        .info()
-        .map_err(|error| format!("event info: {error}"))?
-        .koid;
-    let sent = event
-        .duplicate(Rights::SAME_RIGHTS)
-        .map_err(|error| format!("duplicate: {error}"))?;
+    let koid = event.as_handle().info().map_err(|error| format!("event info: {error}"))?.koid;
+    let sent =
+        event.duplicate(Rights::SAME_RIGHTS).map_err(|error| format!("duplicate: {error}"))?;
     let reply = echo
-        .call(
-            b"handle",
-            vec![sent.into_handle()],
-            clock::deadline_after(ANSWER_TIMEOUT),
-        )
+        .call(b"handle", vec![sent.into_handle()], clock::deadline_after(ANSWER_TIMEOUT))
         .map_err(|error| format!("echo with a handle: {error}"))?;
     let [back] = reply.handles.as_slice() else {
-        return Err(format!(
-            "echo returned {} handles instead of 1",
-            reply.handles.len()
-        ));
+        return Err(format!("echo returned {} handles instead of 1", reply.handles.len()));
     };
-    let back_koid = back
-        .info()
-        .map_err(|error| format!("returned handle info: {error}"))?
-        .koid;
+    let back_koid = back.info().map_err(|error| format!("returned handle info: {error}"))?.koid;
     if back_koid != koid {
-        return Err(format!(
-            "echo returned object {back_koid} instead of {koid}"
-        ));
+        return Err(format!("echo returned object {back_koid} instead of {koid}"));
     }
     println!("ping: echo returned the event handle (koid {koid})");
     Ok(())

@@ -104,9 +104,8 @@ fn main() {
 fn arguments() -> Result<(u32, u32), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number = |index: usize, default: u32| -> Result<u32, String> {
-        args.get(index).map_or(Ok(default), |text| {
-            text.parse().map_err(|_| format!("not a number: {text:?}"))
-        })
+        args.get(index)
+            .map_or(Ok(default), |text| text.parse().map_err(|_| format!("not a number: {text:?}")))
     };
     if args.len() > 2 {
         return Err(format!("{} arguments, expected at most 2", args.len()));

@@ -42,8 +42,5 @@ fn main() {
 fn decode(bytes: &[u8]) -> Option<(u32, u32)> {
     let bytes: [u8; 8] = bytes.try_into().ok()?;
     let (i, j) = bytes.split_at(4);
-    Some((
-        u32::from_le_bytes(i.try_into().ok()?),
-        u32::from_le_bytes(j.try_into().ok()?),
-    ))
+    Some((u32::from_le_bytes(i.try_into().ok()?), u32::from_le_bytes(j.try_into().ok()?)))
 }

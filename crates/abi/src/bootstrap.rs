@@ -73,10 +73,7 @@ pub fn parse_manifest(
         Some(match (words.next(), words.next(), words.next()) {
             (Some("service"), Some(name), None) => Ok(Directive::Service(name)),
             (Some("start"), Some(name), None) => Ok(Directive::Start(name)),
-            _ => Err(ManifestError {
-                line: index + 1,
-                text: raw,
-            }),
+            _ => Err(ManifestError { line: index + 1, text: raw }),
         })
     })
 }
@@ -91,13 +88,7 @@ mod tests {
         let mut directives = parse_manifest(text);
         assert_eq!(directives.next(), Some(Ok(Directive::Service("echo"))));
         assert_eq!(directives.next(), Some(Ok(Directive::Start("ping"))));
-        assert_eq!(
-            directives.next(),
-            Some(Err(ManifestError {
-                line: 5,
-                text: "bogus line"
-            }))
-        );
+        assert_eq!(directives.next(), Some(Err(ManifestError { line: 5, text: "bogus line" })));
         assert_eq!(directives.next(), None);
     }
 }

@@ -37,50 +37,23 @@ pub struct Call {
 use ValueType::{I32, I64};
 
 const fn status(name: &'static str, params: &'static [(&'static str, ValueType)]) -> Call {
-    Call {
-        name,
-        params,
-        returns: Returns::Status,
-    }
+    Call { name, params, returns: Returns::Status }
 }
 
 /// Every call the kernel provides in the `nebulet` import module.
 pub const CALLS: &[Call] = &[
     status("handle_close", &[("handle", I32)]),
-    status(
-        "handle_duplicate",
-        &[("handle", I32), ("rights", I32), ("out_handle", I32)],
-    ),
-    status(
-        "handle_replace",
-        &[("handle", I32), ("rights", I32), ("out_handle", I32)],
-    ),
+    status("handle_duplicate", &[("handle", I32), ("rights", I32), ("out_handle", I32)]),
+    status("handle_replace", &[("handle", I32), ("rights", I32), ("out_handle", I32)]),
     status(
         "object_wait_one",
-        &[
-            ("handle", I32),
-            ("signals", I32),
-            ("deadline", I64),
-            ("observed_out", I32),
-        ],
+        &[("handle", I32), ("signals", I32), ("deadline", I64), ("observed_out", I32)],
     ),
-    status(
-        "object_wait_many",
-        &[("items", I32), ("count", I32), ("deadline", I64)],
-    ),
-    status(
-        "object_signal",
-        &[("handle", I32), ("clear_mask", I32), ("set_mask", I32)],
-    ),
+    status("object_wait_many", &[("items", I32), ("count", I32), ("deadline", I64)]),
+    status("object_signal", &[("handle", I32), ("clear_mask", I32), ("set_mask", I32)]),
     status(
         "object_get_info",
-        &[
-            ("handle", I32),
-            ("topic", I32),
-            ("buffer", I32),
-            ("length", I32),
-            ("actual_out", I32),
-        ],
+        &[("handle", I32), ("topic", I32), ("buffer", I32), ("length", I32), ("actual_out", I32)],
     ),
     status("channel_create", &[("out0", I32), ("out1", I32)]),
     status(
@@ -109,44 +82,27 @@ pub const CALLS: &[Call] = &[
     status("timer_create", &[("out_handle", I32)]),
     status("timer_set", &[("handle", I32), ("deadline", I64)]),
     status("timer_cancel", &[("handle", I32)]),
-    Call {
-        name: "clock_monotonic",
-        params: &[],
-        returns: Returns::Time,
-    },
+    Call { name: "clock_monotonic", params: &[], returns: Returns::Time },
     status("nanosleep", &[("deadline", I64)]),
-    status(
-        "module_compile",
-        &[("bytes", I32), ("length", I32), ("out_handle", I32)],
-    ),
+    status("module_compile", &[("bytes", I32), ("length", I32), ("out_handle", I32)]),
     status(
         "process_create",
-        &[
-            ("module", I32),
-            ("name", I32),
-            ("name_length", I32),
-            ("out_handle", I32),
-        ],
+        &[("module", I32), ("name", I32), ("name_length", I32), ("out_handle", I32)],
     ),
     status("process_start", &[("process", I32), ("bootstrap", I32)]),
     status("process_bootstrap", &[("out_handle", I32)]),
     status("process_kill", &[("process", I32)]),
-    Call {
-        name: "process_exit",
-        params: &[("code", I32)],
-        returns: Returns::Never,
-    },
+    Call { name: "process_exit", params: &[("code", I32)], returns: Returns::Never },
+    status("thread_yield", &[]),
+    status("futex_wait", &[("address", I32), ("expected", I32), ("deadline", I64)]),
+    status("futex_wake", &[("address", I32), ("count", I32), ("woken_out", I32)]),
+    status("sched_lock", &[]),
+    status("sched_unlock", &[]),
     status("random_fill", &[("buffer", I32), ("length", I32)]),
     status("cprng_fill", &[("buffer", I32), ("length", I32)]),
     status("debug_write", &[("buffer", I32), ("length", I32)]),
-    status(
-        "service_register",
-        &[("name", I32), ("name_length", I32), ("channel", I32)],
-    ),
-    status(
-        "service_connect",
-        &[("name", I32), ("name_length", I32), ("channel", I32)],
-    ),
+    status("service_register", &[("name", I32), ("name_length", I32), ("channel", I32)]),
+    status("service_connect", &[("name", I32), ("name_length", I32), ("channel", I32)]),
 ];
 
 /// The call with this import name.
@@ -162,9 +118,7 @@ mod tests {
     fn names_are_unique() {
         for (index, call) in CALLS.iter().enumerate() {
             assert!(
-                CALLS[index + 1..]
-                    .iter()
-                    .all(|other| other.name != call.name),
+                CALLS[index + 1..].iter().all(|other| other.name != call.name),
                 "{}",
                 call.name
             );

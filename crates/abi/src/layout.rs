@@ -26,11 +26,7 @@ impl InfoBasic {
 
     /// Decodes the guest-memory encoding.
     pub fn from_bytes(bytes: &[u8; Self::SIZE]) -> Self {
-        Self {
-            koid: u64_at(bytes, 0),
-            object_type: u32_at(bytes, 8),
-            rights: u32_at(bytes, 12),
-        }
+        Self { koid: u64_at(bytes, 0), object_type: u32_at(bytes, 8), rights: u32_at(bytes, 12) }
     }
 }
 
@@ -106,11 +102,7 @@ impl WaitItem {
 
     /// Decodes the guest-memory encoding.
     pub fn from_bytes(bytes: &[u8; Self::SIZE]) -> Self {
-        Self {
-            handle: u32_at(bytes, 0),
-            wait_for: u32_at(bytes, 4),
-            pending: u32_at(bytes, 8),
-        }
+        Self { handle: u32_at(bytes, 0), wait_for: u32_at(bytes, 4), pending: u32_at(bytes, 8) }
     }
 }
 
@@ -132,11 +124,7 @@ mod tests {
 
     #[test]
     fn layouts_round_trip() {
-        let basic = InfoBasic {
-            koid: 0x0102_0304_0506_0708,
-            object_type: 5,
-            rights: 0x1ff,
-        };
+        let basic = InfoBasic { koid: 0x0102_0304_0506_0708, object_type: 5, rights: 0x1ff };
         assert_eq!(InfoBasic::from_bytes(&basic.to_bytes()), basic);
         assert_eq!(basic.to_bytes()[0], 0x08, "little-endian");
         let process = InfoProcess {
@@ -148,11 +136,7 @@ mod tests {
             cpu_ns: 99,
         };
         assert_eq!(InfoProcess::from_bytes(&process.to_bytes()), process);
-        let item = WaitItem {
-            handle: 9,
-            wait_for: 1,
-            pending: 4,
-        };
+        let item = WaitItem { handle: 9, wait_for: 1, pending: 4 };
         assert_eq!(WaitItem::from_bytes(&item.to_bytes()), item);
     }
 }

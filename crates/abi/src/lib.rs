@@ -5,6 +5,7 @@
 //! the table of calls with their wasm signatures, and the bootstrap protocol of `init`.
 //! `docs/abi.md` documents the same contract in prose; a test checks the two against each other.
 //! This crate has no dependencies and no `unsafe`, and builds for every target.
+#![forbid(unsafe_code)]
 #![no_std]
 #![deny(missing_docs)]
 

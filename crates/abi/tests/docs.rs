@@ -101,10 +101,7 @@ fn first_table(lines: &[Line<'_>], what: &str) -> Vec<(usize, Vec<String>)> {
         "docs/abi.md line {}: the {what} table lacks its header separator row",
         table[0].0
     );
-    table[2..]
-        .iter()
-        .map(|&(number, line)| (number, cells(line)))
-        .collect()
+    table[2..].iter().map(|&(number, line)| (number, cells(line))).collect()
 }
 
 /// The cells of a table row; `\|` inside a cell is a literal bar.
@@ -194,9 +191,7 @@ fn check_named_values(
     }
     for (name, value) in expected {
         if !seen.contains_key(name) {
-            problems.push(format!(
-                "{what} `{name}` (= {value}) is missing from the table"
-            ));
+            problems.push(format!("{what} `{name}` (= {value}) is missing from the table"));
         }
     }
 }
@@ -229,9 +224,7 @@ fn signature_like(line: &str) -> Option<&str> {
     let inner = line.strip_prefix('`')?.strip_suffix('`')?;
     let (name, rest) = inner.split_once('(')?;
     let is_ident = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     (is_ident && rest.contains(") -> ")).then_some(name)
 }
 
@@ -253,11 +246,8 @@ fn check_call_section(
     body: &[Line<'_>],
     problems: &mut Vec<String>,
 ) {
-    let content: Vec<Line<'_>> = body
-        .iter()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .copied()
-        .collect();
+    let content: Vec<Line<'_>> =
+        body.iter().filter(|(_, line)| !line.trim().is_empty()).copied().collect();
     let name = call.name;
     let expected = signature(call);
     match content.first() {
@@ -265,17 +255,11 @@ fn check_call_section(
             "line {number}: the signature of `{name}` is {} but calls::CALLS gives {expected}",
             line.trim()
         )),
-        None => problems.push(format!(
-            "line {heading_line}: the section of `{name}` is empty"
-        )),
+        None => problems.push(format!("line {heading_line}: the section of `{name}` is empty")),
         Some(_) => {}
     }
 
-    let find = |prefix: &str| {
-        content
-            .iter()
-            .position(|(_, line)| line.starts_with(prefix))
-    };
+    let find = |prefix: &str| content.iter().position(|(_, line)| line.starts_with(prefix));
     let markers =
         ["Arguments:", "Returns:", "Errors:", "Notes:"].map(|marker| (marker, find(marker)));
     let mut positions = [0; 4];
@@ -319,11 +303,7 @@ fn check_call_section(
                 )),
             }
         }
-        let expected: Vec<&str> = call
-            .params
-            .iter()
-            .map(|&(parameter, _)| parameter)
-            .collect();
+        let expected: Vec<&str> = call.params.iter().map(|&(parameter, _)| parameter).collect();
         if documented != expected {
             problems.push(format!(
                 "line {arguments_line}: the arguments of `{name}` explain {documented:?} but calls::CALLS has the parameters {expected:?}"
@@ -384,20 +364,16 @@ fn call_sections_match_the_call_table() {
         }
     }
     for call in CALLS {
-        let matching: Vec<_> = sections
-            .iter()
-            .filter(|((_, title), _)| *title == call.name)
-            .collect();
+        let matching: Vec<_> =
+            sections.iter().filter(|((_, title), _)| *title == call.name).collect();
         match matching.as_slice() {
             [] => problems.push(format!(
                 "call `{}` of calls::CALLS has no `### {}` section",
                 call.name, call.name
             )),
             [((number, _), body)] => check_call_section(call, *number, body, &mut problems),
-            [((number, _), _), ..] => problems.push(format!(
-                "line {number}: call `{}` has more than one section",
-                call.name
-            )),
+            [((number, _), _), ..] => problems
+                .push(format!("line {number}: call `{}` has more than one section", call.name)),
         }
     }
     let documented: Vec<&str> = sections
@@ -405,16 +381,9 @@ fn call_sections_match_the_call_table() {
         .map(|((_, title), _)| *title)
         .filter(|title| nebulet_abi::calls::find(title).is_some())
         .collect();
-    let table: Vec<&str> = CALLS
-        .iter()
-        .map(|call| call.name)
-        .filter(|name| documented.contains(name))
-        .collect();
-    if let Some(position) = documented
-        .iter()
-        .zip(&table)
-        .position(|(doc, crate_)| doc != crate_)
-    {
+    let table: Vec<&str> =
+        CALLS.iter().map(|call| call.name).filter(|name| documented.contains(name)).collect();
+    if let Some(position) = documented.iter().zip(&table).position(|(doc, crate_)| doc != crate_) {
         problems.push(format!(
             "the call sections are out of order: section {} is `{}`, but calls::CALLS has `{}` there",
             position + 1,
@@ -438,9 +407,7 @@ fn call_sections_match_the_call_table() {
                 numbers[0]
             ));
         } else if numbers.len() > 1 {
-            problems.push(format!(
-                "lines {numbers:?}: more than one signature line for `{name}`"
-            ));
+            problems.push(format!("lines {numbers:?}: more than one signature line for `{name}`"));
         }
     }
     report("call sections", &problems);
@@ -479,11 +446,7 @@ fn error_names_exist_and_status_table_matches() {
     let lines = prose_lines(&doc);
     let rows = first_table(&section(&lines, 2, "Status codes"), "status codes");
     let mut expected: Vec<(String, i128)> = vec![("OK".to_owned(), OK.into())];
-    expected.extend(
-        Error::ALL
-            .iter()
-            .map(|error| (error.name().to_owned(), error.code().into())),
-    );
+    expected.extend(Error::ALL.iter().map(|error| (error.name().to_owned(), error.code().into())));
     check_named_values(&rows, &expected, "status code", &mut problems);
     report("status codes", &problems);
 }
@@ -495,10 +458,8 @@ fn rights_and_signals_tables_match() {
     let mut problems = Vec::new();
 
     let rows = first_table(&section(&lines, 2, "Rights"), "rights");
-    let mut expected: Vec<(String, i128)> = Rights::NAMED
-        .iter()
-        .map(|&(name, right)| (name.to_owned(), right.bits().into()))
-        .collect();
+    let mut expected: Vec<(String, i128)> =
+        Rights::NAMED.iter().map(|&(name, right)| (name.to_owned(), right.bits().into())).collect();
     expected.push(("SAME_RIGHTS".to_owned(), Rights::SAME_RIGHTS.bits().into()));
     check_named_values(&rows, &expected, "right", &mut problems);
 
@@ -533,10 +494,9 @@ fn limits_and_constants_match() {
     check_named_values(&rows, &expected, "limit", &mut problems);
 
     let rows = first_table(&section(&lines, 2, "Constants"), "constants");
-    let (module_rows, numeric_rows): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, row)| {
-        row.first()
-            .is_some_and(|name| plain(name) == "IMPORT_MODULE")
-    });
+    let (module_rows, numeric_rows): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|(_, row)| row.first().is_some_and(|name| plain(name) == "IMPORT_MODULE"));
     let expected = vec![
         ("HANDLE_INVALID".to_owned(), HANDLE_INVALID.into()),
         ("DEADLINE_INFINITE".to_owned(), DEADLINE_INFINITE.into()),
@@ -552,18 +512,11 @@ fn limits_and_constants_match() {
         _ => problems.push("the constants table must list `IMPORT_MODULE` once".to_owned()),
     }
 
-    for (prefix, name) in [
-        (MANIFEST_PREFIX, "MANIFEST_PREFIX"),
-        (APP_PREFIX, "APP_PREFIX"),
-    ] {
+    for (prefix, name) in [(MANIFEST_PREFIX, "MANIFEST_PREFIX"), (APP_PREFIX, "APP_PREFIX")] {
         let text = format!("`{}`", String::from_utf8_lossy(prefix));
-        if !section(&lines, 2, "Bootstrap protocol")
-            .iter()
-            .any(|(_, line)| line.contains(&text))
-        {
-            problems.push(format!(
-                "the bootstrap protocol section does not mention {name} as {text}"
-            ));
+        if !section(&lines, 2, "Bootstrap protocol").iter().any(|(_, line)| line.contains(&text)) {
+            problems
+                .push(format!("the bootstrap protocol section does not mention {name} as {text}"));
         }
     }
     report("limits and constants", &problems);
@@ -588,9 +541,8 @@ fn default_rights_match() {
             .filter(|(_, row)| row.first().map(|cell| plain(cell)).as_deref() == Some(kind))
             .collect();
         let [(number, row)] = matching.as_slice() else {
-            problems.push(format!(
-                "the default rights table must have exactly one row for `{kind}`"
-            ));
+            problems
+                .push(format!("the default rights table must have exactly one row for `{kind}`"));
             continue;
         };
         let cell = row.get(2).map_or("", String::as_str);
@@ -625,10 +577,7 @@ fn enumeration_tables_match() {
     let lines = prose_lines(&doc);
     let mut problems = Vec::new();
     let owned = |pairs: &[(&str, u32)]| -> Vec<(String, i128)> {
-        pairs
-            .iter()
-            .map(|&(name, value)| (name.to_owned(), value.into()))
-            .collect()
+        pairs.iter().map(|&(name, value)| (name.to_owned(), value.into())).collect()
     };
 
     let object_types = [
@@ -657,10 +606,7 @@ fn enumeration_tables_match() {
     let rows = first_table(&section(&lines, 2, "Exit reasons"), "exit reasons");
     check_named_values(&rows, &reasons, "exit reason", &mut problems);
 
-    let topics = [
-        ("BASIC", InfoTopic::Basic as u32),
-        ("PROCESS", InfoTopic::Process as u32),
-    ];
+    let topics = [("BASIC", InfoTopic::Basic as u32), ("PROCESS", InfoTopic::Process as u32)];
     let rows = first_table(&section(&lines, 2, "Info topics"), "info topics");
     check_named_values(&rows, &owned(&topics), "info topic", &mut problems);
     for (number, row) in &rows {
@@ -677,10 +623,7 @@ fn enumeration_tables_match() {
             ));
         }
     }
-    report(
-        "object types, process states, exit reasons, info topics",
-        &problems,
-    );
+    report("object types, process states, exit reasons, info topics", &problems);
 }
 
 /// Checks one layout table: rows `offset | size | type | field | meaning` that cover the record
@@ -699,34 +642,25 @@ fn check_layout(
         return;
     };
     let size_text = format!("{size} bytes");
-    if !body
-        .iter()
-        .any(|(_, line)| !line.starts_with('|') && line.contains(&size_text))
-    {
-        problems.push(format!(
-            "the `### {name}` section does not say it is {size_text}"
-        ));
+    if !body.iter().any(|(_, line)| !line.starts_with('|') && line.contains(&size_text)) {
+        problems.push(format!("the `### {name}` section does not say it is {size_text}"));
     }
     let mut next_offset = 0;
     let mut fields = Vec::new();
     for (number, row) in first_table(body, name) {
         let [offset, width, ty, field, ..] = row.as_slice() else {
-            problems.push(format!(
-                "line {number}: a {name} row needs offset, size, type and field"
-            ));
+            problems
+                .push(format!("line {number}: a {name} row needs offset, size, type and field"));
             continue;
         };
         let field = plain(field);
         let (Some(offset), Some(width)) = (parse_number(offset), parse_number(width)) else {
-            problems.push(format!(
-                "line {number}: cannot read the offset and size of {name}.{field}"
-            ));
+            problems
+                .push(format!("line {number}: cannot read the offset and size of {name}.{field}"));
             continue;
         };
         let (Ok(offset), Ok(width)) = (usize::try_from(offset), usize::try_from(width)) else {
-            problems.push(format!(
-                "line {number}: bad offset or size of {name}.{field}"
-            ));
+            problems.push(format!("line {number}: bad offset or size of {name}.{field}"));
             continue;
         };
         if offset != next_offset {
@@ -737,9 +671,7 @@ fn check_layout(
             "u32" | "i32" => 4,
             "u64" | "i64" => 8,
             other => {
-                problems.push(format!(
-                    "line {number}: unknown type `{other}` of {name}.{field}"
-                ));
+                problems.push(format!("line {number}: unknown type `{other}` of {name}.{field}"));
                 continue;
             }
         };
@@ -759,20 +691,15 @@ fn check_layout(
                 let mut word = [0u8; 8];
                 word[..width].copy_from_slice(slice);
                 let found = u64::from_le_bytes(word);
-                let expected = if width == 4 {
-                    expected & 0xffff_ffff
-                } else {
-                    expected
-                };
+                let expected = if width == 4 { expected & 0xffff_ffff } else { expected };
                 if found != expected {
                     problems.push(format!(
                         "line {number}: {name}.{field} is not at offset {offset} (size {width}) in {name}::to_bytes"
                     ));
                 }
             }
-            None => problems.push(format!(
-                "line {number}: {name}.{field} lies past the record's {size} bytes"
-            )),
+            None => problems
+                .push(format!("line {number}: {name}.{field} lies past the record's {size} bytes")),
         }
     }
     if next_offset != size {
@@ -796,10 +723,8 @@ fn check_layout(
         "wait_for",
         "pending",
     ];
-    let expected_count = all_fields_known
-        .iter()
-        .filter(|field| field_value(field).is_some())
-        .count();
+    let expected_count =
+        all_fields_known.iter().filter(|field| field_value(field).is_some()).count();
     if fields.len() != expected_count {
         problems.push(format!(
             "the {name} table lists the fields {fields:?}; the struct has {expected_count}"
@@ -815,11 +740,8 @@ fn layouts_match() {
     let mut problems = Vec::new();
 
     // Distinct values in every byte, so a field at the wrong offset cannot match by chance.
-    let basic = InfoBasic {
-        koid: 0x0102_0304_0506_0708,
-        object_type: 0x1112_1314,
-        rights: 0x2122_2324,
-    };
+    let basic =
+        InfoBasic { koid: 0x0102_0304_0506_0708, object_type: 0x1112_1314, rights: 0x2122_2324 };
     check_layout(
         &structures,
         "InfoBasic",
@@ -859,11 +781,7 @@ fn layouts_match() {
         &mut problems,
     );
 
-    let item = WaitItem {
-        handle: 0x8182_8384,
-        wait_for: 0x9192_9394,
-        pending: 0xa1a2_a3a4,
-    };
+    let item = WaitItem { handle: 0x8182_8384, wait_for: 0x9192_9394, pending: 0xa1a2_a3a4 };
     check_layout(
         &structures,
         "WaitItem",

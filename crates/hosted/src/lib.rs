@@ -30,10 +30,7 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Emulator")
-            .field("kernel", &self.kernel)
-            .finish_non_exhaustive()
+        formatter.debug_struct("Emulator").field("kernel", &self.kernel).finish_non_exhaustive()
     }
 }
 
@@ -41,6 +38,8 @@ impl std::fmt::Debug for Emulator {
 pub fn engine_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
+    config.wasm_threads(true);
+    config.shared_memory(true);
     config
 }
 
@@ -66,12 +65,7 @@ impl Emulator {
                 }
             })
             .map_err(wasmtime::Error::new)?;
-        Ok(Self {
-            runtime,
-            kernel,
-            ticker_stop,
-            ticker: Some(ticker),
-        })
+        Ok(Self { runtime, kernel, ticker_stop, ticker: Some(ticker) })
     }
 
     /// The kernel.

@@ -26,11 +26,7 @@ pub struct HostedPlatform {
 impl HostedPlatform {
     /// A platform that runs tasks on `runtime` and writes to `console`.
     pub fn new(runtime: tokio::runtime::Handle, console: Console) -> Self {
-        Self {
-            start: Instant::now(),
-            runtime,
-            console,
-        }
+        Self { start: Instant::now(), runtime, console }
     }
 }
 
@@ -42,9 +38,7 @@ impl Platform for HostedPlatform {
     fn realtime(&self) -> i64 {
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| {
-                i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
-            })
+            .map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
     }
 
     fn sleep_until(&self, deadline: i64) -> BoxFuture<()> {
@@ -86,7 +80,11 @@ impl Platform for HostedPlatform {
         engine: &wasmtime::Engine,
         bytes: &[u8],
     ) -> Result<wasmtime::Module, CompileError> {
-        wasmtime::Module::new(engine, bytes)
+        // Text is a hosted convenience; the kernel's rewrite of atomic waits works on binaries.
+        let binary =
+            wat::parse_bytes(bytes).map_err(|error| CompileError::Invalid(error.to_string()))?;
+        let prepared = nebulet_kernel::prepare_module(&binary).map_err(CompileError::Invalid)?;
+        wasmtime::Module::new(engine, &prepared)
             .map_err(|error| CompileError::Invalid(format!("{error:#}")))
     }
 }

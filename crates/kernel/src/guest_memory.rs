@@ -1,10 +1,15 @@
 //! Guest memory: the one place where the kernel reads and writes a process's linear memory.
 //!
+//! It is also the one module of the kernel core with `unsafe`: the memory of a threaded process
+//! is a wasmtime `SharedMemory`, handed out as `UnsafeCell` bytes; see [`GuestMemory::shared`].
+//!
 //! Every guest pointer is an allegation until checked here against the caller's own memory:
 //! a pointer/length pair that does not lie entirely inside it is `ERR_INVALID_ARGS`. Checks use
 //! 64-bit arithmetic, so no pointer plus length can wrap around.
 
 use alloc::vec::Vec;
+#[cfg(feature = "threads")]
+use core::cell::UnsafeCell;
 
 use nebulet_abi::Error;
 
@@ -16,6 +21,21 @@ pub(crate) struct GuestMemory<'a> {
 
 impl<'a> GuestMemory<'a> {
     pub(crate) fn new(bytes: &'a mut [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// The memory of a process whose threads share it, for the length of one system call.
+    #[cfg(feature = "threads")]
+    #[expect(unsafe_code, reason = "shared wasm memory is only reachable as UnsafeCell bytes")]
+    pub(crate) fn shared(cells: &'a [UnsafeCell<u8>]) -> Self {
+        let start = UnsafeCell::raw_get(cells.as_ptr());
+        // SAFETY: `cells` is the process's shared linear memory, valid for `cells.len()` bytes for
+        // 'a (wasmtime never moves or shrinks a shared memory). Nothing else reads or writes those
+        // bytes during 'a: only the process's own threads and the kernel on their behalf touch
+        // them, and all of them run on the process's one task, which is inside this system call
+        // (threads are coroutines: no wasm of the process runs during a host call of it). So
+        // this is the only reference to the bytes while it lives, as `&mut` requires.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(start, cells.len()) };
         Self { bytes }
     }
 
@@ -31,17 +51,12 @@ impl<'a> GuestMemory<'a> {
 
     /// Fails unless `count` items of `size` bytes at `pointer` lie inside the memory.
     pub(crate) fn check(&self, pointer: u32, count: u32, size: u32) -> Result<(), Error> {
-        self.range(pointer, u64::from(count) * u64::from(size))
-            .map(drop)
+        self.range(pointer, u64::from(count) * u64::from(size)).map(drop)
     }
 
     /// Fails unless an out-pointer for a `u32` is inside memory; 0 means "not wanted" and passes.
     pub(crate) fn check_optional(&self, pointer: u32, size: u32) -> Result<(), Error> {
-        if pointer == 0 {
-            Ok(())
-        } else {
-            self.check(pointer, 1, size)
-        }
+        if pointer == 0 { Ok(()) } else { self.check(pointer, 1, size) }
     }
 
     pub(crate) fn slice(&self, pointer: u32, length: u32) -> Result<&[u8], Error> {
@@ -80,11 +95,7 @@ impl<'a> GuestMemory<'a> {
 
     /// Writes a `u32` unless the pointer is 0 ("not wanted").
     pub(crate) fn write_optional_u32(&mut self, pointer: u32, value: u32) -> Result<(), Error> {
-        if pointer == 0 {
-            Ok(())
-        } else {
-            self.write_u32(pointer, value)
-        }
+        if pointer == 0 { Ok(()) } else { self.write_u32(pointer, value) }
     }
 
     /// A UTF-8 string of at most `max` bytes: too long is `ERR_OUT_OF_RANGE`, not UTF-8 is
@@ -133,10 +144,6 @@ mod tests {
         assert_eq!(memory.str(0, 8, 64), Err(Error::InvalidArgs));
         assert_eq!(memory.str(0, 7, 3), Err(Error::OutOfRange));
         assert_eq!(memory.str(4, 8, 64), Err(Error::InvalidArgs));
-        assert_eq!(
-            memory.str(4, 80, 64),
-            Err(Error::OutOfRange),
-            "the limit is checked first"
-        );
+        assert_eq!(memory.str(4, 80, 64), Err(Error::OutOfRange), "the limit is checked first");
     }
 }

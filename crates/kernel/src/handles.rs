@@ -31,11 +31,7 @@ impl HandleEntry {
 
     /// Fails with `ERR_ACCESS_DENIED` unless the handle has every right of `needed`.
     pub(crate) fn require(&self, needed: Rights) -> Result<&Self, Error> {
-        if self.rights.contains(needed) {
-            Ok(self)
-        } else {
-            Err(Error::AccessDenied)
-        }
+        if self.rights.contains(needed) { Ok(self) } else { Err(Error::AccessDenied) }
     }
 
     /// The typed object (`ERR_WRONG_TYPE` first), if the handle has the rights (then
@@ -80,11 +76,7 @@ pub(crate) struct HandleTable {
 
 impl HandleTable {
     pub(crate) fn new(seed: [u8; 32], limit: usize) -> Self {
-        Self {
-            entries: BTreeMap::new(),
-            values: ChaCha8Rng::from_seed(seed),
-            limit,
-        }
+        Self { entries: BTreeMap::new(), values: ChaCha8Rng::from_seed(seed), limit }
     }
 
     /// Whether `count` more handles fit under the limit.
@@ -127,10 +119,7 @@ impl HandleTable {
     /// How many handles refer to objects of this type (for tests and accounting).
     #[cfg(test)]
     pub(crate) fn count_of(&self, object_type: ObjectType) -> usize {
-        self.entries
-            .values()
-            .filter(|entry| entry.object.object_type() == object_type)
-            .count()
+        self.entries.values().filter(|entry| entry.object.object_type() == object_type).count()
     }
 }
 
@@ -174,9 +163,6 @@ mod tests {
         assert!(matches!(entry.object, Object::Event(_)));
         assert_eq!(entry.channel().unwrap_err(), Error::WrongType);
         assert!(entry.require(Rights::SIGNAL | Rights::WAIT).is_ok());
-        assert_eq!(
-            entry.require(Rights::WRITE).unwrap_err(),
-            Error::AccessDenied
-        );
+        assert_eq!(entry.require(Rights::WRITE).unwrap_err(), Error::AccessDenied);
     }
 }

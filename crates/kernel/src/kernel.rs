@@ -36,6 +36,8 @@ pub struct Kernel {
     pub(crate) services: spin::Mutex<BTreeMap<String, Arc<Endpoint>>>,
     pub(crate) random: FastRandom,
     live_processes: AtomicUsize,
+    /// Thread stores alive (each thread of each process has one).
+    pub(crate) live_threads: AtomicUsize,
 }
 
 impl core::fmt::Debug for Kernel {
@@ -63,6 +65,7 @@ impl Kernel {
             services: spin::Mutex::new(BTreeMap::new()),
             random,
             live_processes: AtomicUsize::new(0),
+            live_threads: AtomicUsize::new(0),
         }))
     }
 
@@ -81,6 +84,11 @@ impl Kernel {
         self.live_processes.load(Ordering::Relaxed)
     }
 
+    /// How many thread stores exist (each holds an instance): for leak checks.
+    pub fn live_threads(&self) -> usize {
+        self.live_threads.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn new_process(
         &self,
         module: wasmtime::Module,
@@ -90,13 +98,7 @@ impl Kernel {
         args.push(options.name.clone());
         args.extend(options.args);
         let handles = HandleTable::new(self.random.seed(), DEFAULT_HANDLE_LIMIT);
-        Arc::new(Process::new(
-            options.name,
-            module,
-            args,
-            options.environment,
-            handles,
-        ))
+        Arc::new(Process::new(options.name, module, args, options.environment, handles))
     }
 
     /// Starts a created process's task with its bootstrap handle.
@@ -107,8 +109,7 @@ impl Kernel {
     ) -> Result<(), (Error, Option<HandleEntry>)> {
         process.mark_started(bootstrap)?;
         self.live_processes.fetch_add(1, Ordering::Relaxed);
-        self.platform
-            .spawn(Box::pin(runner::run(self.clone(), process.clone())));
+        self.platform.spawn(Box::pin(runner::run(self.clone(), process.clone())));
         Ok(())
     }
 
@@ -138,14 +139,9 @@ impl Kernel {
     ) -> Result<ProcessRef, Error> {
         let (kernel_end, init_end) = Endpoint::create();
         let send = |bytes: Vec<u8>, handles: Vec<HandleEntry>| {
-            kernel_end
-                .write(Message { bytes, handles })
-                .map_err(|(error, _)| error)
+            kernel_end.write(Message { bytes, handles }).map_err(|(error, _)| error)
         };
-        send(
-            [bootstrap::MANIFEST_PREFIX, manifest.as_bytes()].concat(),
-            Vec::new(),
-        )?;
+        send([bootstrap::MANIFEST_PREFIX, manifest.as_bytes()].concat(), Vec::new())?;
         for (name, module) in apps {
             let object =
                 Object::Module(Arc::new(crate::objects::module::ModuleObject::new(module)));
@@ -156,16 +152,10 @@ impl Kernel {
         }
         send(bootstrap::END.to_vec(), Vec::new())?;
         drop(kernel_end);
-        let process = self.new_process(
-            init,
-            ProcessOptions {
-                name: "init".to_string(),
-                ..Default::default()
-            },
-        );
+        let process = self
+            .new_process(init, ProcessOptions { name: "init".to_string(), ..Default::default() });
         let bootstrap = HandleEntry::new(Object::Channel(init_end), Rights::CHANNEL_DEFAULT);
-        self.start_process(&process, Some(bootstrap))
-            .map_err(|(error, _)| error)?;
+        self.start_process(&process, Some(bootstrap)).map_err(|(error, _)| error)?;
         Ok(ProcessRef { process })
     }
 }

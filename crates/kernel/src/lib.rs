@@ -6,9 +6,12 @@
 //! Processes are wasm modules run by wasmtime; each process is one async task, and system calls
 //! are host functions that look blocking to the program but suspend only its task.
 #![no_std]
+// `unsafe` is denied by the workspace; only `guest_memory` has an `expect` for it.
 
 extern crate alloc;
 
+mod atomics;
+mod futex;
 mod guest_memory;
 mod handles;
 mod kernel;
@@ -17,9 +20,11 @@ mod platform;
 mod random;
 mod runner;
 mod syscalls;
+mod threads;
 mod wait;
 mod wasi;
 
+pub use atomics::prepare_module;
 pub use kernel::{Kernel, ProcessOptions};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use platform::{BoxFuture, CompileError, Platform};

@@ -39,6 +39,8 @@ pub trait Platform: Send + Sync + 'static {
     fn spawn(&self, task: BoxFuture<()>);
 
     /// Validates and compiles wasm bytes (or text, where the platform accepts it) into a module.
+    /// The binary must go through [`crate::prepare_module`] first (the rewrite of atomic waits
+    /// that threads need).
     fn compile_module(
         &self,
         engine: &wasmtime::Engine,

@@ -12,9 +12,7 @@ pub(crate) struct FastRandom {
 
 impl FastRandom {
     pub(crate) fn new(platform: &dyn Platform) -> Self {
-        Self {
-            generator: spin::Mutex::new(ChaCha8Rng::from_seed(seed(platform))),
-        }
+        Self { generator: spin::Mutex::new(ChaCha8Rng::from_seed(seed(platform))) }
     }
 
     pub(crate) fn fill(&self, buffer: &mut [u8]) {

@@ -13,13 +13,47 @@ use nebulet_abi::ExitReason;
 
 use crate::kernel::Kernel;
 use crate::objects::process::{ExitStatus, Process};
+use crate::threads::{Scheduler, ThreadEnd, ThreadFuture};
 
 /// The data of one thread's wasmtime store: who is calling, and where its memory is.
 pub(crate) struct ThreadContext {
     pub(crate) kernel: Arc<Kernel>,
     pub(crate) process: Arc<Process>,
-    pub(crate) memory: Option<wasmtime::Memory>,
+    /// 0 for the main thread; the wasi-threads id for the others.
+    pub(crate) thread: u32,
+    pub(crate) memory: Option<ProcessMemory>,
     accounting: MemoryAccounting,
+}
+
+impl Drop for ThreadContext {
+    fn drop(&mut self) {
+        self.kernel.live_threads.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A process's linear memory: its own (single-threaded), or shared by its threads.
+#[derive(Clone)]
+pub(crate) enum ProcessMemory {
+    Own(wasmtime::Memory),
+    #[cfg(feature = "threads")]
+    Shared(wasmtime::SharedMemory),
+}
+
+/// What a new thread of a threaded process needs: the shared memory and a linker defining it.
+#[cfg(feature = "threads")]
+pub(crate) struct ThreadEnvironment {
+    pub(crate) memory: wasmtime::SharedMemory,
+    pub(crate) linker: wasmtime::Linker<ThreadContext>,
+}
+
+#[cfg(feature = "threads")]
+impl core::fmt::Debug for ThreadEnvironment {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter
+            .debug_struct("ThreadEnvironment")
+            .field("memory_bytes", &self.memory.data_size())
+            .finish()
+    }
 }
 
 /// The error a thread unwinds with when its process exits on purpose.
@@ -46,9 +80,7 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.process
-            .memory_bytes
-            .store(desired as u64, Ordering::Relaxed);
+        self.process.memory_bytes.store(desired as u64, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -62,63 +94,139 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
     }
 }
 
-/// The task of one process: runs it until it ends or is killed, then closes what it held.
+/// The task of one process: runs its threads until it ends or is killed, then closes what it
+/// held.
 pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     let platform = kernel.platform.clone();
-    let mut main = Box::pin(run_main(kernel.clone(), process.clone()));
+    let main: ThreadFuture = Box::pin(main_thread(kernel.clone(), process.clone()));
+    let mut scheduler = Scheduler::new(&process.threads, main);
     let status = poll_fn(|context| {
         if let Some(reason) = process.poll_kill(context.waker()) {
             return Poll::Ready(ExitStatus::ended(reason, None));
         }
         let start = platform.now();
-        let poll = main.as_mut().poll(context);
+        let poll = scheduler.poll(&process.threads, context);
         let spent = platform.now().saturating_sub(start);
         process.cpu_ns.fetch_add(spent as u64, Ordering::Relaxed);
         poll
     })
     .await;
-    // Dropping the call unwinds a suspended fiber and frees the store and instance.
-    drop(main);
+    // Dropping the threads unwinds their suspended fibers and frees their stores and instances.
+    drop(scheduler);
     // Counted out before TERMINATED is asserted, so whoever sees the end sees the count too.
     kernel.process_ended();
     process.finish(status);
 }
 
-async fn run_main(kernel: Arc<Kernel>, process: Arc<Process>) -> ExitStatus {
-    let accounting = MemoryAccounting {
-        process: process.clone(),
-    };
+fn new_store(
+    kernel: &Arc<Kernel>,
+    process: &Arc<Process>,
+    thread: u32,
+    memory: Option<ProcessMemory>,
+) -> wasmtime::Store<ThreadContext> {
+    let accounting = MemoryAccounting { process: process.clone() };
+    kernel.live_threads.fetch_add(1, Ordering::Relaxed);
     let context = ThreadContext {
         kernel: kernel.clone(),
         process: process.clone(),
-        memory: None,
+        thread,
+        memory,
         accounting,
     };
     let mut store = wasmtime::Store::new(&kernel.engine, context);
     store.limiter(|context| &mut context.accounting);
     store.epoch_deadline_async_yield_and_update(1);
-    let instance = match kernel
-        .linker
-        .instantiate_async(&mut store, &process.module)
-        .await
-    {
-        Ok(instance) => instance,
-        Err(error) => return ending(error, "cannot start"),
+    store
+}
+
+/// The shared memory a module imports, if it is threaded: `(module, name, type)`.
+fn shared_memory_import(
+    module: &wasmtime::Module,
+) -> Option<(String, String, wasmtime::MemoryType)> {
+    module.imports().find_map(|import| match import.ty() {
+        wasmtime::ExternType::Memory(memory) if memory.is_shared() => {
+            Some((import.module().to_string(), import.name().to_string(), memory))
+        }
+        _ => None,
+    })
+}
+
+async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
+    let mut store = new_store(&kernel, &process, 0, None);
+    let instance = match shared_memory_import(&process.module) {
+        #[cfg(feature = "threads")]
+        Some((module, name, memory_type)) => {
+            let memory = match wasmtime::SharedMemory::new(&kernel.engine, memory_type) {
+                Ok(memory) => memory,
+                Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
+            };
+            let mut linker = kernel.linker.clone();
+            if let Err(error) = linker.define(&store, &module, &name, memory.clone()) {
+                return ThreadEnd::Process(ending(error, "cannot start"));
+            }
+            store.data_mut().memory = Some(ProcessMemory::Shared(memory.clone()));
+            let environment =
+                process.thread_environment.call_once(|| ThreadEnvironment { memory, linker });
+            environment.linker.instantiate_async(&mut store, &process.module).await
+        }
+        #[cfg(not(feature = "threads"))]
+        Some(_) => {
+            let message = "cannot start: this platform runs no threaded modules (shared memory)";
+            return ThreadEnd::Process(ExitStatus::ended(
+                ExitReason::Trapped,
+                Some(message.into()),
+            ));
+        }
+        None => kernel.linker.instantiate_async(&mut store, &process.module).await,
     };
-    let memory = instance.get_memory(&mut store, "memory");
-    if let Some(memory) = memory {
-        process
-            .memory_bytes
-            .store(memory.data_size(&store) as u64, Ordering::Relaxed);
+    let instance = match instance {
+        Ok(instance) => instance,
+        Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
+    };
+    if store.data().memory.is_none() {
+        let memory = instance.get_memory(&mut store, "memory");
+        if let Some(memory) = memory {
+            process.memory_bytes.store(memory.data_size(&store) as u64, Ordering::Relaxed);
+        }
+        store.data_mut().memory = memory.map(ProcessMemory::Own);
     }
-    store.data_mut().memory = memory;
     let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
         Ok(start) => start,
-        Err(error) => return ending(error, "cannot start"),
+        Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
     };
-    match start.call_async(&mut store, ()).await {
+    ThreadEnd::Process(match start.call_async(&mut store, ()).await {
         Ok(()) => ExitStatus::exited(0),
         Err(error) => ending(error, "trapped"),
+    })
+}
+
+/// A thread started by `thread-spawn`: runs `wasi_thread_start(id, argument)`.
+#[cfg(feature = "threads")]
+pub(crate) async fn spawned_thread(
+    kernel: Arc<Kernel>,
+    process: Arc<Process>,
+    id: u32,
+    argument: i32,
+) -> ThreadEnd {
+    let Some(environment) = process.thread_environment.get() else {
+        return ThreadEnd::Process(ExitStatus::ended(
+            ExitReason::Trapped,
+            Some("thread without shared memory".into()),
+        ));
+    };
+    let memory = Some(ProcessMemory::Shared(environment.memory.clone()));
+    let mut store = new_store(&kernel, &process, id, memory);
+    let instance = match environment.linker.instantiate_async(&mut store, &process.module).await {
+        Ok(instance) => instance,
+        Err(error) => return ThreadEnd::Process(ending(error, "cannot start a thread")),
+    };
+    let start = match instance.get_typed_func::<(i32, i32), ()>(&mut store, "wasi_thread_start") {
+        Ok(start) => start,
+        Err(error) => return ThreadEnd::Process(ending(error, "cannot start a thread")),
+    };
+    match start.call_async(&mut store, (id as i32, argument)).await {
+        Ok(()) => ThreadEnd::Returned,
+        Err(error) => ThreadEnd::Process(ending(error, "trapped")),
     }
 }
 

@@ -104,29 +104,30 @@ impl Deadline {
 }
 
 /// Waits until one of `objects[i]` asserts any signal of `masks[i]`, or the deadline passes.
-/// Returns the signals of every object when it returned, and `ERR_TIMED_OUT` at the deadline.
+/// Returns the signals of every object when it returned, and `ERR_TIMED_OUT` at the deadline;
+/// `ERR_CANCELED` once `held()` says the waiter no longer holds its handles (closing a handle
+/// wakes its object's waiters, so they look).
 pub(crate) async fn wait_many(
     platform: &dyn Platform,
     objects: &[(Object, Signals)],
     deadline: i64,
+    held: impl Fn() -> bool,
 ) -> (Result<(), Error>, Vec<Signals>) {
     let mut deadline = Deadline::new(platform, deadline);
-    let mut registered: Option<Waker> = None;
+    // Leaves the queues however the wait ends, also when a killed process drops it.
+    let mut registration = Registration { objects, waker: None };
     let result = poll_fn(|context| {
-        if registered
-            .as_ref()
-            .is_none_or(|waker| !waker.will_wake(context.waker()))
-        {
-            registered = Some(context.waker().clone());
+        if registration.waker.as_ref().is_none_or(|waker| !waker.will_wake(context.waker())) {
+            registration.waker = Some(context.waker().clone());
         }
         // Register before looking, so a signal raised in between still wakes this task.
         for (object, _) in objects {
             object.wait_queue().register(context.waker());
         }
-        if objects
-            .iter()
-            .any(|(object, mask)| object.signals().intersects(*mask))
-        {
+        if !held() {
+            return Poll::Ready(Err(Error::Canceled));
+        }
+        if objects.iter().any(|(object, mask)| object.signals().intersects(*mask)) {
             return Poll::Ready(Ok(()));
         }
         if deadline.poll_passed(context) {
@@ -135,22 +136,42 @@ pub(crate) async fn wait_many(
         Poll::Pending
     })
     .await;
-    if let Some(waker) = registered {
-        for (object, _) in objects {
-            object.wait_queue().unregister(&waker);
-        }
-    }
+    drop(registration);
     let observed = objects.iter().map(|(object, _)| object.signals()).collect();
     (result, observed)
+}
+
+struct Registration<'a> {
+    objects: &'a [(Object, Signals)],
+    waker: Option<Waker>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Some(waker) = &self.waker {
+            for (object, _) in self.objects {
+                object.wait_queue().unregister(waker);
+            }
+        }
+    }
 }
 
 /// Sleeps until the deadline.
 pub(crate) async fn sleep_until(platform: &dyn Platform, deadline: i64) {
     let mut deadline = Deadline::new(platform, deadline);
+    poll_fn(|context| if deadline.poll_passed(context) { Poll::Ready(()) } else { Poll::Pending })
+        .await
+}
+
+/// Returns `Pending` once (waking itself at once), so the other threads and tasks get a turn.
+pub(crate) async fn yield_once() {
+    let mut yielded = false;
     poll_fn(|context| {
-        if deadline.poll_passed(context) {
+        if yielded {
             Poll::Ready(())
         } else {
+            yielded = true;
+            context.waker().wake_by_ref();
             Poll::Pending
         }
     })

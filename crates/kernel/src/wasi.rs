@@ -7,8 +7,6 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::future::poll_fn;
-use core::task::Poll;
 
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 
@@ -83,13 +81,8 @@ const NOT_YET: &[(&str, &str)] = &[
 
 pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
     for (name, params) in NOT_YET {
-        let params = params.chars().map(|kind| {
-            if kind == 'I' {
-                ValType::I64
-            } else {
-                ValType::I32
-            }
-        });
+        let params =
+            params.chars().map(|kind| if kind == 'I' { ValType::I64 } else { ValType::I32 });
         let ty = FuncType::new(linker.engine(), params, [ValType::I32]);
         linker.func_new(
             MODULE,
@@ -182,9 +175,7 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
          iovs: u32,
          iov_count: u32,
          written_out: u32| {
-            errno(with_call(&mut caller, |call| {
-                fd_write(call, fd, iovs, iov_count, written_out)
-            }))
+            errno(with_call(&mut caller, |call| fd_write(call, fd, iovs, iov_count, written_out)))
         },
     )?;
     linker.func_wrap(
@@ -224,7 +215,7 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         "sched_yield",
         |_caller: Caller<'_, ThreadContext>, (): ()| {
             Box::new(async move {
-                yield_once().await;
+                crate::wait::yield_once().await;
                 0i32
             })
         },
@@ -246,10 +237,7 @@ fn clock_now(call: &Call<'_>, clock: u32) -> Result<u64, Errno> {
     let now = match clock {
         0 => call.kernel.platform.realtime(),
         1 => call.kernel.platform.now(),
-        2 | 3 => call
-            .process
-            .cpu_ns
-            .load(core::sync::atomic::Ordering::Relaxed) as i64,
+        2 | 3 => call.process.cpu_ns.load(core::sync::atomic::Ordering::Relaxed) as i64,
         _ => return Err(Errno::Inval),
     };
     Ok(now.max(0) as u64)
@@ -299,30 +287,13 @@ fn fd_write(
         return Err(Errno::Badf);
     }
     call.memory.check(written_out, 1, 4)?;
-    let vectors = call
-        .memory
-        .read_u32s(iovs, iov_count.checked_mul(2).ok_or(Errno::Inval)?)?;
+    let vectors = call.memory.read_u32s(iovs, iov_count.checked_mul(2).ok_or(Errno::Inval)?)?;
     let mut bytes = Vec::new();
     for pair in vectors.chunks_exact(2) {
         bytes.extend_from_slice(call.memory.slice(pair[0], pair[1])?);
     }
     call.kernel.platform.console_write(&bytes);
     Ok(call.memory.write_u32(written_out, bytes.len() as u32)?)
-}
-
-/// Returns `Pending` once (waking itself), so other tasks run.
-async fn yield_once() {
-    let mut yielded = false;
-    poll_fn(|context| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            context.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 const SUBSCRIPTION_SIZE: u32 = 48;
@@ -351,10 +322,7 @@ async fn poll_oneoff(
         call.memory.check(events_out, 1, 4)?;
         let raw = call
             .memory
-            .slice(
-                subscriptions,
-                count.checked_mul(SUBSCRIPTION_SIZE).ok_or(Errno::Inval)?,
-            )?
+            .slice(subscriptions, count.checked_mul(SUBSCRIPTION_SIZE).ok_or(Errno::Inval)?)?
             .to_vec();
         let now = call.kernel.platform.now();
         let mut clocks = Vec::new();
@@ -375,11 +343,7 @@ async fn poll_oneoff(
                 };
                 clocks.push((userdata, deadline));
             } else {
-                immediate.push(Ready {
-                    userdata,
-                    kind,
-                    error: Errno::Notsup as u16,
-                });
+                immediate.push(Ready { userdata, kind, error: Errno::Notsup as u16 });
             }
         }
         Ok((clocks, immediate))
@@ -387,20 +351,16 @@ async fn poll_oneoff(
     let mut ready = immediate;
     if ready.is_empty() {
         let platform = caller.data().kernel.platform.clone();
-        let earliest = clocks
-            .iter()
-            .map(|(_, deadline)| *deadline)
-            .min()
-            .unwrap_or(i64::MAX);
+        let earliest = clocks.iter().map(|(_, deadline)| *deadline).min().unwrap_or(i64::MAX);
         crate::wait::sleep_until(&*platform, earliest).await;
         let now = platform.now();
-        ready.extend(clocks.iter().filter(|(_, deadline)| *deadline <= now).map(
-            |(userdata, _)| Ready {
+        ready.extend(
+            clocks.iter().filter(|(_, deadline)| *deadline <= now).map(|(userdata, _)| Ready {
                 userdata: *userdata,
                 kind: 0,
                 error: 0,
-            },
-        ));
+            }),
+        );
     }
     with_call(caller, |call| -> Result<(), Errno> {
         for (index, event) in ready.iter().enumerate() {
@@ -408,8 +368,7 @@ async fn poll_oneoff(
             record[0..8].copy_from_slice(&event.userdata.to_le_bytes());
             record[8..10].copy_from_slice(&event.error.to_le_bytes());
             record[10] = event.kind;
-            call.memory
-                .write(events + index as u32 * EVENT_SIZE, &record)?;
+            call.memory.write(events + index as u32 * EVENT_SIZE, &record)?;
         }
         Ok(call.memory.write_u32(events_out, ready.len() as u32)?)
     })

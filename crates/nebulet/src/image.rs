@@ -5,8 +5,5 @@ include!(concat!(env!("OUT_DIR"), "/image.rs"));
 
 /// The wasm bytes of the app or test program `name`.
 pub fn find(name: &str) -> Option<&'static [u8]> {
-    APPS.iter()
-        .chain(TEST_PROGRAMS)
-        .find(|(app, _)| *app == name)
-        .map(|(_, bytes)| *bytes)
+    APPS.iter().chain(TEST_PROGRAMS).find(|(app, _)| *app == name).map(|(_, bytes)| *bytes)
 }

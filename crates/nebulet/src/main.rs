@@ -1,5 +1,6 @@
 //! `nebulet`: runs wasm programs, or the demo system, on the hosted kernel.
 
+#![forbid(unsafe_code)]
 use nebulet::image;
 
 use std::path::PathBuf;
@@ -52,15 +53,8 @@ fn parse_environment(text: &str) -> Result<String, String> {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    let result = match arguments
-        .command
-        .unwrap_or(Command::Demo { manifest: None })
-    {
-        Command::Run {
-            file,
-            environment,
-            args,
-        } => run(&file, environment, args),
+    let result = match arguments.command.unwrap_or(Command::Demo { manifest: None }) {
+        Command::Run { file, environment, args } => run(&file, environment, args),
         Command::Demo { manifest } => demo(manifest),
         Command::Apps => {
             for (name, bytes) in image::APPS {
@@ -86,17 +80,9 @@ fn run(file: &PathBuf, environment: Vec<String>, args: Vec<String>) -> Result<Ex
     let module = emulator
         .compile(&bytes)
         .map_err(|reason| format!("cannot load {}: {reason}", file.display()))?;
-    let name = file
-        .file_stem()
-        .map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
-    let status = emulator.run(
-        module,
-        ProcessOptions {
-            name: name.clone(),
-            args,
-            environment,
-        },
-    );
+    let name =
+        file.file_stem().map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
+    let status = emulator.run(module, ProcessOptions { name: name.clone(), args, environment });
     exit_code(&name, &status)
 }
 
@@ -132,10 +118,9 @@ fn exit_code(name: &str, status: &ExitStatus) -> Result<ExitCode, String> {
     match (&status.message, status.reason) {
         (_, nebulet_abi::ExitReason::Exited) => match u8::try_from(status.code) {
             Ok(code) => Ok(ExitCode::from(code)),
-            Err(_) => Err(format!(
-                "process `{name}` exited with code {}, outside 0..=255",
-                status.code
-            )),
+            Err(_) => {
+                Err(format!("process `{name}` exited with code {}, outside 0..=255", status.code))
+            }
         },
         (Some(message), _) => Err(format!("process `{name}` {message}")),
         (None, reason) => Err(format!("process `{name}` ended: {}", reason.word())),

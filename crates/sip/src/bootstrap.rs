@@ -33,10 +33,7 @@ fn parse_entry(bytes: &[u8]) -> Option<Entry<'_>> {
     } else if let Some(text) = bytes.strip_prefix(MANIFEST_PREFIX) {
         core::str::from_utf8(text).ok().map(Entry::Manifest)
     } else if let Some(name) = bytes.strip_prefix(APP_PREFIX) {
-        core::str::from_utf8(name)
-            .ok()
-            .filter(|name| !name.is_empty())
-            .map(Entry::App)
+        core::str::from_utf8(name).ok().filter(|name| !name.is_empty()).map(Entry::App)
     } else {
         None
     }
@@ -79,9 +76,7 @@ impl Image {
                         return Err(Error::InvalidArgs);
                     }
                     let handle = message.handles.pop().ok_or(Error::InvalidArgs)?;
-                    image
-                        .apps
-                        .push((name.to_owned(), Module::from_handle(handle)));
+                    image.apps.push((name.to_owned(), Module::from_handle(handle)));
                 }
                 None => return Err(Error::InvalidArgs),
             }
@@ -111,10 +106,7 @@ impl Image {
 
     /// The module of the app `name`.
     pub fn module(&self, name: &str) -> Option<&Module> {
-        self.apps
-            .iter()
-            .find(|(app, _)| app == name)
-            .map(|(_, module)| module)
+        self.apps.iter().find(|(app, _)| app == name).map(|(_, module)| module)
     }
 
     /// The names of the apps, in the order they were received or inserted.

@@ -58,10 +58,7 @@ impl Channel {
                 });
                 Ok(())
             }
-            Err(error) => Err(Failed {
-                error,
-                returned: handles,
-            }),
+            Err(error) => Err(Failed { error, returned: handles }),
         }
     }
 
@@ -81,18 +78,12 @@ impl Channel {
         let mut handles = handles;
         loop {
             match self.write(bytes, handles) {
-                Err(Failed {
-                    error: Error::ShouldWait,
-                    returned,
-                }) => {
+                Err(Failed { error: Error::ShouldWait, returned }) => {
                     handles = returned;
                     if let Err(error) =
                         self.wait_one(Signals::WRITABLE | Signals::PEER_CLOSED, deadline)
                     {
-                        return Err(Failed {
-                            error,
-                            returned: handles,
-                        });
+                        return Err(Failed { error, returned: handles });
                     }
                 }
                 done => return done,

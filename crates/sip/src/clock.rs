@@ -42,9 +42,6 @@ mod tests {
     fn deadlines_saturate() {
         assert_eq!(deadline_from(5, Duration::from_nanos(7)), 12);
         assert_eq!(deadline_from(5, Duration::MAX), DEADLINE_INFINITE);
-        assert_eq!(
-            deadline_from(i64::MAX - 1, Duration::from_secs(1)),
-            DEADLINE_INFINITE
-        );
+        assert_eq!(deadline_from(i64::MAX - 1, Duration::from_secs(1)), DEADLINE_INFINITE);
     }
 }

@@ -62,15 +62,9 @@ impl Handle {
                     Ok(new)
                 }
                 // The kernel broke the contract (OK without a handle).
-                None => Err(Failed {
-                    error: Error::Internal,
-                    returned: self,
-                }),
+                None => Err(Failed { error: Error::Internal, returned: self }),
             },
-            Err(error) => Err(Failed {
-                error,
-                returned: self,
-            }),
+            Err(error) => Err(Failed { error, returned: self }),
         }
     }
 

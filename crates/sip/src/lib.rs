@@ -12,9 +12,11 @@
 //!   handles give them back inside a [`Failed`] error.
 //! - **Calls look blocking.** A call that waits ([`Handle::wait_one`], [`wait_many`],
 //!   [`Channel::read_blocking`], [`sleep`], ...) blocks the calling thread until a signal or its
-//!   deadline; other processes keep running. Deadlines are `i64` nanoseconds on the monotonic
+//!   deadline; the other threads of the process and other processes keep running. Deadlines are `i64` nanoseconds on the monotonic
 //!   clock ([`clock::monotonic`], [`clock::deadline_after`]); [`DEADLINE_INFINITE`] never passes
 //!   and a deadline in the past polls once.
+//! - **Threads** of a process run one at a time, switched at blocking calls, epoch ticks and
+//!   [`thread::yield_now`]; [`thread`] has futexes and regions without preemption.
 //! - **Errors are the contract's status codes**: every fallible call returns
 //!   `Result<_, `[`Error`]`>`.
 //! - **Starting up**: [`process::bootstrap`] gives the handle the parent passed to
@@ -63,6 +65,7 @@ pub mod random;
 pub mod service;
 #[allow(unsafe_code)]
 mod sys;
+pub mod thread;
 mod wait;
 
 pub use channel::{Channel, Message};

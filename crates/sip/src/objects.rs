@@ -70,29 +70,21 @@ impl Process {
     /// [`NAME_MAX_BYTES`](nebulet_abi::NAME_MAX_BYTES)), not started yet. The module handle
     /// needs [`Rights::EXECUTE`](nebulet_abi::Rights::EXECUTE).
     pub fn create(module: &Module, name: &str) -> Result<Process, Error> {
-        Ok(Process(Handle::from_kernel(sys::process_create(
-            module.0.as_raw(),
-            name.as_bytes(),
-        )?)?))
+        Ok(Process(Handle::from_kernel(sys::process_create(module.0.as_raw(), name.as_bytes())?)?))
     }
 
     /// Starts the process, moving `bootstrap` into it (the child gets it from
     /// [`process::bootstrap`](crate::process::bootstrap)). On failure (e.g.
     /// [`Error::BadState`] if already started) the handle is given back.
     pub fn start(&self, bootstrap: Option<Handle>) -> Result<(), Failed<Option<Handle>>> {
-        let raw = bootstrap
-            .as_ref()
-            .map_or(nebulet_abi::HANDLE_INVALID, Handle::as_raw);
+        let raw = bootstrap.as_ref().map_or(nebulet_abi::HANDLE_INVALID, Handle::as_raw);
         match sys::process_start(self.0.as_raw(), raw) {
             Ok(()) => {
                 // It belongs to the child now.
                 let _ = bootstrap.map(Handle::into_raw);
                 Ok(())
             }
-            Err(error) => Err(Failed {
-                error,
-                returned: bootstrap,
-            }),
+            Err(error) => Err(Failed { error, returned: bootstrap }),
         }
     }
 
@@ -155,10 +147,7 @@ impl InfoProcessExt for InfoProcess {
             Some(ExitReason::Exited) => format!("exited with code {}", self.exit_code),
             Some(reason) => format!("ended: {} (code {})", reason.word(), self.exit_code),
             None if self.exit_reason == 0 => "has not ended".to_owned(),
-            None => format!(
-                "ended: reason {} (code {})",
-                self.exit_reason, self.exit_code
-            ),
+            None => format!("ended: reason {} (code {})", self.exit_reason, self.exit_code),
         }
     }
 }

@@ -21,10 +21,7 @@ pub fn register(name: &str, channel: Channel) -> Result<(), Failed<Channel>> {
             let _ = channel.into_handle().into_raw();
             Ok(())
         }
-        Err(error) => Err(Failed {
-            error,
-            returned: channel,
-        }),
+        Err(error) => Err(Failed { error, returned: channel }),
     }
 }
 
@@ -45,9 +42,6 @@ pub fn connect_with(name: &str, channel: Channel) -> Result<(), Failed<Channel>>
             let _ = channel.into_handle().into_raw();
             Ok(())
         }
-        Err(error) => Err(Failed {
-            error,
-            returned: channel,
-        }),
+        Err(error) => Err(Failed { error, returned: channel }),
     }
 }

@@ -10,6 +10,8 @@
 //! an `i64`. Off wasm (host builds, for unit tests and docs) the same functions exist as stubs
 //! that fail with `ERR_NOT_SUPPORTED`, so nothing outside this module needs a `cfg`.
 
+use core::sync::atomic::AtomicU32;
+
 use nebulet_abi::{Error, OK, RawHandle};
 
 #[cfg(not(target_family = "wasm"))]
@@ -74,6 +76,11 @@ mod imports {
         pub fn process_bootstrap(out_handle: *mut u32) -> i32;
         pub fn process_kill(process: u32) -> i32;
         pub fn process_exit(code: i32) -> !;
+        pub fn thread_yield() -> i32;
+        pub fn futex_wait(address: *const u32, expected: u32, deadline: i64) -> i32;
+        pub fn futex_wake(address: *const u32, count: u32, woken_out: *mut u32) -> i32;
+        pub fn sched_lock() -> i32;
+        pub fn sched_unlock() -> i32;
         pub fn random_fill(buffer: *mut u8, length: u32) -> i32;
         pub fn cprng_fill(buffer: *mut u8, length: u32) -> i32;
         pub fn debug_write(buffer: *const u8, length: u32) -> i32;
@@ -125,6 +132,11 @@ mod host_stubs {
         process_start(process: u32, bootstrap: u32);
         process_bootstrap(out_handle: *mut u32);
         process_kill(process: u32);
+        thread_yield();
+        futex_wait(address: *const u32, expected: u32, deadline: i64);
+        futex_wake(address: *const u32, count: u32, woken_out: *mut u32);
+        sched_lock();
+        sched_unlock();
         random_fill(buffer: *mut u8, length: u32);
         cprng_fill(buffer: *mut u8, length: u32);
         debug_write(buffer: *const u8, length: u32);
@@ -146,11 +158,7 @@ mod host_stubs {
 /// The result of a status code: `OK` is `Ok(())`, a known error code is that error, anything
 /// else (a positive or unknown code, which the contract does not allow) is `ERR_INTERNAL`.
 pub(crate) fn check(status: i32) -> Result<(), Error> {
-    if status == OK {
-        Ok(())
-    } else {
-        Err(Error::from_code(status).unwrap_or(Error::Internal))
-    }
+    if status == OK { Ok(()) } else { Err(Error::from_code(status).unwrap_or(Error::Internal)) }
 }
 
 /// A slice length as the `u32` of the ABI (always fits on wasm32).
@@ -195,9 +203,7 @@ pub(crate) fn object_wait_one(
 /// Waits on `count` items encoded (12 bytes each, see `nebulet_abi::layout::WaitItem`) at the
 /// start of `items`; the kernel fills their `pending` fields.
 pub(crate) fn object_wait_many(items: &mut [u8], count: usize, deadline: i64) -> Result<(), Error> {
-    let bytes = count
-        .checked_mul(nebulet_abi::layout::WaitItem::SIZE)
-        .ok_or(Error::InvalidArgs)?;
+    let bytes = count.checked_mul(nebulet_abi::layout::WaitItem::SIZE).ok_or(Error::InvalidArgs)?;
     if bytes > items.len() {
         return Err(Error::InvalidArgs);
     }
@@ -245,13 +251,7 @@ pub(crate) fn channel_write(
     let handle_count = length(handles.len())?;
     // SAFETY: both slices are readable for their lengths during the call; the kernel only reads.
     check(unsafe {
-        raw::channel_write(
-            handle,
-            bytes.as_ptr(),
-            byte_count,
-            handles.as_ptr(),
-            handle_count,
-        )
+        raw::channel_write(handle, bytes.as_ptr(), byte_count, handles.as_ptr(), handle_count)
     })
 }
 
@@ -277,11 +277,7 @@ pub(crate) fn channel_read(
     let (Ok(byte_capacity), Ok(handle_capacity)) =
         (length(bytes.capacity()), length(handles.len()))
     else {
-        return ReadOutcome {
-            status: Err(Error::InvalidArgs),
-            bytes: 0,
-            handles: 0,
-        };
+        return ReadOutcome { status: Err(Error::InvalidArgs), bytes: 0, handles: 0 };
     };
     let (mut actual_bytes, mut actual_handles) = (0u32, 0u32);
     let spare = bytes.spare_capacity_mut();
@@ -311,11 +307,7 @@ pub(crate) fn channel_read(
         // of the spare capacity, and `actual_bytes <= capacity` was checked just above.
         unsafe { bytes.set_len(actual_bytes as usize) };
     }
-    ReadOutcome {
-        status,
-        bytes: actual_bytes,
-        handles: actual_handles,
-    }
+    ReadOutcome { status, bytes: actual_bytes, handles: actual_handles }
 }
 
 pub(crate) fn event_create() -> Result<RawHandle, Error> {
@@ -380,6 +372,37 @@ pub(crate) fn process_exit(code: i32) -> ! {
     unsafe { raw::process_exit(code) }
 }
 
+pub(crate) fn thread_yield() -> Result<(), Error> {
+    // SAFETY: no arguments, no memory access.
+    check(unsafe { raw::thread_yield() })
+}
+
+/// Blocks while `word` holds `expected` (see `futex_wait` in `docs/abi.md`).
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: i64) -> Result<(), Error> {
+    // SAFETY: `word` is a live `u32` (4-byte aligned, as `AtomicU32` always is) for the duration
+    // of the call, and the kernel only reads it.
+    check(unsafe { raw::futex_wait(word.as_ptr(), expected, deadline) })
+}
+
+/// Wakes up to `count` threads waiting on `word`; returns how many were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> Result<u32, Error> {
+    let mut woken = 0u32;
+    // SAFETY: `word` is a live, 4-byte aligned `u32` that the kernel does not access (it only
+    // uses the address), and `woken` is a live, writable `u32` for the duration of the call.
+    check(unsafe { raw::futex_wake(word.as_ptr(), count, &mut woken) })?;
+    Ok(woken)
+}
+
+pub(crate) fn sched_lock() -> Result<(), Error> {
+    // SAFETY: no arguments, no memory access.
+    check(unsafe { raw::sched_lock() })
+}
+
+pub(crate) fn sched_unlock() -> Result<(), Error> {
+    // SAFETY: no arguments, no memory access.
+    check(unsafe { raw::sched_unlock() })
+}
+
 pub(crate) fn random_fill(buffer: &mut [u8]) -> Result<(), Error> {
     let len = length(buffer.len())?;
     // SAFETY: `buffer` is writable for `len` bytes during the call.
@@ -433,5 +456,11 @@ mod tests {
         assert_eq!(outcome.status, Err(Error::NotSupported));
         assert!(bytes.is_empty());
         assert!(clock_monotonic() >= 0);
+        let word = AtomicU32::new(0);
+        assert_eq!(futex_wait(&word, 0, 0), Err(Error::NotSupported));
+        assert_eq!(futex_wake(&word, 1), Err(Error::NotSupported));
+        assert_eq!(thread_yield(), Err(Error::NotSupported));
+        assert_eq!(sched_lock(), Err(Error::NotSupported));
+        assert_eq!(sched_unlock(), Err(Error::NotSupported));
     }
 }

@@ -22,11 +22,7 @@ pub struct WaitItem {
 impl WaitItem {
     /// Waits on `handle` (a [`Handle`] or a typed handle) for any of `wait_for`.
     pub fn new(handle: &impl AsRef<Handle>, wait_for: Signals) -> WaitItem {
-        WaitItem {
-            handle: handle.as_ref().as_raw(),
-            wait_for,
-            pending: Signals::NONE,
-        }
+        WaitItem { handle: handle.as_ref().as_raw(), wait_for, pending: Signals::NONE }
     }
 
     /// Whether the wait ended with any of `signals` asserted on this object.
@@ -44,24 +40,15 @@ pub fn wait_many(items: &mut [WaitItem], deadline: i64) -> Result<(), Error> {
         return Err(Error::InvalidArgs);
     }
     let mut buffer = [0u8; MAX * layout::WaitItem::SIZE];
-    for (item, chunk) in items
-        .iter()
-        .zip(buffer.chunks_exact_mut(layout::WaitItem::SIZE))
-    {
-        let encoded = layout::WaitItem {
-            handle: item.handle,
-            wait_for: item.wait_for.bits(),
-            pending: 0,
-        }
-        .to_bytes();
+    for (item, chunk) in items.iter().zip(buffer.chunks_exact_mut(layout::WaitItem::SIZE)) {
+        let encoded =
+            layout::WaitItem { handle: item.handle, wait_for: item.wait_for.bits(), pending: 0 }
+                .to_bytes();
         chunk.copy_from_slice(&encoded);
     }
     let status = sys::object_wait_many(&mut buffer, items.len(), deadline);
     if matches!(status, Ok(()) | Err(Error::TimedOut)) {
-        for (item, chunk) in items
-            .iter_mut()
-            .zip(buffer.chunks_exact(layout::WaitItem::SIZE))
-        {
+        for (item, chunk) in items.iter_mut().zip(buffer.chunks_exact(layout::WaitItem::SIZE)) {
             let mut bytes = [0u8; layout::WaitItem::SIZE];
             bytes.copy_from_slice(chunk);
             item.pending = Signals::from_bits(layout::WaitItem::from_bytes(&bytes).pending);
@@ -76,14 +63,8 @@ mod tests {
 
     #[test]
     fn too_many_items_is_invalid_args() {
-        let mut items = vec![
-            WaitItem {
-                handle: 1,
-                wait_for: Signals::READABLE,
-                pending: Signals::NONE
-            };
-            65
-        ];
+        let mut items =
+            vec![WaitItem { handle: 1, wait_for: Signals::READABLE, pending: Signals::NONE }; 65];
         assert_eq!(wait_many(&mut items, 0), Err(Error::InvalidArgs));
         assert_eq!(wait_many(&mut items[..64], 0), Err(Error::NotSupported));
     }

@@ -82,37 +82,25 @@ fn event() -> u32 {
 
 fn channel() -> (u32, u32) {
     let (mut first, mut second) = (0u32, 0u32);
-    expect!(
-        raw::channel_create(writable(&mut first), writable(&mut second)),
-        Ok(())
-    );
+    expect!(raw::channel_create(writable(&mut first), writable(&mut second)), Ok(()));
     (first, second)
 }
 
 fn duplicate(handle: u32, rights: Rights) -> u32 {
     let mut copy = 0u32;
-    expect!(
-        raw::handle_duplicate(handle, rights.bits(), writable(&mut copy)),
-        Ok(())
-    );
+    expect!(raw::handle_duplicate(handle, rights.bits(), writable(&mut copy)), Ok(()));
     copy
 }
 
 fn basic(handle: u32) -> InfoBasic {
     let mut buffer = [0u8; InfoBasic::SIZE];
-    expect!(
-        raw::object_get_info(handle, 1, writable(&mut buffer), buffer.len() as u32, 0),
-        Ok(())
-    );
+    expect!(raw::object_get_info(handle, 1, writable(&mut buffer), buffer.len() as u32, 0), Ok(()));
     InfoBasic::from_bytes(&buffer)
 }
 
 fn process_info(handle: u32) -> InfoProcess {
     let mut buffer = [0u8; InfoProcess::SIZE];
-    expect!(
-        raw::object_get_info(handle, 2, writable(&mut buffer), buffer.len() as u32, 0),
-        Ok(())
-    );
+    expect!(raw::object_get_info(handle, 2, writable(&mut buffer), buffer.len() as u32, 0), Ok(()));
     InfoProcess::from_bytes(&buffer)
 }
 
@@ -120,23 +108,14 @@ fn process_info(handle: u32) -> InfoProcess {
 fn signals_of(handle: u32) -> Signals {
     let mut observed = 0u32;
     let result = raw::object_wait_one(handle, u32::MAX, 0, writable(&mut observed));
-    assert!(
-        result == 0 || result == Error::TimedOut.code(),
-        "poll failed: {}",
-        name(result)
-    );
+    assert!(result == 0 || result == Error::TimedOut.code(), "poll failed: {}", name(result));
     Signals::from_bits(observed)
 }
 
 fn wait(handle: u32, signals: Signals) -> Signals {
     let mut observed = 0u32;
     expect!(
-        raw::object_wait_one(
-            handle,
-            signals.bits(),
-            DEADLINE_INFINITE,
-            writable(&mut observed)
-        ),
+        raw::object_wait_one(handle, signals.bits(), DEADLINE_INFINITE, writable(&mut observed)),
         Ok(())
     );
     Signals::from_bits(observed)
@@ -180,11 +159,7 @@ fn read(handle: u32, byte_capacity: usize, handle_capacity: usize) -> Read {
             handles.resize(actual_handles as usize, 0);
         }
     }
-    Read {
-        status,
-        bytes,
-        handles,
-    }
+    Read { status, bytes, handles }
 }
 
 fn now() -> i64 {
@@ -228,10 +203,7 @@ fn handles() {
         Err(Error::AccessDenied)
     );
     let mut replaced = 0u32;
-    expect!(
-        raw::handle_replace(weak, Rights::INSPECT.bits(), writable(&mut replaced)),
-        Ok(())
-    );
+    expect!(raw::handle_replace(weak, Rights::INSPECT.bits(), writable(&mut replaced)), Ok(()));
     expect!(raw::handle_close(weak), Err(Error::BadHandle));
     assert_eq!(basic(replaced).rights, Rights::INSPECT.bits());
     // A failed replace keeps the handle.
@@ -254,19 +226,13 @@ fn handles() {
 fn signals() {
     let handle = event();
     let mut observed = 0u32;
-    expect!(
-        raw::object_signal(handle, 0, Signals::SIGNALED.bits()),
-        Ok(())
-    );
+    expect!(raw::object_signal(handle, 0, Signals::SIGNALED.bits()), Ok(()));
     expect!(
         raw::object_wait_one(handle, Signals::SIGNALED.bits(), 0, writable(&mut observed)),
         Ok(())
     );
     assert_eq!(observed, Signals::SIGNALED.bits());
-    expect!(
-        raw::object_signal(handle, Signals::SIGNALED.bits(), Signals::USER_3.bits()),
-        Ok(())
-    );
+    expect!(raw::object_signal(handle, Signals::SIGNALED.bits(), Signals::USER_3.bits()), Ok(()));
     assert_eq!(signals_of(handle), Signals::USER_3);
     // A deadline in the future passes: TIMED_OUT, with the signals at that time.
     let start = now();
@@ -281,104 +247,42 @@ fn signals() {
     );
     assert!(now() - start >= 2_000_000, "waited the whole 2 ms");
     assert_eq!(observed, Signals::USER_3.bits());
-    expect!(
-        raw::object_wait_one(handle, Signals::USER_3.bits(), DEADLINE_INFINITE, 0),
-        Ok(())
-    );
+    expect!(raw::object_wait_one(handle, Signals::USER_3.bits(), DEADLINE_INFINITE, 0), Ok(()));
     expect!(
         raw::object_wait_one(handle, Signals::SIGNALED.bits(), 0, OUT_OF_BOUNDS),
         Err(Error::InvalidArgs)
     );
-    expect!(
-        raw::object_wait_one(BOGUS, Signals::SIGNALED.bits(), 0, 0),
-        Err(Error::BadHandle)
-    );
+    expect!(raw::object_wait_one(BOGUS, Signals::SIGNALED.bits(), 0, 0), Err(Error::BadHandle));
     // Only SIGNALED and USER_* on events; only USER_* elsewhere.
-    expect!(
-        raw::object_signal(handle, 0, Signals::READABLE.bits()),
-        Err(Error::InvalidArgs)
-    );
-    expect!(
-        raw::object_signal(handle, Signals::TERMINATED.bits(), 0),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::object_signal(handle, 0, Signals::READABLE.bits()), Err(Error::InvalidArgs));
+    expect!(raw::object_signal(handle, Signals::TERMINATED.bits(), 0), Err(Error::InvalidArgs));
     let (first, second) = channel();
-    expect!(
-        raw::object_signal(first, 0, Signals::SIGNALED.bits()),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::object_signal(first, 0, Signals::SIGNALED.bits()), Err(Error::InvalidArgs));
     expect!(raw::object_signal(first, 0, Signals::USER_0.bits()), Ok(()));
     assert_eq!(signals_of(first), Signals::WRITABLE | Signals::USER_0);
     // Rights: SIGNAL to signal, WAIT to wait.
     let no_signal = duplicate(handle, Rights::WAIT);
-    expect!(
-        raw::object_signal(no_signal, 0, Signals::USER_0.bits()),
-        Err(Error::AccessDenied)
-    );
+    expect!(raw::object_signal(no_signal, 0, Signals::USER_0.bits()), Err(Error::AccessDenied));
     let no_wait = duplicate(handle, Rights::SIGNAL);
-    expect!(
-        raw::object_wait_one(no_wait, Signals::USER_0.bits(), 0, 0),
-        Err(Error::AccessDenied)
-    );
+    expect!(raw::object_wait_one(no_wait, Signals::USER_0.bits(), 0, 0), Err(Error::AccessDenied));
     // wait_many: fills every pending field; any item may satisfy it.
     expect!(write(second, b"ping", &[]), Ok(()));
     let mut items = [
-        WaitItem {
-            handle,
-            wait_for: Signals::SIGNALED.bits(),
-            pending: 0,
-        }
-        .to_bytes(),
-        WaitItem {
-            handle: first,
-            wait_for: Signals::READABLE.bits(),
-            pending: 0,
-        }
-        .to_bytes(),
+        WaitItem { handle, wait_for: Signals::SIGNALED.bits(), pending: 0 }.to_bytes(),
+        WaitItem { handle: first, wait_for: Signals::READABLE.bits(), pending: 0 }.to_bytes(),
     ];
-    expect!(
-        raw::object_wait_many(writable(&mut items), 2, DEADLINE_INFINITE),
-        Ok(())
-    );
-    assert_eq!(
-        WaitItem::from_bytes(&items[0]).pending,
-        Signals::USER_3.bits()
-    );
+    expect!(raw::object_wait_many(writable(&mut items), 2, DEADLINE_INFINITE), Ok(()));
+    assert_eq!(WaitItem::from_bytes(&items[0]).pending, Signals::USER_3.bits());
     assert!(
         Signals::from_bits(WaitItem::from_bytes(&items[1]).pending).contains(Signals::READABLE)
     );
-    let mut idle = [WaitItem {
-        handle,
-        wait_for: Signals::SIGNALED.bits(),
-        pending: 0,
-    }
-    .to_bytes()];
-    expect!(
-        raw::object_wait_many(writable(&mut idle), 1, now() + 1_000_000),
-        Err(Error::TimedOut)
-    );
-    assert_eq!(
-        WaitItem::from_bytes(&idle[0]).pending,
-        Signals::USER_3.bits()
-    );
-    let mut bad = [WaitItem {
-        handle: BOGUS,
-        wait_for: 1,
-        pending: 0,
-    }
-    .to_bytes()];
-    expect!(
-        raw::object_wait_many(writable(&mut bad), 1, 0),
-        Err(Error::BadHandle)
-    );
-    expect!(
-        raw::object_wait_many(writable(&mut items), 65, 0),
-        Err(Error::OutOfRange)
-    );
-    expect!(
-        raw::object_wait_many(OUT_OF_BOUNDS, 2, 0),
-        Err(Error::InvalidArgs)
-    );
+    let mut idle = [WaitItem { handle, wait_for: Signals::SIGNALED.bits(), pending: 0 }.to_bytes()];
+    expect!(raw::object_wait_many(writable(&mut idle), 1, now() + 1_000_000), Err(Error::TimedOut));
+    assert_eq!(WaitItem::from_bytes(&idle[0]).pending, Signals::USER_3.bits());
+    let mut bad = [WaitItem { handle: BOGUS, wait_for: 1, pending: 0 }.to_bytes()];
+    expect!(raw::object_wait_many(writable(&mut bad), 1, 0), Err(Error::BadHandle));
+    expect!(raw::object_wait_many(writable(&mut items), 65, 0), Err(Error::OutOfRange));
+    expect!(raw::object_wait_many(OUT_OF_BOUNDS, 2, 0), Err(Error::InvalidArgs));
     // Timers assert SIGNALED at their deadline; re-setting and canceling deassert it.
     let mut timer = 0u32;
     expect!(raw::timer_create(writable(&mut timer)), Ok(()));
@@ -386,32 +290,20 @@ fn signals() {
     expect!(raw::timer_set(timer, start + 3_000_000), Ok(()));
     assert!(!signals_of(timer).contains(Signals::SIGNALED));
     wait(timer, Signals::SIGNALED);
-    assert!(
-        now() - start >= 3_000_000,
-        "the timer fired after its deadline"
-    );
+    assert!(now() - start >= 3_000_000, "the timer fired after its deadline");
     expect!(raw::timer_set(timer, now() + 1_000_000_000), Ok(()));
-    assert!(
-        !signals_of(timer).contains(Signals::SIGNALED),
-        "re-setting deasserts"
-    );
+    assert!(!signals_of(timer).contains(Signals::SIGNALED), "re-setting deasserts");
     expect!(raw::timer_set(timer, now() + 1_000_000), Ok(()));
     wait(timer, Signals::SIGNALED);
     expect!(raw::timer_cancel(timer), Ok(()));
-    assert!(
-        !signals_of(timer).contains(Signals::SIGNALED),
-        "canceling deasserts"
-    );
+    assert!(!signals_of(timer).contains(Signals::SIGNALED), "canceling deasserts");
     expect!(raw::timer_set(timer, now() + 1_000_000), Ok(()));
     expect!(raw::timer_cancel(timer), Ok(()));
     expect!(
         raw::object_wait_one(timer, Signals::SIGNALED.bits(), now() + 5_000_000, 0),
         Err(Error::TimedOut)
     );
-    expect!(
-        raw::object_signal(timer, 0, Signals::SIGNALED.bits()),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::object_signal(timer, 0, Signals::SIGNALED.bits()), Err(Error::InvalidArgs));
     expect!(raw::timer_set(handle, 0), Err(Error::WrongType));
     expect!(raw::timer_cancel(BOGUS), Err(Error::BadHandle));
     let read_only_timer = duplicate(timer, Rights::WAIT);
@@ -447,35 +339,17 @@ fn info() {
         Ok(())
     );
     assert_eq!(actual, InfoBasic::SIZE as u32);
-    expect!(
-        raw::object_get_info(handle, 3, writable(&mut buffer), 64, 0),
-        Err(Error::InvalidArgs)
-    );
-    expect!(
-        raw::object_get_info(handle, 2, writable(&mut buffer), 64, 0),
-        Err(Error::WrongType)
-    );
-    expect!(
-        raw::object_get_info(handle, 1, OUT_OF_BOUNDS, 64, 0),
-        Err(Error::InvalidArgs)
-    );
-    expect!(
-        raw::object_get_info(handle, 1, memory_end() - 8, 16, 0),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::object_get_info(handle, 3, writable(&mut buffer), 64, 0), Err(Error::InvalidArgs));
+    expect!(raw::object_get_info(handle, 2, writable(&mut buffer), 64, 0), Err(Error::WrongType));
+    expect!(raw::object_get_info(handle, 1, OUT_OF_BOUNDS, 64, 0), Err(Error::InvalidArgs));
+    expect!(raw::object_get_info(handle, 1, memory_end() - 8, 16, 0), Err(Error::InvalidArgs));
     expect!(
         raw::object_get_info(handle, 1, writable(&mut buffer), 64, OUT_OF_BOUNDS),
         Err(Error::InvalidArgs)
     );
-    expect!(
-        raw::object_get_info(BOGUS, 1, writable(&mut buffer), 64, 0),
-        Err(Error::BadHandle)
-    );
+    expect!(raw::object_get_info(BOGUS, 1, writable(&mut buffer), 64, 0), Err(Error::BadHandle));
     let blind = duplicate(handle, Rights::WAIT);
-    expect!(
-        raw::object_get_info(blind, 1, writable(&mut buffer), 64, 0),
-        Err(Error::AccessDenied)
-    );
+    expect!(raw::object_get_info(blind, 1, writable(&mut buffer), 64, 0), Err(Error::AccessDenied));
 }
 
 fn channels() {
@@ -492,30 +366,15 @@ fn channels() {
     assert_eq!(whole.bytes, b"hello");
     expect!(read(second, 16, 0).status, Err(Error::ShouldWait));
     // Bad pointers and sizes change nothing.
-    expect!(
-        raw::channel_write(first, OUT_OF_BOUNDS, 4, 0, 0),
-        Err(Error::InvalidArgs)
-    );
-    expect!(
-        raw::channel_write(first, memory_end() - 2, 4, 0, 0),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::channel_write(first, OUT_OF_BOUNDS, 4, 0, 0), Err(Error::InvalidArgs));
+    expect!(raw::channel_write(first, memory_end() - 2, 4, 0, 0), Err(Error::InvalidArgs));
     expect!(
         raw::channel_write(first, 0, CHANNEL_MAX_MESSAGE_BYTES + 1, 0, 0),
         Err(Error::OutOfRange)
     );
-    expect!(
-        raw::channel_write(first, 0, 0, 0, 65),
-        Err(Error::OutOfRange)
-    );
-    expect!(
-        raw::channel_read(second, OUT_OF_BOUNDS, 16, 0, 0, 0, 0),
-        Err(Error::InvalidArgs)
-    );
-    expect!(
-        raw::channel_create(OUT_OF_BOUNDS, 0),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::channel_write(first, 0, 0, 0, 65), Err(Error::OutOfRange));
+    expect!(raw::channel_read(second, OUT_OF_BOUNDS, 16, 0, 0, 0, 0), Err(Error::InvalidArgs));
+    expect!(raw::channel_create(OUT_OF_BOUNDS, 0), Err(Error::InvalidArgs));
     expect!(read(second, 16, 0).status, Err(Error::ShouldWait));
     // A message of the largest size goes through whole.
     let big = vec![7u8; CHANNEL_MAX_MESSAGE_BYTES as usize];
@@ -542,19 +401,9 @@ fn channels() {
     expect!(write(first, b"x", &[first]), Err(Error::InvalidArgs));
     expect!(write(first, b"x", &[second]), Err(Error::InvalidArgs));
     let untransferable = duplicate(kept, Rights::WAIT | Rights::INSPECT);
-    expect!(
-        write(first, b"x", &[kept, untransferable]),
-        Err(Error::AccessDenied)
-    );
-    expect!(
-        raw::channel_write(first, address(b"x"), 1, OUT_OF_BOUNDS, 1),
-        Err(Error::InvalidArgs)
-    );
-    assert_eq!(
-        basic(kept).object_type,
-        ObjectType::Event as u32,
-        "still held"
-    );
+    expect!(write(first, b"x", &[kept, untransferable]), Err(Error::AccessDenied));
+    expect!(raw::channel_write(first, address(b"x"), 1, OUT_OF_BOUNDS, 1), Err(Error::InvalidArgs));
+    assert_eq!(basic(kept).object_type, ObjectType::Event as u32, "still held");
     expect!(read(second, 16, 4).status, Err(Error::ShouldWait));
     // Rights and types.
     let read_only = duplicate(first, Rights::READ | Rights::WAIT);
@@ -606,11 +455,7 @@ fn queue() {
     assert!(signals_of(first).contains(Signals::WRITABLE));
     expect!(write(first, b"more", &[kept]), Ok(()));
     for index in 1..CHANNEL_MAX_QUEUED_MESSAGES {
-        assert_eq!(
-            read(second, 4, 0).bytes,
-            index.to_le_bytes(),
-            "in order, exactly once"
-        );
+        assert_eq!(read(second, 4, 0).bytes, index.to_le_bytes(), "in order, exactly once");
     }
     assert_eq!(read(second, 4, 1).bytes, b"more");
     expect!(read(second, 4, 0).status, Err(Error::ShouldWait));
@@ -650,11 +495,7 @@ const CHILD_EXITS: &str = r#"(module
 fn compile(source: &str) -> u32 {
     let mut module = 0u32;
     expect!(
-        raw::module_compile(
-            address(source.as_bytes()),
-            source.len() as u32,
-            writable(&mut module)
-        ),
+        raw::module_compile(address(source.as_bytes()), source.len() as u32, writable(&mut module)),
         Ok(())
     );
     module
@@ -676,19 +517,13 @@ fn create(module: u32, name: &str) -> u32 {
 
 fn processes() {
     let mut out = 0u32;
-    expect!(
-        raw::process_bootstrap(writable(&mut out)),
-        Err(Error::NotFound)
-    );
+    expect!(raw::process_bootstrap(writable(&mut out)), Err(Error::NotFound));
     let garbage = b"\0asm\x01\0\0\0\x05garbage";
     expect!(
         raw::module_compile(address(garbage), garbage.len() as u32, writable(&mut out)),
         Err(Error::BadModule)
     );
-    expect!(
-        raw::module_compile(OUT_OF_BOUNDS, 8, writable(&mut out)),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::module_compile(OUT_OF_BOUNDS, 8, writable(&mut out)), Err(Error::InvalidArgs));
     let module = compile(CHILD_BLOCKS);
     let record = basic(module);
     assert_eq!(
@@ -730,25 +565,15 @@ fn processes() {
     let (ours, theirs) = channel();
     expect!(raw::process_start(child, child), Err(Error::InvalidArgs));
     let inspector = duplicate(child, Rights::INSPECT | Rights::WAIT);
-    expect!(
-        raw::process_start(inspector, theirs),
-        Err(Error::AccessDenied)
-    );
+    expect!(raw::process_start(inspector, theirs), Err(Error::AccessDenied));
     expect!(raw::process_start(child, theirs), Ok(()));
     expect!(raw::handle_close(theirs), Err(Error::BadHandle));
     expect!(raw::process_start(child, 0), Err(Error::BadState));
     wait(ours, Signals::READABLE);
     assert_eq!(read(ours, 8, 0).bytes, b"hi");
     let running = process_info(child);
-    assert_eq!(
-        (running.state, running.threads),
-        (ProcessState::Running as u32, 1)
-    );
-    assert!(
-        running.memory_bytes >= 65_536,
-        "one page at least: {}",
-        running.memory_bytes
-    );
+    assert_eq!((running.state, running.threads), (ProcessState::Running as u32, 1));
+    assert!(running.memory_bytes >= 65_536, "one page at least: {}", running.memory_bytes);
     expect!(raw::process_kill(inspector), Err(Error::AccessDenied));
     expect!(raw::process_kill(child), Ok(()));
     wait(child, Signals::TERMINATED);
@@ -757,10 +582,7 @@ fn processes() {
         (ended.state, ended.exit_code, ended.exit_reason),
         (ProcessState::Ended as u32, -1, ExitReason::Killed as u32)
     );
-    assert!(
-        signals_of(ours).contains(Signals::PEER_CLOSED),
-        "the killed child's handles closed"
-    );
+    assert!(signals_of(ours).contains(Signals::PEER_CLOSED), "the killed child's handles closed");
     expect!(raw::process_kill(child), Ok(()));
     // A trapping child ends "trapped"; its parent and peers carry on.
     let trapper = create(compile(CHILD_TRAPS), "trapper");
@@ -768,10 +590,7 @@ fn processes() {
     expect!(raw::process_start(trapper, theirs), Ok(()));
     wait(trapper, Signals::TERMINATED);
     let ended = process_info(trapper);
-    assert_eq!(
-        (ended.exit_code, ended.exit_reason),
-        (-1, ExitReason::Trapped as u32)
-    );
+    assert_eq!((ended.exit_code, ended.exit_reason), (-1, ExitReason::Trapped as u32));
     assert_eq!(read(ours, 8, 0).bytes, b"bye");
     expect!(read(ours, 8, 0).status, Err(Error::PeerClosed));
     // An exit code comes back; a never-started process can be killed.
@@ -779,59 +598,28 @@ fn processes() {
     expect!(raw::process_start(exiter, 0), Ok(()));
     wait(exiter, Signals::TERMINATED);
     let ended = process_info(exiter);
-    assert_eq!(
-        (ended.exit_code, ended.exit_reason),
-        (7, ExitReason::Exited as u32)
-    );
+    assert_eq!((ended.exit_code, ended.exit_reason), (7, ExitReason::Exited as u32));
     let unstarted = create(module, "unstarted");
     expect!(raw::process_kill(unstarted), Ok(()));
-    assert_eq!(
-        process_info(unstarted).exit_reason,
-        ExitReason::Killed as u32
-    );
+    assert_eq!(process_info(unstarted).exit_reason, ExitReason::Killed as u32);
     expect!(raw::process_start(unstarted, 0), Err(Error::BadState));
 }
 
 fn services() {
     let (server, registered) = channel();
-    expect!(
-        raw::service_register(address(b"conformance"), 11, registered),
-        Ok(())
-    );
+    expect!(raw::service_register(address(b"conformance"), 11, registered), Ok(()));
     expect!(raw::handle_close(registered), Err(Error::BadHandle));
     let (_, spare) = channel();
-    expect!(
-        raw::service_register(address(b"conformance"), 11, spare),
-        Err(Error::AlreadyExists)
-    );
-    assert_eq!(
-        basic(spare).object_type,
-        ObjectType::Channel as u32,
-        "not consumed"
-    );
-    expect!(
-        raw::service_register(address(b""), 0, spare),
-        Err(Error::InvalidArgs)
-    );
-    expect!(
-        raw::service_register(OUT_OF_BOUNDS, 4, spare),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::service_register(address(b"conformance"), 11, spare), Err(Error::AlreadyExists));
+    assert_eq!(basic(spare).object_type, ObjectType::Channel as u32, "not consumed");
+    expect!(raw::service_register(address(b""), 0, spare), Err(Error::InvalidArgs));
+    expect!(raw::service_register(OUT_OF_BOUNDS, 4, spare), Err(Error::InvalidArgs));
     let not_a_channel = event();
-    expect!(
-        raw::service_register(address(b"event"), 5, not_a_channel),
-        Err(Error::WrongType)
-    );
+    expect!(raw::service_register(address(b"event"), 5, not_a_channel), Err(Error::WrongType));
     // Connecting hands a channel end to the server as a one-handle message.
     let (client, request) = channel();
-    expect!(
-        raw::service_connect(address(b"nothing-here"), 12, request),
-        Err(Error::NotFound)
-    );
-    expect!(
-        raw::service_connect(address(b"conformance"), 11, request),
-        Ok(())
-    );
+    expect!(raw::service_connect(address(b"nothing-here"), 12, request), Err(Error::NotFound));
+    expect!(raw::service_connect(address(b"conformance"), 11, request), Ok(()));
     expect!(raw::handle_close(request), Err(Error::BadHandle));
     let connection = read(server, 0, 1);
     expect!(connection.status, Ok(()));
@@ -841,14 +629,8 @@ fn services() {
     // The name is freed when the server's end closes.
     expect!(raw::handle_close(server), Ok(()));
     let (_, another) = channel();
-    expect!(
-        raw::service_connect(address(b"conformance"), 11, another),
-        Err(Error::NotFound)
-    );
-    expect!(
-        raw::service_register(address(b"conformance"), 11, another),
-        Ok(())
-    );
+    expect!(raw::service_connect(address(b"conformance"), 11, another), Err(Error::NotFound));
+    expect!(raw::service_register(address(b"conformance"), 11, another), Ok(()));
 }
 
 fn misc() {
@@ -860,15 +642,9 @@ fn misc() {
     expect!(raw::cprng_fill(writable(&mut first), 64), Ok(()));
     assert_ne!(first, second);
     expect!(raw::random_fill(OUT_OF_BOUNDS, 8), Err(Error::InvalidArgs));
-    expect!(
-        raw::cprng_fill(memory_end() - 4, 8),
-        Err(Error::InvalidArgs)
-    );
+    expect!(raw::cprng_fill(memory_end() - 4, 8), Err(Error::InvalidArgs));
     expect!(raw::random_fill(0, 65_537), Err(Error::OutOfRange));
-    expect!(
-        raw::debug_write(address(b"conformance: debug_write\n"), 25),
-        Ok(())
-    );
+    expect!(raw::debug_write(address(b"conformance: debug_write\n"), 25), Ok(()));
     expect!(raw::debug_write(OUT_OF_BOUNDS, 8), Err(Error::InvalidArgs));
     let start = now();
     assert!(start > 0 && now() >= start, "the clock is monotonic");

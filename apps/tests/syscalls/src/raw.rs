@@ -1,8 +1,5 @@
 //! The `nebulet` imports with plain integer parameters, so tests can pass any pointer.
-#![allow(
-    unsafe_code,
-    reason = "the raw imports; every call passes integers the kernel must check"
-)]
+#![allow(unsafe_code, reason = "the raw imports; every call passes integers the kernel must check")]
 
 mod imports {
     #[link(wasm_import_module = "nebulet")]

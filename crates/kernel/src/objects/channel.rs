@@ -62,23 +62,13 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn create() -> (Arc<Endpoint>, Arc<Endpoint>) {
-        let side = || Side {
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            open: true,
-        };
+        let side = || Side { queue: VecDeque::new(), queued_bytes: 0, open: true };
         let pair = Arc::new(Pair {
             sides: spin::Mutex::new([side(), side()]),
             cells: [SignalCell::default(), SignalCell::default()],
             koids: [super::new_koid(), super::new_koid()],
         });
-        (
-            Arc::new(Endpoint {
-                pair: pair.clone(),
-                side: 0,
-            }),
-            Arc::new(Endpoint { pair, side: 1 }),
-        )
+        (Arc::new(Endpoint { pair: pair.clone(), side: 0 }), Arc::new(Endpoint { pair, side: 1 }))
     }
 
     fn peer(&self) -> usize {
@@ -152,11 +142,7 @@ impl Endpoint {
             let peer_open = sides[self.peer()].open;
             let own = &mut sides[self.side];
             let Some(first) = own.queue.front() else {
-                return Err(if peer_open {
-                    ReadError::Empty
-                } else {
-                    ReadError::PeerClosed
-                });
+                return Err(if peer_open { ReadError::Empty } else { ReadError::PeerClosed });
             };
             if first.bytes.len() > byte_capacity || first.handles.len() > handle_capacity {
                 return Err(ReadError::TooSmall {
@@ -198,10 +184,7 @@ mod tests {
     use super::*;
 
     fn message(bytes: &[u8]) -> Message {
-        Message {
-            bytes: bytes.to_vec(),
-            handles: Vec::new(),
-        }
+        Message { bytes: bytes.to_vec(), handles: Vec::new() }
     }
 
     #[test]
@@ -212,23 +195,14 @@ mod tests {
         a.write(message(b"two")).unwrap();
         assert!(b.signals().contains(Signals::READABLE));
         assert_eq!(b.read(3, 0, 0).unwrap().bytes, b"one");
-        assert_eq!(
-            b.read(2, 0, 0).unwrap_err(),
-            ReadError::TooSmall {
-                bytes: 3,
-                handles: 0
-            }
-        );
+        assert_eq!(b.read(2, 0, 0).unwrap_err(), ReadError::TooSmall { bytes: 3, handles: 0 });
         assert_eq!(b.read(3, 0, 0).unwrap().bytes, b"two");
         assert_eq!(b.read(3, 0, 0).unwrap_err(), ReadError::Empty);
         drop(a);
         assert_eq!(b.signals(), Signals::PEER_CLOSED);
         assert_eq!(b.read(3, 0, 0).unwrap_err(), ReadError::PeerClosed);
         let (error, back) = b.write(message(b"x")).unwrap_err();
-        assert_eq!(
-            (error, back.bytes.as_slice()),
-            (Error::PeerClosed, b"x".as_slice())
-        );
+        assert_eq!((error, back.bytes.as_slice()), (Error::PeerClosed, b"x".as_slice()));
     }
 
     #[test]

@@ -10,9 +10,6 @@ pub(crate) struct Event {
 
 impl Event {
     pub(crate) fn new() -> Self {
-        Self {
-            koid: super::new_koid(),
-            signals: SignalCell::default(),
-        }
+        Self { koid: super::new_koid(), signals: SignalCell::default() }
     }
 }

@@ -11,10 +11,6 @@ pub(crate) struct ModuleObject {
 
 impl ModuleObject {
     pub(crate) fn new(module: wasmtime::Module) -> Self {
-        Self {
-            koid: super::new_koid(),
-            module,
-            signals: SignalCell::default(),
-        }
+        Self { koid: super::new_koid(), module, signals: SignalCell::default() }
     }
 }

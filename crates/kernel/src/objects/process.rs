@@ -8,7 +8,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
 
+use crate::futex::Futexes;
 use crate::handles::{HandleEntry, HandleTable};
+use crate::threads::Threads;
 use crate::wait::{SignalCell, WaitQueue};
 
 /// How a process ended.
@@ -24,19 +26,11 @@ pub struct ExitStatus {
 
 impl ExitStatus {
     pub(crate) fn exited(code: i32) -> Self {
-        Self {
-            code,
-            reason: ExitReason::Exited,
-            message: None,
-        }
+        Self { code, reason: ExitReason::Exited, message: None }
     }
 
     pub(crate) fn ended(reason: ExitReason, message: Option<String>) -> Self {
-        Self {
-            code: -1,
-            reason,
-            message,
-        }
+        Self { code: -1, reason, message }
     }
 }
 
@@ -63,6 +57,11 @@ pub(crate) struct Process {
     kill_queue: WaitQueue,
     pub(crate) memory_bytes: AtomicU64,
     pub(crate) cpu_ns: AtomicU64,
+    pub(crate) threads: Threads,
+    pub(crate) futexes: Futexes,
+    /// The shared memory and linker of a threaded process, set when its main thread starts.
+    #[cfg(feature = "threads")]
+    pub(crate) thread_environment: spin::Once<crate::runner::ThreadEnvironment>,
 }
 
 impl Process {
@@ -90,6 +89,10 @@ impl Process {
             kill_queue: WaitQueue::default(),
             memory_bytes: AtomicU64::new(0),
             cpu_ns: AtomicU64::new(0),
+            threads: Threads::default(),
+            futexes: Futexes::default(),
+            #[cfg(feature = "threads")]
+            thread_environment: spin::Once::new(),
         }
     }
 
@@ -160,6 +163,14 @@ impl Process {
         self.lifecycle.lock().exit.clone()
     }
 
+    fn memory_bytes(&self) -> u64 {
+        #[cfg(feature = "threads")]
+        if let Some(environment) = self.thread_environment.get() {
+            return environment.memory.data_size() as u64;
+        }
+        self.memory_bytes.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn info(&self) -> InfoProcess {
         let lifecycle = self.lifecycle.lock();
         let (exit_code, exit_reason) = match &lifecycle.exit {
@@ -170,8 +181,12 @@ impl Process {
             state: lifecycle.state as u32,
             exit_code,
             exit_reason,
-            threads: u32::from(lifecycle.state == ProcessState::Running),
-            memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
+            threads: if lifecycle.state == ProcessState::Running {
+                self.threads.running()
+            } else {
+                0
+            },
+            memory_bytes: self.memory_bytes(),
             cpu_ns: self.cpu_ns.load(Ordering::Relaxed),
         }
     }

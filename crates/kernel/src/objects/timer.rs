@@ -37,11 +37,7 @@ enum Outcome {
 
 impl Timer {
     pub(crate) fn new() -> Self {
-        Self {
-            koid: super::new_koid(),
-            signals: SignalCell::default(),
-            state: Default::default(),
-        }
+        Self { koid: super::new_koid(), signals: SignalCell::default(), state: Default::default() }
     }
 
     /// Deasserts SIGNALED and arms the timer for `deadline`.
@@ -114,11 +110,7 @@ async fn run(timer: Weak<Timer>, platform: Arc<dyn Platform>) {
                 }
                 state.task_waker = Some(context.waker().clone());
             }
-            if sleep.poll_passed(context) {
-                Poll::Ready(Outcome::Fired)
-            } else {
-                Poll::Pending
-            }
+            if sleep.poll_passed(context) { Poll::Ready(Outcome::Fired) } else { Poll::Pending }
         })
         .await;
         match outcome {

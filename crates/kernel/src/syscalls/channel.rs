@@ -17,14 +17,9 @@ pub(super) fn create(call: &mut Call<'_>, out0: u32, out1: u32) -> Result<(), Er
         return Err(Error::NoResources);
     }
     let (first, second) = Endpoint::create();
-    let first = table.insert(HandleEntry::new(
-        Object::Channel(first),
-        Rights::CHANNEL_DEFAULT,
-    ))?;
-    let second = table.insert(HandleEntry::new(
-        Object::Channel(second),
-        Rights::CHANNEL_DEFAULT,
-    ))?;
+    let first = table.insert(HandleEntry::new(Object::Channel(first), Rights::CHANNEL_DEFAULT))?;
+    let second =
+        table.insert(HandleEntry::new(Object::Channel(second), Rights::CHANNEL_DEFAULT))?;
     call.memory.write_u32(out0, first)?;
     call.memory.write_u32(out1, second)
 }
@@ -43,10 +38,8 @@ pub(super) fn write(
     let payload = call.memory.slice(bytes, byte_count)?;
     let values = call.memory.read_u32s(handles, handle_count)?;
     let mut table = call.process.handles.lock();
-    let endpoint = table
-        .get(handle)?
-        .require_typed(Rights::WRITE, |entry| entry.channel())?
-        .clone();
+    let endpoint =
+        table.get(handle)?.require_typed(Rights::WRITE, |entry| entry.channel())?.clone();
     // Check every handle before moving any, so a failed write consumes nothing.
     for (index, value) in values.iter().enumerate() {
         if *value == handle || values[..index].contains(value) {
@@ -60,14 +53,9 @@ pub(super) fn write(
             return Err(Error::InvalidArgs);
         }
     }
-    let moved: Vec<HandleEntry> = values
-        .iter()
-        .map(|value| table.get(*value).cloned())
-        .collect::<Result<_, _>>()?;
-    let message = Message {
-        bytes: payload.to_vec(),
-        handles: moved,
-    };
+    let moved: Vec<HandleEntry> =
+        values.iter().map(|value| table.get(*value).cloned()).collect::<Result<_, _>>()?;
+    let message = Message { bytes: payload.to_vec(), handles: moved };
     match endpoint.write(message) {
         Ok(()) => {
             for value in values {
@@ -99,10 +87,7 @@ pub(super) fn read(
     call.memory.check_optional(actual_bytes, 4)?;
     call.memory.check_optional(actual_handles, 4)?;
     let mut table = call.process.handles.lock();
-    let endpoint = table
-        .get(handle)?
-        .require_typed(Rights::READ, |entry| entry.channel())?
-        .clone();
+    let endpoint = table.get(handle)?.require_typed(Rights::READ, |entry| entry.channel())?.clone();
     let room = table.room();
     let message = match endpoint.read(byte_capacity as usize, handle_capacity as usize, room) {
         Ok(message) => message,
@@ -111,16 +96,13 @@ pub(super) fn read(
         Err(ReadError::NoRoom) => return Err(Error::NoResources),
         Err(ReadError::TooSmall { bytes, handles }) => {
             call.memory.write_optional_u32(actual_bytes, bytes as u32)?;
-            call.memory
-                .write_optional_u32(actual_handles, handles as u32)?;
+            call.memory.write_optional_u32(actual_handles, handles as u32)?;
             return Err(Error::BufferTooSmall);
         }
     };
     call.memory.write(bytes, &message.bytes)?;
-    call.memory
-        .write_optional_u32(actual_bytes, message.bytes.len() as u32)?;
-    call.memory
-        .write_optional_u32(actual_handles, message.handles.len() as u32)?;
+    call.memory.write_optional_u32(actual_bytes, message.bytes.len() as u32)?;
+    call.memory.write_optional_u32(actual_handles, message.handles.len() as u32)?;
     for (index, entry) in message.handles.into_iter().enumerate() {
         let value = table.insert(entry)?;
         call.memory.write_u32(handles + 4 * index as u32, value)?;

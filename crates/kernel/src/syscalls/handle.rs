@@ -10,6 +10,8 @@ pub(super) fn close(call: &mut Call<'_>, handle: u32) -> Result<(), Error> {
         return Ok(());
     }
     let entry = call.process.handles.lock().remove(handle)?;
+    // A thread of this process waiting on the handle must see it is gone (ERR_CANCELED).
+    entry.object.wait_queue().wake_all();
     // Closing may wake peers or free objects: outside the table's lock.
     drop(entry);
     Ok(())
@@ -63,22 +65,10 @@ mod tests {
     #[test]
     fn rights_never_grow() {
         let current = Rights::READ | Rights::WRITE;
-        assert_eq!(
-            derived_rights(current, Rights::SAME_RIGHTS.bits()),
-            Ok(current)
-        );
-        assert_eq!(
-            derived_rights(current, Rights::READ.bits()),
-            Ok(Rights::READ)
-        );
+        assert_eq!(derived_rights(current, Rights::SAME_RIGHTS.bits()), Ok(current));
+        assert_eq!(derived_rights(current, Rights::READ.bits()), Ok(Rights::READ));
         assert_eq!(derived_rights(current, 0), Ok(Rights::NONE));
-        assert_eq!(
-            derived_rights(current, Rights::EXECUTE.bits()),
-            Err(Error::InvalidArgs)
-        );
-        assert_eq!(
-            derived_rights(current, current.bits() | (1 << 31)),
-            Err(Error::InvalidArgs)
-        );
+        assert_eq!(derived_rights(current, Rights::EXECUTE.bits()), Err(Error::InvalidArgs));
+        assert_eq!(derived_rights(current, current.bits() | (1 << 31)), Err(Error::InvalidArgs));
     }
 }

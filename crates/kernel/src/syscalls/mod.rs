@@ -15,6 +15,7 @@ mod object;
 mod process;
 mod random;
 mod service;
+mod thread;
 mod timer;
 
 use alloc::boxed::Box;
@@ -30,12 +31,14 @@ use wasmtime::{Caller, Linker};
 use crate::guest_memory::GuestMemory;
 use crate::kernel::Kernel;
 use crate::objects::process::Process;
-use crate::runner::ThreadContext;
+use crate::runner::{ProcessMemory, ThreadContext};
 
 /// What a system call works with: the kernel, the calling process and its memory.
 pub(crate) struct Call<'a> {
     pub(crate) kernel: &'a Arc<Kernel>,
     pub(crate) process: &'a Arc<Process>,
+    /// The calling thread (0 is the main thread).
+    pub(crate) thread: u32,
     pub(crate) memory: GuestMemory<'a>,
 }
 
@@ -44,17 +47,23 @@ pub(crate) fn with_call<R, E>(
     caller: &mut Caller<'_, ThreadContext>,
     body: impl FnOnce(&mut Call<'_>) -> Result<R, E>,
 ) -> Result<R, E> {
-    let memory = caller.data().memory;
-    let (bytes, context): (&mut [u8], &mut ThreadContext) = match memory {
-        Some(memory) => memory.data_and_store_mut(caller),
-        None => (&mut [], caller.data_mut()),
-    };
-    let mut call = Call {
-        kernel: &context.kernel,
-        process: &context.process,
-        memory: GuestMemory::new(bytes),
-    };
-    body(&mut call)
+    match caller.data().memory.clone() {
+        Some(ProcessMemory::Own(memory)) => {
+            let (bytes, context) = memory.data_and_store_mut(caller);
+            body(&mut Call::new(context, GuestMemory::new(bytes)))
+        }
+        #[cfg(feature = "threads")]
+        Some(ProcessMemory::Shared(memory)) => {
+            body(&mut Call::new(caller.data(), GuestMemory::shared(memory.data())))
+        }
+        None => body(&mut Call::new(caller.data(), GuestMemory::new(&mut []))),
+    }
+}
+
+impl<'a> Call<'a> {
+    fn new(context: &'a ThreadContext, memory: GuestMemory<'a>) -> Self {
+        Self { kernel: &context.kernel, process: &context.process, thread: context.thread, memory }
+    }
 }
 
 /// The `i32` a call returns for its result.
@@ -113,6 +122,9 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         process_start(process: u32, bootstrap: u32) => process::start;
         process_bootstrap(out: u32) => process::bootstrap;
         process_kill(process: u32) => process::kill;
+        futex_wake(address: u32, count: u32, woken: u32) => thread::futex_wake;
+        sched_lock() => thread::sched_lock;
+        sched_unlock() => thread::sched_unlock;
         random_fill(buffer: u32, length: u32) => random::fill;
         cprng_fill(buffer: u32, length: u32) => random::secure_fill;
         debug_write(buffer: u32, length: u32) => debug::write;
@@ -123,12 +135,13 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         object_wait_one(handle: u32, signals: u32, deadline: i64, observed: u32) => object::wait_one;
         object_wait_many(items: u32, count: u32, deadline: i64) => object::wait_many;
         nanosleep(deadline: i64) => clock::nanosleep;
+        thread_yield() => thread::yield_now;
+        futex_wait(address: u32, expected: u32, deadline: i64) => thread::futex_wait;
     }
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "clock_monotonic",
-        |caller: Caller<'_, ThreadContext>| caller.data().kernel.platform.now(),
-    )?;
+    thread::link_threads(&mut linker)?;
+    linker.func_wrap(IMPORT_MODULE, "clock_monotonic", |caller: Caller<'_, ThreadContext>| {
+        caller.data().kernel.platform.now()
+    })?;
     linker.func_wrap(IMPORT_MODULE, "process_exit", process::exit)?;
     crate::wasi::link(&mut linker)?;
     Ok(linker)
@@ -151,11 +164,7 @@ mod tests {
 
     /// A module importing one call with the signature the contract gives (plus `extra` params).
     fn importer(call: &nebulet_abi::calls::Call, extra: &str) -> String {
-        let params: Vec<&str> = call
-            .params
-            .iter()
-            .map(|(_, value)| wat_type(*value))
-            .collect();
+        let params: Vec<&str> = call.params.iter().map(|(_, value)| wat_type(*value)).collect();
         let result = match call.returns {
             Returns::Status => "(result i32)",
             Returns::Time => "(result i64)",
@@ -175,10 +184,7 @@ mod tests {
         for call in CALLS {
             let module = wasmtime::Module::new(&engine, importer(call, "")).unwrap();
             if let Err(error) = linker.instantiate_pre(&module) {
-                panic!(
-                    "`{}` does not link as the contract says: {error}",
-                    call.name
-                );
+                panic!("`{}` does not link as the contract says: {error}", call.name);
             }
             let wrong = wasmtime::Module::new(&engine, importer(call, "i32")).unwrap();
             assert!(

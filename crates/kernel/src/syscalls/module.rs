@@ -13,14 +13,12 @@ use crate::platform::CompileError;
 pub(super) fn compile(call: &mut Call<'_>, bytes: u32, length: u32, out: u32) -> Result<(), Error> {
     call.memory.check(out, 1, 4)?;
     let wasm = call.memory.slice(bytes, length)?;
-    let module = call
-        .kernel
-        .platform
-        .compile_module(&call.kernel.engine, wasm)
-        .map_err(|error| match error {
+    let module = call.kernel.platform.compile_module(&call.kernel.engine, wasm).map_err(
+        |error| match error {
             CompileError::Invalid(_) => Error::BadModule,
             CompileError::NotSupported => Error::NotSupported,
-        })?;
+        },
+    )?;
     let entry = HandleEntry::new(
         Object::Module(Arc::new(ModuleObject::new(module))),
         Rights::MODULE_DEFAULT,

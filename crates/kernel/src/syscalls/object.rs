@@ -13,14 +13,7 @@ use crate::wait;
 
 /// The object behind `handle` if the handle may wait on it.
 fn waitable(call: &Call<'_>, handle: u32) -> Result<Object, Error> {
-    Ok(call
-        .process
-        .handles
-        .lock()
-        .get(handle)?
-        .require(Rights::WAIT)?
-        .object
-        .clone())
+    Ok(call.process.handles.lock().get(handle)?.require(Rights::WAIT)?.object.clone())
 }
 
 pub(super) async fn wait_one(
@@ -35,12 +28,14 @@ pub(super) async fn wait_one(
         waitable(call, handle)
     })?;
     let platform = caller.data().kernel.platform.clone();
-    let waits = [(object, Signals::from_bits(signals))];
-    let (result, observed) = wait::wait_many(&*platform, &waits, deadline).await;
-    with_call(caller, |call| {
-        call.memory
-            .write_optional_u32(observed_out, observed[0].bits())
-    })?;
+    let process = caller.data().process.clone();
+    let held = || holds(&process, handle, &object);
+    let waits = [(object.clone(), Signals::from_bits(signals))];
+    let (result, observed) = wait::wait_many(&*platform, &waits, deadline, held).await;
+    if result == Err(Error::Canceled) {
+        return result;
+    }
+    with_call(caller, |call| call.memory.write_optional_u32(observed_out, observed[0].bits()))?;
     result
 }
 
@@ -59,15 +54,21 @@ pub(super) async fn wait_many(
             .chunks_exact(WaitItem::SIZE)
             .map(|chunk| {
                 let item = WaitItem::from_bytes(chunk.try_into().map_err(|_| Error::Internal)?);
-                Ok((
-                    waitable(call, item.handle)?,
-                    Signals::from_bits(item.wait_for),
-                ))
+                Ok((waitable(call, item.handle)?, Signals::from_bits(item.wait_for)))
             })
             .collect::<Result<Vec<_>, Error>>()
     })?;
     let platform = caller.data().kernel.platform.clone();
-    let (result, observed) = wait::wait_many(&*platform, &waits, deadline).await;
+    let process = caller.data().process.clone();
+    let handles = with_call(caller, |call| call.memory.read_u32s(items, count * 3))?;
+    let held = || {
+        let mut items = waits.iter().zip(handles.chunks_exact(3));
+        items.all(|((object, _), item)| holds(&process, item[0], object))
+    };
+    let (result, observed) = wait::wait_many(&*platform, &waits, deadline, held).await;
+    if result == Err(Error::Canceled) {
+        return result;
+    }
     with_call(caller, |call| {
         for (index, signals) in observed.iter().enumerate() {
             let pending_at = items + (index * WaitItem::SIZE + 8) as u32;
@@ -76,6 +77,11 @@ pub(super) async fn wait_many(
         Ok(())
     })?;
     result
+}
+
+/// Whether `handle` still names `object` in the process's table.
+fn holds(process: &crate::objects::process::Process, handle: u32, object: &Object) -> bool {
+    process.handles.lock().get(handle).is_ok_and(|entry| entry.object.koid() == object.koid())
 }
 
 pub(super) fn signal(call: &mut Call<'_>, handle: u32, clear: u32, set: u32) -> Result<(), Error> {
@@ -100,13 +106,7 @@ pub(super) fn get_info(
 ) -> Result<(), Error> {
     call.memory.check(buffer, 1, length)?;
     call.memory.check_optional(actual_out, 4)?;
-    let entry = call
-        .process
-        .handles
-        .lock()
-        .get(handle)?
-        .require(Rights::INSPECT)?
-        .clone();
+    let entry = call.process.handles.lock().get(handle)?.require(Rights::INSPECT)?.clone();
     let record = match topic {
         topic if topic == InfoTopic::Basic as u32 => InfoBasic {
             koid: entry.object.koid(),

@@ -19,39 +19,21 @@ pub(super) fn create(
     out: u32,
 ) -> Result<(), Error> {
     call.memory.check(out, 1, 4)?;
-    let name = call
-        .memory
-        .str(name, name_length, NAME_MAX_BYTES)?
-        .to_string();
+    let name = call.memory.str(name, name_length, NAME_MAX_BYTES)?.to_string();
     let mut table = call.process.handles.lock();
-    let module = table
-        .get(module)?
-        .require_typed(Rights::EXECUTE, |entry| entry.module())?
-        .module
-        .clone();
+    let module =
+        table.get(module)?.require_typed(Rights::EXECUTE, |entry| entry.module())?.module.clone();
     if !table.has_room(1) {
         return Err(Error::NoResources);
     }
-    let child = call.kernel.new_process(
-        module,
-        ProcessOptions {
-            name,
-            ..Default::default()
-        },
-    );
-    let value = table.insert(HandleEntry::new(
-        Object::Process(child),
-        Rights::PROCESS_DEFAULT,
-    ))?;
+    let child = call.kernel.new_process(module, ProcessOptions { name, ..Default::default() });
+    let value = table.insert(HandleEntry::new(Object::Process(child), Rights::PROCESS_DEFAULT))?;
     call.memory.write_u32(out, value)
 }
 
 pub(super) fn start(call: &mut Call<'_>, process: u32, bootstrap: u32) -> Result<(), Error> {
     let mut table = call.process.handles.lock();
-    let child = table
-        .get(process)?
-        .require_typed(Rights::MANAGE, |entry| entry.process())?
-        .clone();
+    let child = table.get(process)?.require_typed(Rights::MANAGE, |entry| entry.process())?.clone();
     let handed = if bootstrap == HANDLE_INVALID {
         None
     } else {
@@ -60,9 +42,7 @@ pub(super) fn start(call: &mut Call<'_>, process: u32, bootstrap: u32) -> Result
         }
         Some(table.get(bootstrap)?.require(Rights::TRANSFER)?.clone())
     };
-    call.kernel
-        .start_process(&child, handed)
-        .map_err(|(error, _)| error)?;
+    call.kernel.start_process(&child, handed).map_err(|(error, _)| error)?;
     if bootstrap != HANDLE_INVALID {
         table.remove(bootstrap)?;
     }
@@ -83,10 +63,7 @@ pub(super) fn bootstrap(call: &mut Call<'_>, out: u32) -> Result<(), Error> {
 pub(super) fn kill(call: &mut Call<'_>, process: u32) -> Result<(), Error> {
     let target = {
         let table = call.process.handles.lock();
-        table
-            .get(process)?
-            .require_typed(Rights::MANAGE, |entry| entry.process())?
-            .clone()
+        table.get(process)?.require_typed(Rights::MANAGE, |entry| entry.process())?.clone()
     };
     target.kill(ExitReason::Killed);
     Ok(())

@@ -10,11 +10,7 @@ use crate::objects::channel::Message;
 
 fn name<'a>(call: &'a Call<'_>, pointer: u32, length: u32) -> Result<&'a str, Error> {
     let name = call.memory.str(pointer, length, NAME_MAX_BYTES)?;
-    if name.is_empty() {
-        Err(Error::InvalidArgs)
-    } else {
-        Ok(name)
-    }
+    if name.is_empty() { Err(Error::InvalidArgs) } else { Ok(name) }
 }
 
 pub(super) fn register(
@@ -25,10 +21,8 @@ pub(super) fn register(
 ) -> Result<(), Error> {
     let name = name(call, name_pointer, name_length)?.to_string();
     let mut table = call.process.handles.lock();
-    let endpoint = table
-        .get(channel)?
-        .require_typed(Rights::TRANSFER, |entry| entry.channel())?
-        .clone();
+    let endpoint =
+        table.get(channel)?.require_typed(Rights::TRANSFER, |entry| entry.channel())?.clone();
     if endpoint.is_peer_closed() {
         return Err(Error::PeerClosed);
     }
@@ -65,10 +59,7 @@ pub(super) fn connect(
             None => return Err(Error::NotFound),
         }
     };
-    match service.write(Message {
-        bytes: vec![],
-        handles: vec![entry],
-    }) {
+    match service.write(Message { bytes: vec![], handles: vec![entry] }) {
         Ok(()) => {
             table.remove(channel)?;
             Ok(())

@@ -26,12 +26,7 @@ fn run_exits_with_the_program_exit_code_and_passes_arguments() {
               (drop (call $sizes (i32.const 0) (i32.const 4)))
               (call $exit (i32.load (i32.const 0)))))"#,
     );
-    let output = nebulet()
-        .arg("run")
-        .arg(&path)
-        .args(["--", "one", "two"])
-        .output()
-        .unwrap();
+    let output = nebulet().arg("run").arg(&path).args(["--", "one", "two"]).output().unwrap();
     // args are the program name and the two arguments.
     assert_eq!(output.status.code(), Some(3), "{output:?}");
 }
@@ -44,16 +39,9 @@ fn run_reports_a_module_that_does_not_load_on_one_line() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.starts_with("nebulet: cannot load"), "{stderr}");
     assert!(stderr.contains("broken.wat"), "{stderr}");
-    let missing = nebulet()
-        .args(["run", "/no/such/file.wasm"])
-        .output()
-        .unwrap();
+    let missing = nebulet().args(["run", "/no/such/file.wasm"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        String::from_utf8(missing.stderr)
-            .unwrap()
-            .contains("cannot read /no/such/file.wasm")
-    );
+    assert!(String::from_utf8(missing.stderr).unwrap().contains("cannot read /no/such/file.wasm"));
 }
 
 #[test]
@@ -66,10 +54,7 @@ fn run_reports_a_trap_with_the_process_and_its_backtrace() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("nebulet: process `trap` trapped:"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("nebulet: process `trap` trapped:"), "{stderr}");
     assert!(stderr.contains("wasm backtrace: deep"), "{stderr}");
 }
 

@@ -20,17 +20,10 @@ fn a_trap_ends_only_its_process_with_a_backtrace() {
     assert_eq!((status.code, status.reason), (-1, ExitReason::Trapped));
     let message = status.message.expect("a trap is described");
     assert!(message.contains("unreachable"), "{message}");
-    assert!(
-        message.contains("inner <- outer"),
-        "the backtrace names the functions: {message}"
-    );
+    assert!(message.contains("inner <- outer"), "the backtrace names the functions: {message}");
     assert!(!message.contains('\n'), "one line: {message}");
     // The kernel still runs processes after the trap.
-    let status = system.run(
-        system.module(r#"(module (func (export "_start")))"#),
-        "after",
-        &[],
-    );
+    let status = system.run(system.module(r#"(module (func (export "_start")))"#), "after", &[]);
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited));
 }
 
@@ -69,10 +62,7 @@ fn process_exit_gives_its_code() {
         "exiter",
         &[],
     );
-    assert_eq!(
-        (status.code, status.reason, status.message),
-        (42, ExitReason::Exited, None)
-    );
+    assert_eq!((status.code, status.reason, status.message), (42, ExitReason::Exited, None));
 }
 
 /// More spinners than the runtime has worker threads, and yet another process runs.

@@ -8,6 +8,7 @@ mod cli;
 mod isolation;
 mod programs;
 mod system;
+mod threads;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -7,11 +7,7 @@ fn conformance(case: &str) {
     let system = System::new();
     system.pass("syscalls", &[case]);
     assert!(system.console().contains(&format!("syscalls {case}: ok")));
-    assert_eq!(
-        system.emulator.kernel().live_processes(),
-        0,
-        "every child ended"
-    );
+    assert_eq!(system.emulator.kernel().live_processes(), 0, "every child ended");
 }
 
 #[test]

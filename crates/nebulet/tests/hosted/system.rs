@@ -9,11 +9,7 @@ fn the_demo_system_runs_its_services_and_tasks() {
     let system = System::new();
     let status = system.boot(nebulet::image::MANIFEST);
     let console = system.console();
-    assert_eq!(
-        (status.code, status.reason),
-        (0, ExitReason::Exited),
-        "{console}"
-    );
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{console}");
     for line in [
         "init: started service echo",
         "hello from nebulet",
@@ -30,11 +26,7 @@ fn a_thousand_processes_exchange_messages_with_none_lost_or_duplicated() {
     let system = System::new();
     let status = system.boot("start swarm\n");
     let console = system.console();
-    assert_eq!(
-        (status.code, status.reason),
-        (0, ExitReason::Exited),
-        "{console}"
-    );
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{console}");
     assert!(
         console.contains("swarm: 1000 workers, 10000 messages, 0 lost, 0 duplicated"),
         "{console}"
@@ -48,15 +40,8 @@ fn a_crashing_task_is_reported_and_the_system_goes_on() {
     let status = system.boot("service echo\nstart crash\nstart hello\n");
     let console = system.console();
     // init reports the trap and exits 1 because a task failed; hello still ran.
-    assert_eq!(
-        (status.code, status.reason),
-        (1, ExitReason::Exited),
-        "{console}"
-    );
-    assert!(
-        console.contains("init: crash ended: trapped (code -1)"),
-        "{console}"
-    );
+    assert_eq!((status.code, status.reason), (1, ExitReason::Exited), "{console}");
+    assert!(console.contains("init: crash ended: trapped (code -1)"), "{console}");
     assert!(console.contains("hello from nebulet"), "{console}");
 }
 
@@ -65,9 +50,5 @@ fn a_bad_manifest_is_reported_by_init() {
     let system = System::new();
     let status = system.boot("launch everything\n");
     assert_eq!(status.code, 1);
-    assert!(
-        system.console().contains("manifest line 1"),
-        "{}",
-        system.console()
-    );
+    assert!(system.console().contains("manifest line 1"), "{}", system.console());
 }
