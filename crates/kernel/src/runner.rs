@@ -68,6 +68,18 @@ impl core::fmt::Display for ProcessExit {
 
 impl core::error::Error for ProcessExit {}
 
+/// The error a thread unwinds with when its process killed itself.
+#[derive(Debug)]
+pub(crate) struct ProcessKilled;
+
+impl core::fmt::Display for ProcessKilled {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.write_str("process killed itself")
+    }
+}
+
+impl core::error::Error for ProcessKilled {}
+
 /// Keeps the process's memory size current as it grows.
 struct MemoryAccounting {
     process: Arc<Process>,
@@ -234,6 +246,9 @@ pub(crate) async fn spawned_thread(
 fn ending(error: wasmtime::Error, what: &str) -> ExitStatus {
     if let Some(exit) = error.downcast_ref::<ProcessExit>() {
         return ExitStatus::exited(exit.0);
+    }
+    if error.is::<ProcessKilled>() {
+        return ExitStatus::ended(ExitReason::Killed, None);
     }
     ExitStatus::ended(ExitReason::Trapped, Some(describe(&error, what)))
 }

@@ -288,12 +288,16 @@ fn fd_write(
     }
     call.memory.check(written_out, 1, 4)?;
     let vectors = call.memory.read_u32s(iovs, iov_count.checked_mul(2).ok_or(Errno::Inval)?)?;
-    let mut bytes = Vec::new();
+    // Check every vector first (a bad one writes nothing), then write each where it lies.
     for pair in vectors.chunks_exact(2) {
-        bytes.extend_from_slice(call.memory.slice(pair[0], pair[1])?);
+        call.memory.slice(pair[0], pair[1])?;
     }
-    call.kernel.platform.console_write(&bytes);
-    Ok(call.memory.write_u32(written_out, bytes.len() as u32)?)
+    let mut written: u32 = 0;
+    for pair in vectors.chunks_exact(2) {
+        call.kernel.platform.console_write(call.memory.slice(pair[0], pair[1])?);
+        written = written.saturating_add(pair[1]);
+    }
+    Ok(call.memory.write_u32(written_out, written)?)
 }
 
 const SUBSCRIPTION_SIZE: u32 = 48;
@@ -336,10 +340,15 @@ async fn poll_oneoff(
                 let flags = u16::from_le_bytes([entry[40], entry[41]]);
                 let absolute = flags & 1 != 0;
                 let clock = u32::from_le_bytes(entry[16..20].try_into().map_err(|_| Errno::Inval)?);
-                let deadline = if absolute && clock == 1 {
-                    timeout.min(i64::MAX as u64) as i64
-                } else {
-                    now.saturating_add(timeout.min(i64::MAX as u64) as i64)
+                let timeout = timeout.min(i64::MAX as u64) as i64;
+                // Deadlines on the monotonic clock; an absolute one on another clock is
+                // converted by that clock's distance from now.
+                let deadline = match (absolute, clock) {
+                    (false, _) => now.saturating_add(timeout),
+                    (true, 1) => timeout,
+                    (true, _) => {
+                        now.saturating_add(timeout.saturating_sub(clock_now(call, clock)? as i64))
+                    }
                 };
                 clocks.push((userdata, deadline));
             } else {

@@ -487,6 +487,22 @@ const CHILD_TRAPS: &str = r#"(module
     (drop (call $write (i32.load (i32.const 0)) (i32.const 16) (i32.const 3) (i32.const 0) (i32.const 0)))
     unreachable))"#;
 
+/// A child that receives its own process handle, kills itself, and would then say "alive".
+const CHILD_KILLS_ITSELF: &str = r#"(module
+  (import "nebulet" "process_bootstrap" (func $bootstrap (param i32) (result i32)))
+  (import "nebulet" "object_wait_one" (func $wait (param i32 i32 i64 i32) (result i32)))
+  (import "nebulet" "channel_read" (func $read (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "nebulet" "channel_write" (func $write (param i32 i32 i32 i32 i32) (result i32)))
+  (import "nebulet" "process_kill" (func $kill (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 32) "alive")
+  (func (export "_start")
+    (drop (call $bootstrap (i32.const 0)))
+    (drop (call $wait (i32.load (i32.const 0)) (i32.const 1) (i64.const 0x7fffffffffffffff) (i32.const 0)))
+    (drop (call $read (i32.load (i32.const 0)) (i32.const 64) (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 0) (i32.const 0)))
+    (drop (call $kill (i32.load (i32.const 8))))
+    (drop (call $write (i32.load (i32.const 0)) (i32.const 32) (i32.const 5) (i32.const 0) (i32.const 0)))))"#;
+
 /// A child that exits with code 7.
 const CHILD_EXITS: &str = r#"(module
   (import "nebulet" "process_exit" (func $exit (param i32)))
@@ -599,6 +615,15 @@ fn processes() {
     wait(exiter, Signals::TERMINATED);
     let ended = process_info(exiter);
     assert_eq!((ended.exit_code, ended.exit_reason), (7, ExitReason::Exited as u32));
+    // A process that kills itself does not return from the call.
+    let suicidal = create(compile(CHILD_KILLS_ITSELF), "suicidal");
+    let (ours, theirs) = channel();
+    expect!(raw::process_start(suicidal, theirs), Ok(()));
+    let own_handle = duplicate(suicidal, Rights::SAME_RIGHTS);
+    expect!(write(ours, b"", &[own_handle]), Ok(()));
+    wait(suicidal, Signals::TERMINATED);
+    assert_eq!(process_info(suicidal).exit_reason, ExitReason::Killed as u32);
+    expect!(read(ours, 8, 0).status, Err(Error::PeerClosed));
     let unstarted = create(module, "unstarted");
     expect!(raw::process_kill(unstarted), Ok(()));
     assert_eq!(process_info(unstarted).exit_reason, ExitReason::Killed as u32);

@@ -18,6 +18,9 @@ fn main() {
         "trap" => trap_in_a_thread(),
         "exit" => exit_from_a_thread(),
         "cancel" => cancel(),
+        "pingpong" => {
+            ping_pong(std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(10_000))
+        }
         other => panic!("unknown case `{other}`"),
     }
     println!("threaded {case}: ok");
@@ -150,6 +153,33 @@ fn futex() {
     }
     assert_eq!(woken, 1);
     waiter.join().unwrap();
+}
+
+/// Two threads hand a turn back and forth through a futex: each hand-off is one switch.
+/// Prints the time per switch, for the switch benchmark (crates/nebulet/benches/switch.rs).
+fn ping_pong(rounds: u32) {
+    let turn = Arc::new(AtomicU32::new(0));
+    let player = |me: u32, turn: Arc<AtomicU32>| {
+        move || {
+            for _ in 0..rounds {
+                while turn.load(Ordering::Acquire) != me {
+                    let _ = sip::thread::futex_wait(&turn, 1 - me, i64::MAX);
+                }
+                turn.store(1 - me, Ordering::Release);
+                sip::thread::futex_wake(&turn, 1).unwrap();
+            }
+        }
+    };
+    let start = clock::monotonic();
+    let other = thread::spawn(player(1, turn.clone()));
+    player(0, turn)();
+    other.join().unwrap();
+    let elapsed = clock::monotonic() - start;
+    let switches = 2 * u64::from(rounds);
+    println!(
+        "pingpong: {switches} switches in {elapsed} ns, {:.1} ns per switch",
+        elapsed as f64 / switches as f64
+    );
 }
 
 /// Closing a handle that another thread waits on cancels that wait.

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use nebulet_abi::{CHANNEL_MAX_QUEUED_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, Error, Signals};
 
 use crate::handles::HandleEntry;
+use crate::objects::Object;
 use crate::wait::{SignalCell, WaitQueue};
 
 /// One message: bytes and the handles moved with them.
@@ -163,8 +164,9 @@ impl Endpoint {
     }
 }
 
-impl Drop for Endpoint {
-    fn drop(&mut self) {
+impl Endpoint {
+    /// Marks this side closed and takes the messages nobody can read any more.
+    fn close(&self) -> VecDeque<Message> {
         let unread = {
             let mut sides = self.pair.sides.lock();
             let own = &mut sides[self.side];
@@ -173,9 +175,27 @@ impl Drop for Endpoint {
             core::mem::take(&mut own.queue)
         };
         self.pair.cells[self.peer()].queue().wake_all();
-        // Messages nobody can read any more close their handles; outside the lock, since that
-        // may close other channels.
-        drop(unread);
+        unread
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // Unread messages close their handles, outside the lock since that may close other
+        // channels. Iteratively: a program can nest endpoints in messages in endpoints any
+        // number of levels deep, and recursive drops would overflow the kernel's stack. An
+        // endpoint we hold the last reference to is emptied here before it is dropped.
+        let mut unread: Vec<Message> = self.close().into();
+        while let Some(message) = unread.pop() {
+            for entry in message.handles {
+                if let Object::Channel(endpoint) = &entry.object
+                    && Arc::strong_count(endpoint) == 1
+                {
+                    unread.extend(endpoint.close());
+                }
+                drop(entry);
+            }
+        }
     }
 }
 
@@ -216,6 +236,25 @@ mod tests {
         b.read(4, 0, 0).unwrap();
         assert!(a.signals().contains(Signals::WRITABLE));
         a.write(message(b"more")).unwrap();
+    }
+
+    #[test]
+    fn closing_deeply_nested_endpoints_does_not_recurse() {
+        use crate::handles::HandleEntry;
+        use nebulet_abi::Rights;
+        // Each new pair's far end queues the previous far end: a chain 200,000 deep, held only
+        // by its top. Dropping the top must close the bottom, whose peer is the witness.
+        let (witness, bottom) = Endpoint::create();
+        let mut carried = bottom;
+        for _ in 0..200_000 {
+            let (near, far) = Endpoint::create();
+            let entry = HandleEntry::new(Object::Channel(carried), Rights::CHANNEL_DEFAULT);
+            near.write(Message { bytes: Vec::new(), handles: alloc::vec![entry] }).unwrap();
+            carried = far;
+        }
+        assert!(!witness.is_peer_closed());
+        drop(carried);
+        assert!(witness.is_peer_closed(), "the whole chain was closed");
     }
 
     #[test]

@@ -42,9 +42,10 @@ impl Timer {
 
     /// Deasserts SIGNALED and arms the timer for `deadline`.
     pub(crate) fn set(self: &Arc<Self>, platform: &Arc<dyn Platform>, deadline: i64) {
-        self.signals.update(Signals::SIGNALED, Signals::NONE);
         let (start_task, waker) = {
             let mut state = self.state.lock();
+            // Under the state lock, so a firing task cannot assert SIGNALED in between.
+            self.signals.update(Signals::SIGNALED, Signals::NONE);
             state.generation += 1;
             state.deadline = Some(deadline);
             let start_task = !state.task_running;
@@ -65,9 +66,9 @@ impl Timer {
             let mut state = self.state.lock();
             state.generation += 1;
             state.deadline = None;
+            self.signals.update(Signals::SIGNALED, Signals::NONE);
             state.task_waker.take()
         };
-        self.signals.update(Signals::SIGNALED, Signals::NONE);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -120,15 +121,10 @@ async fn run(timer: Weak<Timer>, platform: Arc<dyn Platform>) {
                 let Some(strong) = timer.upgrade() else {
                     return;
                 };
-                let fired = {
-                    let mut state = strong.state.lock();
-                    let current = state.generation == generation;
-                    if current {
-                        state.deadline = None;
-                    }
-                    current
-                };
-                if fired {
+                let mut state = strong.state.lock();
+                if state.generation == generation {
+                    state.deadline = None;
+                    // Under the state lock: a set or cancel that follows sees it and clears it.
                     strong.signals.update(Signals::NONE, Signals::SIGNALED);
                 }
             }

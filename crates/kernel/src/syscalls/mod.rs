@@ -121,7 +121,6 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         process_create(module: u32, name: u32, name_length: u32, out: u32) => process::create;
         process_start(process: u32, bootstrap: u32) => process::start;
         process_bootstrap(out: u32) => process::bootstrap;
-        process_kill(process: u32) => process::kill;
         futex_wake(address: u32, count: u32, woken: u32) => thread::futex_wake;
         sched_lock() => thread::sched_lock;
         sched_unlock() => thread::sched_unlock;
@@ -143,6 +142,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         caller.data().kernel.platform.now()
     })?;
     linker.func_wrap(IMPORT_MODULE, "process_exit", process::exit)?;
+    linker.func_wrap(IMPORT_MODULE, "process_kill", process::kill)?;
     crate::wasi::link(&mut linker)?;
     Ok(linker)
 }

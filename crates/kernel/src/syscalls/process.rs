@@ -5,11 +5,13 @@ use alloc::string::ToString;
 use nebulet_abi::{Error, ExitReason, HANDLE_INVALID, NAME_MAX_BYTES, Rights};
 use wasmtime::Caller;
 
-use super::Call;
+use alloc::sync::Arc;
+
+use super::{Call, with_call};
 use crate::handles::HandleEntry;
 use crate::kernel::ProcessOptions;
 use crate::objects::Object;
-use crate::runner::{ProcessExit, ThreadContext};
+use crate::runner::{ProcessExit, ProcessKilled, ThreadContext};
 
 pub(super) fn create(
     call: &mut Call<'_>,
@@ -60,13 +62,22 @@ pub(super) fn bootstrap(call: &mut Call<'_>, out: u32) -> Result<(), Error> {
     call.memory.write_u32(out, value)
 }
 
-pub(super) fn kill(call: &mut Call<'_>, process: u32) -> Result<(), Error> {
-    let target = {
+/// Ends the target with reason "killed". A process killing itself does not return: its calling
+/// thread unwinds at once, as with `process_exit`.
+pub(super) fn kill(mut caller: Caller<'_, ThreadContext>, process: u32) -> wasmtime::Result<i32> {
+    let target = with_call(&mut caller, |call| {
         let table = call.process.handles.lock();
-        table.get(process)?.require_typed(Rights::MANAGE, |entry| entry.process())?.clone()
+        Ok(table.get(process)?.require_typed(Rights::MANAGE, |entry| entry.process())?.clone())
+    });
+    let target = match target {
+        Ok(target) => target,
+        Err(error) => return Ok(super::status(Err(error))),
     };
     target.kill(ExitReason::Killed);
-    Ok(())
+    if Arc::ptr_eq(&target, &caller.data().process) {
+        return Err(wasmtime::Error::new(ProcessKilled));
+    }
+    Ok(nebulet_abi::OK)
 }
 
 /// Unwinds the calling thread with [`ProcessExit`]; the runner turns it into the exit code.

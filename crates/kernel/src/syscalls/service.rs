@@ -1,6 +1,7 @@
 //! The service registry: names bound to channel endpoints, and connecting to them.
 
 use alloc::string::ToString;
+use alloc::sync::Arc;
 use alloc::vec;
 
 use nebulet_abi::{Error, NAME_MAX_BYTES, Rights};
@@ -46,7 +47,7 @@ pub(super) fn connect(
     let name = name(call, name_pointer, name_length)?;
     let mut table = call.process.handles.lock();
     let entry = table.get(channel)?;
-    entry.require_typed(Rights::TRANSFER, |entry| entry.channel())?;
+    let client = entry.require_typed(Rights::TRANSFER, |entry| entry.channel())?.clone();
     let entry = entry.clone();
     let service = {
         let mut services = call.kernel.services.lock();
@@ -59,6 +60,10 @@ pub(super) fn connect(
             None => return Err(Error::NotFound),
         }
     };
+    if client.is_peer_of(&service) || Arc::ptr_eq(&client, &service) {
+        // The server's own end in its own queue could never be closed: refuse the cycle.
+        return Err(Error::InvalidArgs);
+    }
     match service.write(Message { bytes: vec![], handles: vec![entry] }) {
         Ok(()) => {
             table.remove(channel)?;

@@ -19,7 +19,7 @@ pub(super) async fn yield_now(_caller: &mut Caller<'_, ThreadContext>) -> Result
 
 /// The u32 at `address`, which must be 4-byte aligned and inside memory.
 fn futex_word(call: &Call<'_>, address: u32) -> Result<u32, Error> {
-    if address % 4 != 0 {
+    if !address.is_multiple_of(4) {
         return Err(Error::InvalidArgs);
     }
     let bytes = call.memory.slice(address, 4)?;

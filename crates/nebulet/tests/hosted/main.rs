@@ -26,6 +26,12 @@ pub struct System {
     console: Arc<Mutex<Vec<u8>>>,
 }
 
+impl Default for System {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl System {
     pub fn new() -> Self {
         let console = Arc::new(Mutex::new(Vec::new()));
