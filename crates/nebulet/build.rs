@@ -2,6 +2,8 @@
 //!
 //! The apps are a cargo workspace of their own (they target wasm, the kernel targets the host),
 //! built with a nested `cargo build` into `<target>/wasm-apps`, as wasmtime's test programs are.
+//! The one C test program, `apps/tests/wasi-c`, is compiled with clang and wasi-libc when they
+//! are installed, and left out (with a warning) when they are not.
 
 use std::env;
 use std::fmt::Write as _;
@@ -10,6 +12,10 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
 const THREADS_TARGET: &str = "wasm32-wasip1-threads";
+/// The C test program: `apps/tests/wasi-c/main.c`, embedded as `wasi-c` when it can be built.
+const C_PROGRAM: &str = "wasi-c";
+/// Where Debian's `wasi-libc` package puts the wasm32-wasi headers and libraries.
+const WASI_SYSROOT: &str = "/usr";
 
 fn main() {
     let manifest_dir =
@@ -54,10 +60,14 @@ fn main() {
         build(&apps, &target_dir, THREADS_TARGET, &packages);
     }
 
+    // The C test program, when clang and the wasi-libc sysroot are installed.
+    let c_programs: Vec<(String, PathBuf)> =
+        build_c(&apps.join("tests").join(C_PROGRAM), &out_dir).into_iter().collect();
+
     let mut source = String::new();
-    for (constant, folder, what) in [
-        ("APPS", apps.clone(), "The apps of the demo image"),
-        ("TEST_PROGRAMS", apps.join("tests"), "The test programs"),
+    for (constant, folder, what, extra) in [
+        ("APPS", apps.clone(), "The apps of the demo image", &[][..]),
+        ("TEST_PROGRAMS", apps.join("tests"), "The test programs", &c_programs[..]),
     ] {
         writeln!(
             source,
@@ -68,6 +78,10 @@ fn main() {
             let target = if threaded.contains(&name.as_str()) { THREADS_TARGET } else { TARGET };
             let wasm = target_dir.join(target).join("release").join(format!("{name}.wasm"));
             assert!(wasm.exists(), "{} was not built", wasm.display());
+            writeln!(source, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string())
+                .expect("writing to a String");
+        }
+        for (name, wasm) in extra {
             writeln!(source, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string())
                 .expect("writing to a String");
         }
@@ -118,4 +132,38 @@ fn app_names(apps: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Compiles the C test program in `folder` (its `main.c`) with clang against the wasi-libc
+/// sysroot, into OUT_DIR. Without clang or the sysroot (Debian: `apt-get install clang lld
+/// wasi-libc libclang-rt-14-dev-wasm32`) it warns and returns `None`: the program is then not
+/// embedded, and its test is skipped (or fails where the environment variable CI is set).
+fn build_c(folder: &Path, out_dir: &Path) -> Option<(String, PathBuf)> {
+    let source = folder.join("main.c");
+    if !source.exists() {
+        return None;
+    }
+    let output = out_dir.join(format!("{C_PROGRAM}.wasm"));
+    let result = Command::new("clang")
+        .arg("--target=wasm32-wasi")
+        .arg(format!("--sysroot={WASI_SYSROOT}"))
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .output();
+    let problem = match result {
+        Ok(finished) if finished.status.success() => return Some((C_PROGRAM.into(), output)),
+        Ok(finished) => format!(
+            "clang failed ({}): {}",
+            finished.status,
+            String::from_utf8_lossy(&finished.stderr).lines().collect::<Vec<_>>().join(" | ")
+        ),
+        Err(error) => format!("cannot run clang: {error}"),
+    };
+    println!(
+        "cargo::warning=the C test program {C_PROGRAM} is not built ({problem}); its test is \
+         skipped. Install clang and wasi-libc (Debian: apt-get install clang lld wasi-libc \
+         libclang-rt-14-dev-wasm32)"
+    );
+    None
 }

@@ -1,19 +1,38 @@
-//! `init`: the first process.
+//! `init`: the first process, and the supervisor of the apps it starts.
 //!
 //! Reads the system image from its bootstrap channel, then runs the manifest's directives in
-//! order: `service NAME` starts the app and waits (up to 5 s) for its READY message, `start
-//! NAME` starts it as a task. Each app gets the image (without the manifest) on a channel of
-//! its own as its bootstrap handle. When every task has ended, init kills the services and
-//! exits 0 if every task exited with code 0, else 1.
+//! order (see [`nebulet_abi::bootstrap`] for the format):
+//! - `service NAME` starts the app and waits (up to 5 s) for its READY message before the next
+//!   line; a service that does not get ready (after any restarts its policy allows) is an error:
+//!   init stops everything and exits 1;
+//! - `start NAME` starts the app as a task.
+//!
+//! Each app gets the image (without the manifest) on a channel of its own as its bootstrap
+//! handle, and the resource limits of its line (`memory=`, `handles=`, ... set with
+//! `process_set_limit` before it starts).
+//!
+//! **Supervision.** When an app ends, init prints how (`init: NAME exited with code 0`,
+//! `init: NAME ended: watchdog (code -1)`, ...) and applies the line's `restart=` policy:
+//! `never` (the default) leaves it ended, `on-failure` restarts it after any end but exit code 0,
+//! `always` after every end. A restart is a fresh process of the same module with the same limits
+//! and the same bootstrap protocol; a restarted service must report READY again. If the app was
+//! already restarted `COUNT` times within the last `WINDOW` (`restarts=COUNT/WINDOW`, default
+//! `3/10s`), init gives up on it instead (`init: NAME restarted COUNT times in WINDOW, giving
+//! up`) and counts it as failed.
+//!
+//! **The end.** When the final run of every task has ended, init kills the services that still
+//! run and exits 0 if every task's final run exited with code 0 and no task was given up on,
+//! else 1. Only tasks decide the exit code: a service that ends, or that init gives up on, is
+//! reported but does not make the system fail (the tasks that need it fail if it matters).
 
 use std::time::Duration;
 
 use nebulet_abi::WAIT_MANY_MAX_ITEMS;
-use nebulet_abi::bootstrap::{Directive, READY, parse_manifest};
+use nebulet_abi::bootstrap::{READY, Restart, Role, parse_manifest};
 use sip::bootstrap::Image;
 use sip::{
-    Channel, DEADLINE_INFINITE, Error, InfoProcess, InfoProcessExt, Module, Process, Signals,
-    WaitItem, clock,
+    Channel, DEADLINE_INFINITE, Error, InfoProcess, InfoProcessExt, Limit, Module, Process,
+    Signals, WaitItem, clock,
 };
 
 /// How long a service has to report READY.
@@ -22,10 +41,27 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a killed service has to end.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An app init started.
-struct Child {
+/// An app of the manifest: its line's settings and its current (or last) run.
+struct App {
     name: String,
-    service: bool,
+    role: Role,
+    restart: Restart,
+    /// At most this many restarts within `restart_window` nanoseconds.
+    restart_count: u32,
+    restart_window: u64,
+    limits: Vec<(Limit, u64)>,
+    /// When it was restarted (monotonic ns), within the last window.
+    recent_restarts: Vec<i64>,
+    /// How many times it was restarted in all.
+    restarts: u32,
+    /// Whether init gave up restarting it.
+    gave_up: bool,
+    /// The current run, or the last one; `None` before the first start.
+    run: Option<Run>,
+}
+
+/// One process of an app.
+struct Run {
     process: Process,
     /// Init's end of the child's bootstrap channel, kept open while the child runs.
     channel: Channel,
@@ -33,10 +69,54 @@ struct Child {
     ended: Option<InfoProcess>,
 }
 
+impl App {
+    fn is_service(&self) -> bool {
+        self.role == Role::Service
+    }
+
+    fn is_running(&self) -> bool {
+        self.run.as_ref().is_some_and(|run| run.ended.is_none())
+    }
+
+    /// How its last run ended, if it has.
+    fn ended(&self) -> Option<InfoProcess> {
+        self.run.as_ref().and_then(|run| run.ended)
+    }
+
+    /// Whether its policy restarts it after a run that ended as `info` says.
+    fn wants_restart(&self, info: &InfoProcess) -> bool {
+        match self.restart {
+            Restart::Never => false,
+            Restart::OnFailure => !info.succeeded(),
+            Restart::Always => true,
+        }
+    }
+
+    /// Records a restart at `now`, or `false` if the restart limit forbids one.
+    fn allow_restart(&mut self, now: i64) -> bool {
+        let window = i64::try_from(self.restart_window).unwrap_or(i64::MAX);
+        self.recent_restarts.retain(|&at| now.saturating_sub(at) < window);
+        if self.recent_restarts.len() >= self.restart_count as usize {
+            return false;
+        }
+        self.recent_restarts.push(now);
+        self.restarts += 1;
+        true
+    }
+}
+
+/// How a start went.
+enum Started {
+    /// Running (and for a service, ready).
+    Running,
+    /// A service that ended, or was killed after `READY_TIMEOUT`, before it was ready.
+    NotReady { info: InfoProcess, why: String },
+}
+
 /// Everything init started, so a failure can stop it all.
 #[derive(Default)]
 struct Init {
-    children: Vec<Child>,
+    apps: Vec<App>,
 }
 
 fn main() {
@@ -65,32 +145,59 @@ impl Init {
         let names: Vec<&str> = image.names().collect();
         println!("init: image with {} apps: {}", names.len(), names.join(", "));
         for directive in &directives {
-            let (Directive::Service(name) | Directive::Start(name)) = *directive;
-            if image.module(name).is_none() {
-                return Err(format!("the manifest names {name}, which is not in the image"));
+            if image.module(directive.name).is_none() {
+                return Err(format!(
+                    "the manifest names {}, which is not in the image",
+                    directive.name
+                ));
             }
         }
 
         for directive in directives {
-            match directive {
-                Directive::Service(name) => {
-                    self.spawn(&image, name, true)?;
-                    self.wait_ready()?;
-                    println!("init: started service {name}");
+            let (restart_count, restart_window) = directive.restart_limit();
+            self.apps.push(App {
+                name: directive.name.to_owned(),
+                role: directive.role,
+                restart: directive.restart(),
+                restart_count,
+                restart_window,
+                limits: directive.limits().collect(),
+                recent_restarts: Vec::new(),
+                restarts: 0,
+                gave_up: false,
+                run: None,
+            });
+            let index = self.apps.len() - 1;
+            let started = self.start(&image, index)?;
+            let app = &self.apps[index];
+            match (app.role, started) {
+                (Role::Task, _) => println!("init: started {}", app.name),
+                (Role::Service, Started::Running) => {
+                    println!("init: started service {}", app.name);
                 }
-                Directive::Start(name) => {
-                    self.spawn(&image, name, false)?;
-                    println!("init: started {name}");
+                (Role::Service, Started::NotReady { why, .. }) if app.restart == Restart::Never => {
+                    return Err(format!("service {} {why}", app.name));
+                }
+                (Role::Service, Started::NotReady { info, why }) => {
+                    // Restart it as its policy allows, but the lines after it need it ready.
+                    self.ended(&image, index, info, &why)?;
+                    let app = &self.apps[index];
+                    if !app.is_running() {
+                        return Err(format!("service {} did not get ready", app.name));
+                    }
+                    println!("init: started service {}", app.name);
                 }
             }
         }
 
-        self.wait_for_tasks()?;
+        self.supervise(&image)?;
         self.stop_services();
 
-        let tasks: Vec<&Child> = self.children.iter().filter(|child| !child.service).collect();
-        let failed =
-            tasks.iter().filter(|child| !child.ended.is_some_and(|info| info.succeeded())).count();
+        let tasks: Vec<&App> = self.apps.iter().filter(|app| !app.is_service()).collect();
+        let failed = tasks
+            .iter()
+            .filter(|app| app.gave_up || !app.ended().is_some_and(|info| info.succeeded()))
+            .count();
         println!("init: all {} tasks done", tasks.len());
         if failed == 0 {
             Ok(0)
@@ -100,8 +207,11 @@ impl Init {
         }
     }
 
-    /// Creates and starts the app `name` with a new channel carrying the image.
-    fn spawn(&mut self, image: &Image, name: &str, service: bool) -> Result<(), String> {
+    /// Starts a new run of app `index`: a fresh process of its module with its limits and a
+    /// new channel carrying the image; for a service, waits for its READY message.
+    fn start(&mut self, image: &Image, index: usize) -> Result<Started, String> {
+        let app = &mut self.apps[index];
+        let name = app.name.as_str();
         let context = |what: &str, error: Error| format!("cannot start {name}: {what}: {error}");
         let module: &Module = image.module(name).ok_or(format!("no app {name} in the image"))?;
         let (ours, theirs) = Channel::create().map_err(|error| context("channel_create", error))?;
@@ -110,63 +220,105 @@ impl Init {
         image.send(&ours).map_err(|error| context("sending the image", error))?;
         let process =
             Process::create(module, name).map_err(|error| context("process_create", error))?;
+        for &(limit, value) in &app.limits {
+            process
+                .set_limit(limit, value)
+                .map_err(|error| context(&format!("setting the {} limit", limit.key()), error))?;
+        }
         process
             .start(Some(theirs.into_handle()))
             .map_err(|failed| context("process_start", failed.error))?;
-        self.children.push(Child {
-            name: name.to_owned(),
-            service,
-            process,
-            channel: ours,
-            ended: None,
-        });
-        Ok(())
+        app.run = Some(Run { process, channel: ours, ended: None });
+        if app.is_service() { self.wait_ready(index) } else { Ok(Started::Running) }
     }
 
-    /// Waits for the READY message of the service started last.
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let child = self.children.last_mut().ok_or("no service to wait for")?;
+    /// Waits for the READY message of service `index`'s current run.
+    fn wait_ready(&mut self, index: usize) -> Result<Started, String> {
+        let app = &mut self.apps[index];
+        let run = app.run.as_mut().ok_or("no service to wait for")?;
         let deadline = clock::deadline_after(READY_TIMEOUT);
         loop {
-            match child.channel.read_blocking(deadline) {
-                Ok(message) if message.bytes == READY => return Ok(()),
+            match run.channel.read_blocking(deadline) {
+                Ok(message) if message.bytes == READY => return Ok(Started::Running),
                 // Not part of the protocol: ignore it.
                 Ok(_) => {}
                 Err(Error::TimedOut) => {
-                    return Err(format!(
-                        "service {} not ready after {} s",
-                        child.name,
-                        READY_TIMEOUT.as_secs()
-                    ));
-                }
-                Err(Error::PeerClosed) => {
-                    let how = child
+                    let why = format!("not ready after {} s", READY_TIMEOUT.as_secs());
+                    // It may have ended meanwhile; either way, wait for its end.
+                    let _ = run.process.kill();
+                    let info = run
                         .process
                         .wait_terminated(clock::deadline_after(KILL_TIMEOUT))
-                        .map(|info| {
-                            child.ended = Some(info);
-                            info.describe()
-                        })
-                        .unwrap_or_else(|error| format!("closed its channel ({error})"));
-                    return Err(format!("service {} {how} before it was ready", child.name));
+                        .map_err(|error| format!("service {} did not end: {error}", app.name))?;
+                    run.ended = Some(info);
+                    return Ok(Started::NotReady { info, why });
                 }
-                Err(error) => return Err(format!("waiting for service {}: {error}", child.name)),
+                Err(Error::PeerClosed) => {
+                    let info =
+                        run.process.wait_terminated(clock::deadline_after(KILL_TIMEOUT)).map_err(
+                            |error| format!("service {} closed its channel ({error})", app.name),
+                        )?;
+                    run.ended = Some(info);
+                    let why = format!("{} before it was ready", info.describe());
+                    return Ok(Started::NotReady { info, why });
+                }
+                Err(error) => return Err(format!("waiting for service {}: {error}", app.name)),
             }
         }
     }
 
-    /// Waits until every task has ended, reporting each end (and any service that ends).
-    fn wait_for_tasks(&mut self) -> Result<(), String> {
+    /// Handles the end of app `index`'s current run (`info`; `why` says how, for messages):
+    /// reports it, then restarts the app as its policy and restart limit allow, until a run is
+    /// running (and for a service, ready) or init gives up or the policy says no.
+    fn ended(
+        &mut self,
+        image: &Image,
+        index: usize,
+        mut info: InfoProcess,
+        why: &str,
+    ) -> Result<(), String> {
+        let mut why = why.to_owned();
+        loop {
+            let app = &mut self.apps[index];
+            println!("init: {} {why}", app.name);
+            if !app.wants_restart(&info) {
+                return Ok(());
+            }
+            if !app.allow_restart(clock::monotonic()) {
+                app.gave_up = true;
+                let count = app.restart_count;
+                println!(
+                    "init: {} restarted {count} time{} in {}, giving up",
+                    app.name,
+                    if count == 1 { "" } else { "s" },
+                    seconds(app.restart_window)
+                );
+                return Ok(());
+            }
+            println!("init: restarting {} (restart {})", app.name, app.restarts);
+            match self.start(image, index)? {
+                Started::Running => return Ok(()),
+                Started::NotReady { info: next, why: next_why } => {
+                    info = next;
+                    why = next_why;
+                }
+            }
+        }
+    }
+
+    /// Waits until the final run of every task has ended, reporting each end (of services
+    /// too) and restarting apps as their policies say.
+    fn supervise(&mut self, image: &Image) -> Result<(), String> {
         const MAX: usize = WAIT_MANY_MAX_ITEMS as usize;
         loop {
             let running = |service: bool| {
-                self.children
+                self.apps
                     .iter()
                     .enumerate()
-                    .filter(move |(_, child)| child.service == service && child.ended.is_none())
+                    .filter(move |(_, app)| app.is_service() == service && app.is_running())
                     .map(|(index, _)| index)
             };
-            // Tasks first: they decide when init is done; services only get reported.
+            // Tasks first: they decide when init is done; services are supervised alongside.
             let mut watched: Vec<usize> = running(false).take(MAX).collect();
             if watched.is_empty() {
                 return Ok(());
@@ -175,48 +327,80 @@ impl Init {
             watched.extend(running(true).take(room));
             let mut items: Vec<WaitItem> = watched
                 .iter()
-                .map(|&index| WaitItem::new(&self.children[index].process, Signals::TERMINATED))
+                .filter_map(|&index| self.apps[index].run.as_ref())
+                .map(|run| WaitItem::new(&run.process, Signals::TERMINATED))
                 .collect();
             sip::wait_many(&mut items, DEADLINE_INFINITE)
                 .map_err(|error| format!("waiting for the tasks: {error}"))?;
-            for (item, &index) in items.iter().zip(&watched) {
-                if !item.is_pending(Signals::TERMINATED) {
-                    continue;
-                }
-                let child = &mut self.children[index];
-                let info = child
+            let ended: Vec<usize> = items
+                .iter()
+                .zip(&watched)
+                .filter(|(item, _)| item.is_pending(Signals::TERMINATED))
+                .map(|(_, &index)| index)
+                .collect();
+            for index in ended {
+                let app = &mut self.apps[index];
+                let Some(run) = app.run.as_mut() else { continue };
+                let info = run
                     .process
                     .info()
-                    .map_err(|error| format!("cannot inspect {}: {error}", child.name))?;
-                child.ended = Some(info);
-                let kind = if child.service { "service " } else { "" };
-                println!("init: {kind}{} {}", child.name, info.describe());
+                    .map_err(|error| format!("cannot inspect {}: {error}", app.name))?;
+                run.ended = Some(info);
+                self.ended(image, index, info, &info.describe())?;
             }
         }
     }
 
     /// Kills the services still running and waits for them to end.
     fn stop_services(&mut self) {
-        for child in self.children.iter_mut().filter(|child| child.service && child.ended.is_none())
-        {
-            if let Err(error) = child.process.kill() {
-                println!("init: cannot kill service {}: {error}", child.name);
+        for app in self.apps.iter_mut().filter(|app| app.is_service()) {
+            let Some(run) = app.run.as_mut().filter(|run| run.ended.is_none()) else { continue };
+            if let Err(error) = run.process.kill() {
+                println!("init: cannot kill service {}: {error}", app.name);
                 continue;
             }
-            match child.process.wait_terminated(clock::deadline_after(KILL_TIMEOUT)) {
+            match run.process.wait_terminated(clock::deadline_after(KILL_TIMEOUT)) {
                 Ok(info) => {
-                    child.ended = Some(info);
-                    println!("init: stopped service {}", child.name);
+                    run.ended = Some(info);
+                    println!("init: stopped service {}", app.name);
                 }
-                Err(error) => println!("init: service {} did not end: {error}", child.name),
+                Err(error) => println!("init: service {} did not end: {error}", app.name),
             }
         }
     }
 
     /// After a failure: kills everything still running.
     fn kill_all(&mut self) {
-        for child in self.children.iter().filter(|child| child.ended.is_none()) {
-            let _ = child.process.kill();
+        for run in self.apps.iter().filter_map(|app| app.run.as_ref()) {
+            if run.ended.is_none() {
+                let _ = run.process.kill();
+            }
         }
+    }
+}
+
+/// Nanoseconds as seconds for messages: `10s`, `0.5s`, `0.001s`.
+fn seconds(nanos: u64) -> String {
+    let whole = nanos / 1_000_000_000;
+    let fraction = nanos % 1_000_000_000;
+    if fraction == 0 {
+        format!("{whole}s")
+    } else {
+        let digits = format!("{fraction:09}");
+        format!("{whole}.{}s", digits.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_read_well() {
+        assert_eq!(seconds(10_000_000_000), "10s");
+        assert_eq!(seconds(500_000_000), "0.5s");
+        assert_eq!(seconds(1_250_000_000), "1.25s");
+        assert_eq!(seconds(1_000), "0.000001s");
+        assert_eq!(seconds(0), "0s");
     }
 }

@@ -14,7 +14,7 @@
 //! `init` never sees raw wasm bytes, so the same `init` runs hosted (JIT-compiled modules) and on
 //! bare metal (precompiled modules).
 //!
-//! The manifest is text, one directive a line; `#` starts a comment:
+//! The manifest is text, one [`Directive`] a line; `#` starts a comment:
 //! - `service NAME`: start the app NAME as a service; it runs until the system ends;
 //! - `start NAME`: start the app NAME as a task; the system ends when every task has ended.
 //!
@@ -32,13 +32,165 @@ pub const END: &[u8] = b"end";
 /// The bytes a service writes to its bootstrap channel once it serves.
 pub const READY: &[u8] = b"ready";
 
-/// One directive of the manifest.
+/// What a directive starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Directive<'a> {
-    /// Start the named app as a service.
-    Service(&'a str),
-    /// Start the named app as a task.
-    Start(&'a str),
+pub enum Role {
+    /// A service: started before the lines after it, runs until the system ends.
+    Service,
+    /// A task: the system ends when every task has ended.
+    Task,
+}
+
+/// When a supervisor restarts an app that ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Never (the default).
+    Never,
+    /// When it ended in any way but exit code 0.
+    OnFailure,
+    /// Whenever it ends.
+    Always,
+}
+
+/// One line of the manifest: `service NAME [OPTION...]` or `start NAME [OPTION...]`.
+///
+/// Options are `key=value` words:
+/// - `restart=never|on-failure|always` and `restarts=COUNT/WINDOW` (at most COUNT restarts in
+///   any WINDOW, a duration; default `3/10s`), for the supervisor in `init`;
+/// - resource limits, set with `process_set_limit` before the app starts: `memory=SIZE`,
+///   `handles=COUNT`, `queued=SIZE`, `children=COUNT`, `cpu=DURATION`.
+///
+/// SIZE is bytes with an optional `K`, `M` or `G` (powers of 1024); DURATION is a number with
+/// `ns`, `us`, `ms` or `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Directive<'a> {
+    /// Service or task.
+    pub role: Role,
+    /// The app's name in the image.
+    pub name: &'a str,
+    options: &'a str,
+}
+
+impl<'a> Directive<'a> {
+    fn option(&self, key: &str) -> Option<&'a str> {
+        self.options
+            .split_whitespace()
+            .filter_map(|word| word.split_once('='))
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+    }
+
+    /// The restart policy.
+    pub fn restart(&self) -> Restart {
+        match self.option("restart") {
+            Some("on-failure") => Restart::OnFailure,
+            Some("always") => Restart::Always,
+            _ => Restart::Never,
+        }
+    }
+
+    /// The most restarts allowed within a window: `(count, window in nanoseconds)`.
+    pub fn restart_limit(&self) -> (u32, u64) {
+        self.option("restarts").and_then(parse_restarts).unwrap_or((3, 10_000_000_000))
+    }
+
+    /// The resource limits the line sets, as `(limit, value)`.
+    pub fn limits(&self) -> impl Iterator<Item = (Limit, u64)> + '_ {
+        Limit::ALL.into_iter().filter_map(|limit| {
+            let value = self.option(limit.key())?;
+            Some((limit, limit.parse(value)?))
+        })
+    }
+}
+
+/// A per-process resource limit (`process_set_limit`'s `limit` argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Limit {
+    /// Bytes of linear memory; `memory.grow` past it returns -1.
+    MemoryBytes = 1,
+    /// Open handles; more give `ERR_NO_RESOURCES`.
+    Handles = 2,
+    /// Bytes of the process's messages queued in channels and not yet read; a write past it
+    /// gives `ERR_NO_RESOURCES`.
+    QueuedBytes = 3,
+    /// Child processes created and not yet ended; more give `ERR_NO_RESOURCES`.
+    Children = 4,
+    /// Nanoseconds of CPU time; past it the process ends with reason "out of resources".
+    CpuNanoseconds = 5,
+}
+
+impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 5] = [
+        Limit::MemoryBytes,
+        Limit::Handles,
+        Limit::QueuedBytes,
+        Limit::Children,
+        Limit::CpuNanoseconds,
+    ];
+
+    /// The limit for a raw value.
+    pub fn from_raw(raw: u32) -> Option<Limit> {
+        Self::ALL.into_iter().find(|limit| *limit as u32 == raw)
+    }
+
+    /// Its manifest key.
+    pub const fn key(self) -> &'static str {
+        match self {
+            Limit::MemoryBytes => "memory",
+            Limit::Handles => "handles",
+            Limit::QueuedBytes => "queued",
+            Limit::Children => "children",
+            Limit::CpuNanoseconds => "cpu",
+        }
+    }
+
+    fn parse(self, value: &str) -> Option<u64> {
+        match self {
+            Limit::MemoryBytes | Limit::QueuedBytes => parse_size(value),
+            Limit::Handles | Limit::Children => value.parse().ok(),
+            Limit::CpuNanoseconds => parse_duration(value),
+        }
+    }
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let (number, scale) = match text.as_bytes().last()? {
+        b'K' => (&text[..text.len() - 1], 1 << 10),
+        b'M' => (&text[..text.len() - 1], 1 << 20),
+        b'G' => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+fn parse_duration(text: &str) -> Option<u64> {
+    let (number, scale) = if let Some(number) = text.strip_suffix("ns") {
+        (number, 1)
+    } else if let Some(number) = text.strip_suffix("us") {
+        (number, 1_000)
+    } else if let Some(number) = text.strip_suffix("ms") {
+        (number, 1_000_000)
+    } else {
+        (text.strip_suffix('s')?, 1_000_000_000)
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+fn parse_restarts(text: &str) -> Option<(u32, u64)> {
+    let (count, window) = text.split_once('/')?;
+    Some((count.parse().ok()?, parse_duration(window)?))
+}
+
+/// Whether `key=value` is an option a directive understands, with a valid value.
+fn valid_option(word: &str) -> bool {
+    let Some((key, value)) = word.split_once('=') else { return false };
+    match key {
+        "restart" => matches!(value, "never" | "on-failure" | "always"),
+        "restarts" => parse_restarts(value).is_some(),
+        _ => Limit::ALL.into_iter().any(|limit| limit.key() == key && limit.parse(value).is_some()),
+    }
 }
 
 /// A manifest line that is not a directive.
@@ -54,7 +206,7 @@ impl core::fmt::Display for ManifestError<'_> {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             formatter,
-            "manifest line {}: expected `service NAME` or `start NAME`, found `{}`",
+            "manifest line {}: expected `service NAME [OPTION...]` or `start NAME [OPTION...]`, found `{}`",
             self.line, self.text
         )
     }
@@ -69,12 +221,21 @@ pub fn parse_manifest(
         if line.is_empty() {
             return None;
         }
-        let mut words = line.split_whitespace();
-        Some(match (words.next(), words.next(), words.next()) {
-            (Some("service"), Some(name), None) => Ok(Directive::Service(name)),
-            (Some("start"), Some(name), None) => Ok(Directive::Start(name)),
-            _ => Err(ManifestError { line: index + 1, text: raw }),
-        })
+        let error = ManifestError { line: index + 1, text: raw };
+        let mut words = line.splitn(3, char::is_whitespace);
+        let role = match words.next() {
+            Some("service") => Role::Service,
+            Some("start") => Role::Task,
+            _ => return Some(Err(error)),
+        };
+        let Some(name) = words.next().filter(|name| !name.is_empty()) else {
+            return Some(Err(error));
+        };
+        let options = words.next().unwrap_or("").trim();
+        if !options.split_whitespace().all(valid_option) {
+            return Some(Err(error));
+        }
+        Some(Ok(Directive { role, name, options }))
     })
 }
 
@@ -84,11 +245,39 @@ mod tests {
 
     #[test]
     fn manifest_directives_and_errors() {
-        let text = "# demo\nservice echo\n\n  start ping # client\nbogus line\n";
-        let mut directives = parse_manifest(text);
-        assert_eq!(directives.next(), Some(Ok(Directive::Service("echo"))));
-        assert_eq!(directives.next(), Some(Ok(Directive::Start("ping"))));
-        assert_eq!(directives.next(), Some(Err(ManifestError { line: 5, text: "bogus line" })));
-        assert_eq!(directives.next(), None);
+        let text = "# demo\nservice echo\n\n  start ping # client\nbogus line\nstart x restart=sometimes\n";
+        let directives: [_; 4] = {
+            let mut all = parse_manifest(text);
+            core::array::from_fn(|_| all.next())
+        };
+        let echo = directives[0].unwrap().unwrap();
+        assert_eq!((echo.role, echo.name, echo.restart()), (Role::Service, "echo", Restart::Never));
+        assert_eq!(echo.restart_limit(), (3, 10_000_000_000));
+        assert_eq!(echo.limits().count(), 0);
+        let ping = directives[1].unwrap().unwrap();
+        assert_eq!((ping.role, ping.name), (Role::Task, "ping"));
+        assert_eq!(directives[2], Some(Err(ManifestError { line: 5, text: "bogus line" })));
+        assert_eq!(
+            directives[3].unwrap().unwrap_err().line,
+            6,
+            "an unknown option value is an error"
+        );
+    }
+
+    #[test]
+    fn options_and_limits() {
+        let line = "service hang restart=on-failure restarts=2/5s memory=16M handles=64 cpu=250ms queued=64K children=8";
+        let directive = parse_manifest(line).next().unwrap().unwrap();
+        assert_eq!(directive.restart(), Restart::OnFailure);
+        assert_eq!(directive.restart_limit(), (2, 5_000_000_000));
+        let mut limits = [0u64; 6];
+        for (limit, value) in directive.limits() {
+            limits[limit as usize] = value;
+        }
+        assert_eq!(limits, [0, 16 << 20, 64, 64 << 10, 8, 250_000_000]);
+        assert!(parse_manifest("start x memory=lots").next().unwrap().is_err());
+        assert!(parse_manifest("start x colour=blue").next().unwrap().is_err());
+        assert_eq!(Limit::from_raw(3), Some(Limit::QueuedBytes));
+        assert_eq!(Limit::from_raw(9), None);
     }
 }

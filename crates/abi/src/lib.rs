@@ -17,6 +17,7 @@ mod rights;
 mod signals;
 mod status;
 
+pub use bootstrap::Limit;
 pub use rights::Rights;
 pub use signals::Signals;
 pub use status::{Error, OK};

@@ -4,7 +4,7 @@
 //! shape, so this test can parse them and compare every name and number with the crate: the call
 //! sections against `calls::CALLS`, every `ERR_*` name against `Error::ALL`, the tables of status
 //! codes, rights, signals, object types, process states, exit reasons, info topics, layouts,
-//! limits, constants and default rights against the crate's definitions.
+//! limits, resource limits, constants and default rights against the crate's definitions.
 //!
 //! Each test collects every difference it finds and fails with all of them, naming the line of
 //! the document where it can.
@@ -15,8 +15,8 @@ use nebulet_abi::layout::{InfoBasic, InfoProcess, WaitItem};
 use nebulet_abi::{
     BUFFER_MAX_BYTES, CHANNEL_MAX_MESSAGE_BYTES, CHANNEL_MAX_MESSAGE_HANDLES,
     CHANNEL_MAX_QUEUED_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, DEADLINE_INFINITE, Error, ExitReason,
-    HANDLE_INVALID, IMPORT_MODULE, InfoTopic, NAME_MAX_BYTES, OK, ObjectType, ProcessState, Rights,
-    Signals, WAIT_MANY_MAX_ITEMS,
+    HANDLE_INVALID, IMPORT_MODULE, InfoTopic, Limit, NAME_MAX_BYTES, OK, ObjectType, ProcessState,
+    Rights, Signals, WAIT_MANY_MAX_ITEMS,
 };
 use std::collections::BTreeMap;
 
@@ -492,6 +492,12 @@ fn limits_and_constants_match() {
     .map(|&(name, value)| (name.to_owned(), value.into()))
     .collect();
     check_named_values(&rows, &expected, "limit", &mut problems);
+
+    // The resource limits are named by their manifest keys, with their `Limit` values.
+    let rows = first_table(&section(&lines, 2, "Resource limits"), "resource limits");
+    let expected: Vec<(String, i128)> =
+        Limit::ALL.iter().map(|&limit| (limit.key().to_owned(), (limit as u32).into())).collect();
+    check_named_values(&rows, &expected, "resource limit", &mut problems);
 
     let rows = first_table(&section(&lines, 2, "Constants"), "constants");
     let (module_rows, numeric_rows): (Vec<_>, Vec<_>) = rows

@@ -7,6 +7,7 @@
 //! without calls still yields to the others.
 #![forbid(unsafe_code)]
 
+mod files;
 mod platform;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use files::{HostDirectory, HostFile, errno};
 pub use nebulet_kernel::{ExitStatus, Kernel, ProcessOptions, ProcessRef, wasmtime};
 pub use platform::{Console, HostedPlatform};
 

@@ -1,9 +1,10 @@
 //! The hosted platform: tokio, the OS clock and entropy, stdout, Cranelift.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use nebulet_kernel::vfs::Errno;
 use nebulet_kernel::{BoxFuture, CompileError, Platform};
 
 /// Where `debug_write` and WASI stdout/stderr go.
@@ -57,17 +58,35 @@ impl Platform for HostedPlatform {
 
     fn console_write(&self, bytes: &[u8]) {
         match &self.console {
-            Console::Stdout => {
-                let mut stdout = std::io::stdout().lock();
-                // A closed stdout (a pipe whose reader left) must not take the kernel down.
-                let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
-            }
-            Console::Buffer(buffer) => {
-                buffer
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .extend_from_slice(bytes);
-            }
+            Console::Stdout => write_all(std::io::stdout().lock(), bytes),
+            Console::Buffer(buffer) => append(buffer, bytes),
+        }
+    }
+
+    fn console_write_error(&self, bytes: &[u8]) {
+        match &self.console {
+            Console::Stdout => write_all(std::io::stderr().lock(), bytes),
+            Console::Buffer(buffer) => append(buffer, bytes),
+        }
+    }
+
+    fn console_read(&self, max: usize) -> BoxFuture<Result<Vec<u8>, Errno>> {
+        match &self.console {
+            // Reading stdin blocks: on a thread of its own, not on a worker of the executor.
+            Console::Stdout => Box::pin(async move {
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buffer = vec![0; max.min(1 << 16)];
+                    let count = std::io::stdin().lock().read(&mut buffer)?;
+                    buffer.truncate(count);
+                    Ok::<_, std::io::Error>(buffer)
+                });
+                match read.await {
+                    Ok(Ok(bytes)) => Ok(bytes),
+                    _ => Err(Errno::IO),
+                }
+            }),
+            // A captured console has no input: end of file at once.
+            Console::Buffer(_) => Box::pin(async { Ok(Vec::new()) }),
         }
     }
 
@@ -87,4 +106,13 @@ impl Platform for HostedPlatform {
         wasmtime::Module::new(engine, &prepared)
             .map_err(|error| CompileError::Invalid(format!("{error:#}")))
     }
+}
+
+fn write_all(mut stream: impl Write, bytes: &[u8]) {
+    // A closed stream (a pipe whose reader left) must not take the kernel down.
+    let _ = stream.write_all(bytes).and_then(|()| stream.flush());
+}
+
+fn append(buffer: &Mutex<Vec<u8>>, bytes: &[u8]) {
+    buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend_from_slice(bytes);
 }

@@ -84,6 +84,10 @@ impl HandleTable {
         self.entries.len().saturating_add(count) <= self.limit
     }
 
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// How many more handles fit under the limit.
     pub(crate) fn room(&self) -> usize {
         self.limit.saturating_sub(self.entries.len())
@@ -107,8 +111,12 @@ impl HandleTable {
         self.entries.get(&value).ok_or(Error::BadHandle)
     }
 
+    /// Removes a handle (closed or moved away). Threads of the process waiting on it are woken,
+    /// so they see it is gone and return `ERR_CANCELED`.
     pub(crate) fn remove(&mut self, value: RawHandle) -> Result<HandleEntry, Error> {
-        self.entries.remove(&value).ok_or(Error::BadHandle)
+        let entry = self.entries.remove(&value).ok_or(Error::BadHandle)?;
+        entry.object.wait_queue().wake_all();
+        Ok(entry)
     }
 
     /// Removes every handle; the caller drops them outside its lock.

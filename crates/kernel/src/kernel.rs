@@ -26,6 +26,8 @@ pub struct ProcessOptions {
     pub args: Vec<String>,
     /// Its WASI environment, as `KEY=VALUE` strings.
     pub environment: Vec<String>,
+    /// Its WASI preopened directories, as (guest path, directory).
+    pub preopens: crate::vfs::Preopens,
 }
 
 /// One running kernel. Platforms make one with [`Kernel::new`] and start processes on it.
@@ -98,7 +100,14 @@ impl Kernel {
         args.push(options.name.clone());
         args.extend(options.args);
         let handles = HandleTable::new(self.random.seed(), DEFAULT_HANDLE_LIMIT);
-        Arc::new(Process::new(options.name, module, args, options.environment, handles))
+        Arc::new(Process::new(
+            options.name,
+            module,
+            args,
+            options.environment,
+            options.preopens,
+            handles,
+        ))
     }
 
     /// Starts a created process's task with its bootstrap handle.
@@ -139,7 +148,7 @@ impl Kernel {
     ) -> Result<ProcessRef, Error> {
         let (kernel_end, init_end) = Endpoint::create();
         let send = |bytes: Vec<u8>, handles: Vec<HandleEntry>| {
-            kernel_end.write(Message { bytes, handles }).map_err(|(error, _)| error)
+            kernel_end.write(Message { bytes, handles, charge: None }).map_err(|(error, _)| error)
         };
         send([bootstrap::MANIFEST_PREFIX, manifest.as_bytes()].concat(), Vec::new())?;
         for (name, module) in apps {

@@ -15,14 +15,17 @@ mod futex;
 mod guest_memory;
 mod handles;
 mod kernel;
+mod limits;
 mod objects;
 mod platform;
 mod random;
 mod runner;
 mod syscalls;
 mod threads;
+pub mod vfs;
 mod wait;
 mod wasi;
+mod watchdog;
 
 pub use atomics::prepare_module;
 pub use kernel::{Kernel, ProcessOptions};

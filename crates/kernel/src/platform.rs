@@ -32,8 +32,15 @@ pub trait Platform: Send + Sync + 'static {
     /// Fills `buffer` with cryptographically secure random bytes.
     fn fill_secure_random(&self, buffer: &mut [u8]);
 
-    /// Writes bytes to the system console as they are.
+    /// Writes bytes to the system console as they are (`debug_write`, WASI stdout).
     fn console_write(&self, bytes: &[u8]);
+
+    /// Writes bytes to the console's error stream (WASI stderr).
+    fn console_write_error(&self, bytes: &[u8]);
+
+    /// Reads up to `max` bytes from the console's input (WASI stdin); empty at its end.
+    fn console_read(&self, max: usize)
+    -> BoxFuture<Result<alloc::vec::Vec<u8>, crate::vfs::Errno>>;
 
     /// Runs a task (a process, a timer) to completion in the background.
     fn spawn(&self, task: BoxFuture<()>);

@@ -83,6 +83,8 @@ impl core::error::Error for ProcessKilled {}
 /// Keeps the process's memory size current as it grows.
 struct MemoryAccounting {
     process: Arc<Process>,
+    /// Set when a growth past the memory limit was refused.
+    denied: bool,
 }
 
 impl wasmtime::ResourceLimiter for MemoryAccounting {
@@ -92,6 +94,11 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.process.limits.memory_bytes.load(Ordering::Relaxed) {
+            // memory.grow returns -1; at instantiation the process ends "out of resources".
+            self.denied = true;
+            return Ok(false);
+        }
         self.process.memory_bytes.store(desired as u64, Ordering::Relaxed);
         Ok(true)
     }
@@ -119,7 +126,14 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         let start = platform.now();
         let poll = scheduler.poll(&process.threads, context);
         let spent = platform.now().saturating_sub(start);
-        process.cpu_ns.fetch_add(spent as u64, Ordering::Relaxed);
+        let used = process.cpu_ns.fetch_add(spent as u64, Ordering::Relaxed) + spent as u64;
+        if poll.is_pending() && used > process.limits.cpu_ns.load(Ordering::Relaxed) {
+            let message = alloc::format!(
+                "CPU time limit of {} ns passed",
+                process.limits.cpu_ns.load(Ordering::Relaxed)
+            );
+            return Poll::Ready(ExitStatus::ended(ExitReason::OutOfResources, Some(message)));
+        }
         poll
     })
     .await;
@@ -136,7 +150,7 @@ fn new_store(
     thread: u32,
     memory: Option<ProcessMemory>,
 ) -> wasmtime::Store<ThreadContext> {
-    let accounting = MemoryAccounting { process: process.clone() };
+    let accounting = MemoryAccounting { process: process.clone(), denied: false };
     kernel.live_threads.fetch_add(1, Ordering::Relaxed);
     let context = ThreadContext {
         kernel: kernel.clone(),
@@ -168,6 +182,20 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
     let instance = match shared_memory_import(&process.module) {
         #[cfg(feature = "threads")]
         Some((module, name, memory_type)) => {
+            // memory.grow of a shared memory never reaches the limiter: cap its maximum instead.
+            let limit_pages = process.limits.memory_bytes.load(Ordering::Relaxed) / 65_536;
+            let minimum = memory_type.minimum();
+            if minimum > limit_pages {
+                let message = alloc::format!(
+                    "cannot start: {minimum} pages of shared memory pass the memory limit"
+                );
+                return ThreadEnd::Process(ExitStatus::ended(
+                    ExitReason::OutOfResources,
+                    Some(message),
+                ));
+            }
+            let maximum = memory_type.maximum().unwrap_or(limit_pages).min(limit_pages);
+            let memory_type = wasmtime::MemoryType::shared(minimum as u32, maximum as u32);
             let memory = match wasmtime::SharedMemory::new(&kernel.engine, memory_type) {
                 Ok(memory) => memory,
                 Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
@@ -193,6 +221,13 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
     };
     let instance = match instance {
         Ok(instance) => instance,
+        Err(error) if store.data().accounting.denied => {
+            let message = describe(&error, "memory limit passed at start");
+            return ThreadEnd::Process(ExitStatus::ended(
+                ExitReason::OutOfResources,
+                Some(message),
+            ));
+        }
         Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
     };
     if store.data().memory.is_none() {

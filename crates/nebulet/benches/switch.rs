@@ -33,7 +33,7 @@ fn green_threads(rounds: u32) -> f64 {
     let options = ProcessOptions {
         name: "threaded".into(),
         args: vec!["pingpong".into(), rounds.to_string()],
-        environment: Vec::new(),
+        ..Default::default()
     };
     let status = emulator.run(module, options);
     let output = String::from_utf8_lossy(&console.lock().unwrap()).into_owned();

@@ -5,9 +5,11 @@ use nebulet::image;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use nebulet_hosted::{Console, Emulator, ExitStatus, ProcessOptions};
+use nebulet_hosted::{Console, Emulator, ExitStatus, HostDirectory, ProcessOptions};
+use nebulet_kernel::vfs::{Directory, Preopens};
 
 /// Nebulet, a microkernel whose processes are WebAssembly modules, hosted on Linux.
 ///
@@ -24,12 +26,20 @@ struct Arguments {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs a `.wasm` or `.wat` file as the first process and exits with its exit code.
+    ///
+    /// The program sees only the host directories given with `--dir` (as WASI preopens), and
+    /// nothing outside them: `..` above one, absolute paths and symbolic links that lead out
+    /// are refused. Without `--dir` it has no files at all.
     Run {
         /// The module to run.
         file: PathBuf,
         /// Sets an environment variable of the program (repeatable).
         #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_environment)]
         environment: Vec<String>,
+        /// Gives the program the host directory HOST, under the name GUEST (default: HOST as
+        /// written), e.g. `--dir .`, `--dir data::/data` (repeatable).
+        #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_directory)]
+        directories: Vec<DirectoryArgument>,
         /// Arguments for the program (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -51,10 +61,39 @@ fn parse_environment(text: &str) -> Result<String, String> {
     }
 }
 
+/// A `--dir HOST[::GUEST]`.
+#[derive(Debug, Clone)]
+struct DirectoryArgument {
+    host: PathBuf,
+    guest: String,
+}
+
+fn parse_directory(text: &str) -> Result<DirectoryArgument, String> {
+    let (host, guest) = text.split_once("::").unwrap_or((text, text));
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("`{text}` is not HOST or HOST::GUEST"));
+    }
+    Ok(DirectoryArgument { host: host.into(), guest: guest.into() })
+}
+
+/// Opens the `--dir` directories as the program's preopens.
+fn preopens(directories: Vec<DirectoryArgument>) -> Result<Preopens, String> {
+    directories
+        .into_iter()
+        .map(|DirectoryArgument { host, guest }| {
+            let directory = HostDirectory::open(&host)
+                .map_err(|error| format!("cannot open directory {}: {error}", host.display()))?;
+            Ok((guest, Arc::new(directory) as Arc<dyn Directory>))
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
     let result = match arguments.command.unwrap_or(Command::Demo { manifest: None }) {
-        Command::Run { file, environment, args } => run(&file, environment, args),
+        Command::Run { file, environment, directories, args } => {
+            run(&file, environment, directories, args)
+        }
         Command::Demo { manifest } => demo(manifest),
         Command::Apps => {
             for (name, bytes) in image::APPS {
@@ -73,16 +112,23 @@ fn emulator() -> Result<Emulator, String> {
     Emulator::new(Console::Stdout).map_err(|error| format!("cannot start the kernel: {error:#}"))
 }
 
-fn run(file: &PathBuf, environment: Vec<String>, args: Vec<String>) -> Result<ExitCode, String> {
+fn run(
+    file: &PathBuf,
+    environment: Vec<String>,
+    directories: Vec<DirectoryArgument>,
+    args: Vec<String>,
+) -> Result<ExitCode, String> {
     let bytes =
         std::fs::read(file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+    let preopens = preopens(directories)?;
     let emulator = emulator()?;
     let module = emulator
         .compile(&bytes)
         .map_err(|reason| format!("cannot load {}: {reason}", file.display()))?;
     let name =
         file.file_stem().map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
-    let status = emulator.run(module, ProcessOptions { name: name.clone(), args, environment });
+    let status =
+        emulator.run(module, ProcessOptions { name: name.clone(), args, environment, preopens });
     exit_code(&name, &status)
 }
 

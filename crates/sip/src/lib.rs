@@ -23,6 +23,9 @@
 //!   [`Process::start`]. For the apps `init` starts that is a channel carrying the system image
 //!   ([`bootstrap::Image`]); a service writes [`nebulet_abi::bootstrap::READY`] to it once it
 //!   serves.
+//! - **Supervision**: a parent sets a child's resource limits ([`Process::set_limit`], with a
+//!   [`Limit`]) before starting it; a process that arms its [`watchdog`] must prove it is alive
+//!   within every interval, or the kernel ends it with reason "watchdog".
 //!
 //! std works as well: `println!` writes to WASI stdout, `std::env::args` and `std::time` work.
 //!
@@ -67,6 +70,7 @@ pub mod service;
 mod sys;
 pub mod thread;
 mod wait;
+pub mod watchdog;
 
 pub use channel::{Channel, Message};
 pub use clock::{sleep, sleep_until};
@@ -78,5 +82,6 @@ pub use wait::{WaitItem, wait_many};
 pub use nebulet_abi as abi;
 pub use nebulet_abi::layout::{InfoBasic, InfoProcess};
 pub use nebulet_abi::{
-    DEADLINE_INFINITE, Error, ExitReason, ObjectType, ProcessState, RawHandle, Rights, Signals,
+    DEADLINE_INFINITE, Error, ExitReason, Limit, ObjectType, ProcessState, RawHandle, Rights,
+    Signals,
 };

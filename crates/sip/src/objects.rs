@@ -1,7 +1,7 @@
 //! [`Event`], [`Timer`], [`Module`] and [`Process`].
 
 use nebulet_abi::layout::InfoProcess;
-use nebulet_abi::{Error, ExitReason, InfoTopic, ProcessState, Signals};
+use nebulet_abi::{Error, ExitReason, InfoTopic, Limit, ProcessState, Signals};
 
 use crate::handle::{Failed, Handle, typed_handle};
 use crate::sys;
@@ -86,6 +86,34 @@ impl Process {
             }
             Err(error) => Err(Failed { error, returned: bootstrap }),
         }
+    }
+
+    /// Sets one resource limit of the process, before it starts: how much memory, how many
+    /// handles, queued message bytes and children it may have, and how much CPU time it may use
+    /// (see [`Limit`] for what each means and what happens past it). Limits are for one process:
+    /// its children get their own.
+    ///
+    /// `value` is bytes, a count or nanoseconds, as the limit says. The kernel takes values up
+    /// to `i64::MAX`; a larger value is taken as `i64::MAX`, so `u64::MAX` means "no limit".
+    ///
+    /// Errors: [`Error::BadState`] once the process has started; [`Error::AccessDenied`] if the
+    /// handle lacks [`Rights::MANAGE`](nebulet_abi::Rights::MANAGE).
+    ///
+    /// ```no_run
+    /// use sip::{Limit, Module, Process};
+    ///
+    /// # fn start(module: &Module) -> Result<(), sip::Error> {
+    /// let child = Process::create(module, "worker")?;
+    /// child.set_limit(Limit::MemoryBytes, 16 << 20)?; // 16 MiB of linear memory
+    /// child.set_limit(Limit::Handles, 64)?;
+    /// child.set_limit(Limit::CpuNanoseconds, 250_000_000)?; // 250 ms of CPU time
+    /// child.start(None).map_err(|failed| failed.error)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_limit(&self, limit: Limit, value: u64) -> Result<(), Error> {
+        let value = i64::try_from(value).unwrap_or(i64::MAX);
+        sys::process_set_limit(self.0.as_raw(), limit as u32, value)
     }
 
     /// Ends the process with reason "killed"; its handles close.

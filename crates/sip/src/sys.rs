@@ -75,12 +75,15 @@ mod imports {
         pub fn process_start(process: u32, bootstrap: u32) -> i32;
         pub fn process_bootstrap(out_handle: *mut u32) -> i32;
         pub fn process_kill(process: u32) -> i32;
+        pub fn process_set_limit(process: u32, limit: u32, value: i64) -> i32;
         pub fn process_exit(code: i32) -> !;
         pub fn thread_yield() -> i32;
         pub fn futex_wait(address: *const u32, expected: u32, deadline: i64) -> i32;
         pub fn futex_wake(address: *const u32, count: u32, woken_out: *mut u32) -> i32;
         pub fn sched_lock() -> i32;
         pub fn sched_unlock() -> i32;
+        pub fn watchdog_setup(tick_interval: i64) -> i32;
+        pub fn watchdog_alive() -> i32;
         pub fn random_fill(buffer: *mut u8, length: u32) -> i32;
         pub fn cprng_fill(buffer: *mut u8, length: u32) -> i32;
         pub fn debug_write(buffer: *const u8, length: u32) -> i32;
@@ -132,11 +135,14 @@ mod host_stubs {
         process_start(process: u32, bootstrap: u32);
         process_bootstrap(out_handle: *mut u32);
         process_kill(process: u32);
+        process_set_limit(process: u32, limit: u32, value: i64);
         thread_yield();
         futex_wait(address: *const u32, expected: u32, deadline: i64);
         futex_wake(address: *const u32, count: u32, woken_out: *mut u32);
         sched_lock();
         sched_unlock();
+        watchdog_setup(tick_interval: i64);
+        watchdog_alive();
         random_fill(buffer: *mut u8, length: u32);
         cprng_fill(buffer: *mut u8, length: u32);
         debug_write(buffer: *const u8, length: u32);
@@ -367,6 +373,12 @@ pub(crate) fn process_kill(process: RawHandle) -> Result<(), Error> {
     check(unsafe { raw::process_kill(process) })
 }
 
+/// Sets one resource limit (`limit` a raw `nebulet_abi::Limit`) of a process not yet started.
+pub(crate) fn process_set_limit(process: RawHandle, limit: u32, value: i64) -> Result<(), Error> {
+    // SAFETY: no pointers; the kernel validates the handle, the limit and the value.
+    check(unsafe { raw::process_set_limit(process, limit, value) })
+}
+
 pub(crate) fn process_exit(code: i32) -> ! {
     // SAFETY: no pointers; the call ends the process.
     unsafe { raw::process_exit(code) }
@@ -401,6 +413,17 @@ pub(crate) fn sched_lock() -> Result<(), Error> {
 pub(crate) fn sched_unlock() -> Result<(), Error> {
     // SAFETY: no arguments, no memory access.
     check(unsafe { raw::sched_unlock() })
+}
+
+/// Arms the calling process's watchdog for `interval` nanoseconds (0 disarms it).
+pub(crate) fn watchdog_setup(interval: i64) -> Result<(), Error> {
+    // SAFETY: no pointers; the kernel validates the interval.
+    check(unsafe { raw::watchdog_setup(interval) })
+}
+
+pub(crate) fn watchdog_alive() -> Result<(), Error> {
+    // SAFETY: no arguments, no memory access.
+    check(unsafe { raw::watchdog_alive() })
 }
 
 pub(crate) fn random_fill(buffer: &mut [u8]) -> Result<(), Error> {
@@ -462,5 +485,8 @@ mod tests {
         assert_eq!(thread_yield(), Err(Error::NotSupported));
         assert_eq!(sched_lock(), Err(Error::NotSupported));
         assert_eq!(sched_unlock(), Err(Error::NotSupported));
+        assert_eq!(process_set_limit(1, 1, 0), Err(Error::NotSupported));
+        assert_eq!(watchdog_setup(1_000_000), Err(Error::NotSupported));
+        assert_eq!(watchdog_alive(), Err(Error::NotSupported));
     }
 }

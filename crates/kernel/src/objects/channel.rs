@@ -15,6 +15,9 @@ use crate::wait::{SignalCell, WaitQueue};
 pub(crate) struct Message {
     pub(crate) bytes: Vec<u8>,
     pub(crate) handles: Vec<HandleEntry>,
+    /// The writer's queued-bytes charge, given back when the message is read or dropped.
+    #[expect(dead_code, reason = "held for its Drop, which gives the bytes back")]
+    pub(crate) charge: Option<crate::limits::Charge>,
 }
 
 /// Why a read found no message it could return.
@@ -204,7 +207,7 @@ mod tests {
     use super::*;
 
     fn message(bytes: &[u8]) -> Message {
-        Message { bytes: bytes.to_vec(), handles: Vec::new() }
+        Message { bytes: bytes.to_vec(), handles: Vec::new(), charge: None }
     }
 
     #[test]
@@ -249,7 +252,8 @@ mod tests {
         for _ in 0..200_000 {
             let (near, far) = Endpoint::create();
             let entry = HandleEntry::new(Object::Channel(carried), Rights::CHANNEL_DEFAULT);
-            near.write(Message { bytes: Vec::new(), handles: alloc::vec![entry] }).unwrap();
+            near.write(Message { bytes: Vec::new(), handles: alloc::vec![entry], charge: None })
+                .unwrap();
             carried = far;
         }
         assert!(!witness.is_peer_closed());

@@ -58,6 +58,12 @@ pub(crate) struct Process {
     pub(crate) memory_bytes: AtomicU64,
     pub(crate) cpu_ns: AtomicU64,
     pub(crate) threads: Threads,
+    pub(crate) limits: crate::limits::Limits,
+    pub(crate) watchdog: crate::watchdog::Watchdog,
+    /// The parent's count of live children, given back when this process ends.
+    child_slot: spin::Mutex<Option<crate::limits::Charge>>,
+    /// The WASI descriptor table.
+    pub(crate) files: spin::Mutex<crate::wasi::Descriptors>,
     pub(crate) futexes: Futexes,
     /// The shared memory and linker of a threaded process, set when its main thread starts.
     #[cfg(feature = "threads")]
@@ -70,6 +76,7 @@ impl Process {
         module: wasmtime::Module,
         args: Vec<String>,
         environment: Vec<String>,
+        preopens: crate::vfs::Preopens,
         handles: HandleTable,
     ) -> Self {
         Self {
@@ -90,10 +97,32 @@ impl Process {
             memory_bytes: AtomicU64::new(0),
             cpu_ns: AtomicU64::new(0),
             threads: Threads::default(),
+            limits: Default::default(),
+            watchdog: Default::default(),
+            child_slot: spin::Mutex::new(None),
+            files: spin::Mutex::new(crate::wasi::Descriptors::new(preopens)),
             futexes: Futexes::default(),
             #[cfg(feature = "threads")]
             thread_environment: spin::Once::new(),
         }
+    }
+
+    /// Sets a resource limit; `ERR_BAD_STATE` once started.
+    pub(crate) fn set_limit(&self, limit: nebulet_abi::Limit, value: u64) -> Result<(), Error> {
+        let lifecycle = self.lifecycle.lock();
+        if lifecycle.state != ProcessState::Created {
+            return Err(Error::BadState);
+        }
+        if limit == nebulet_abi::Limit::Handles {
+            self.handles.lock().set_limit(usize::try_from(value).unwrap_or(usize::MAX));
+        }
+        self.limits.set(limit, value);
+        Ok(())
+    }
+
+    /// Holds a slot of the parent's child count until this process ends.
+    pub(crate) fn hold_child_slot(&self, slot: crate::limits::Charge) {
+        *self.child_slot.lock() = Some(slot);
     }
 
     /// Moves from Created to Running with its bootstrap handle; `ERR_BAD_STATE` otherwise.
@@ -153,9 +182,11 @@ impl Process {
             lifecycle.bootstrap.take()
         };
         let handles = self.handles.lock().take_all();
+        let child_slot = self.child_slot.lock().take();
         // Outside the locks: closing handles wakes and may free other objects.
         drop(handles);
         drop(bootstrap);
+        drop(child_slot);
         self.signals.update(Signals::NONE, Signals::TERMINATED);
     }
 

@@ -55,7 +55,8 @@ pub(super) fn write(
     }
     let moved: Vec<HandleEntry> =
         values.iter().map(|value| table.get(*value).cloned()).collect::<Result<_, _>>()?;
-    let message = Message { bytes: payload.to_vec(), handles: moved };
+    let charge = Some(call.process.limits.queued.charge(u64::from(byte_count))?);
+    let message = Message { bytes: payload.to_vec(), handles: moved, charge };
     match endpoint.write(message) {
         Ok(()) => {
             for value in values {

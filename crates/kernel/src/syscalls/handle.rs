@@ -10,8 +10,6 @@ pub(super) fn close(call: &mut Call<'_>, handle: u32) -> Result<(), Error> {
         return Ok(());
     }
     let entry = call.process.handles.lock().remove(handle)?;
-    // A thread of this process waiting on the handle must see it is gone (ERR_CANCELED).
-    entry.object.wait_queue().wake_all();
     // Closing may wake peers or free objects: outside the table's lock.
     drop(entry);
     Ok(())

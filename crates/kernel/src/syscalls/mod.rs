@@ -66,6 +66,14 @@ impl<'a> Call<'a> {
     }
 }
 
+fn watchdog_setup(call: &mut Call<'_>, interval: i64) -> Result<(), Error> {
+    call.process.watchdog.setup(call.process, &call.kernel.platform, interval)
+}
+
+fn watchdog_alive(call: &mut Call<'_>) -> Result<(), Error> {
+    call.process.watchdog.alive(call.kernel.platform.now())
+}
+
 /// The `i32` a call returns for its result.
 pub(crate) fn status(result: Result<(), Error>) -> i32 {
     match result {
@@ -123,6 +131,9 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         process_bootstrap(out: u32) => process::bootstrap;
         futex_wake(address: u32, count: u32, woken: u32) => thread::futex_wake;
         sched_lock() => thread::sched_lock;
+        process_set_limit(process: u32, limit: u32, value: i64) => process::set_limit;
+        watchdog_setup(interval: i64) => watchdog_setup;
+        watchdog_alive() => watchdog_alive;
         sched_unlock() => thread::sched_unlock;
         random_fill(buffer: u32, length: u32) => random::fill;
         cprng_fill(buffer: u32, length: u32) => random::secure_fill;

@@ -28,7 +28,9 @@ pub(super) fn create(
     if !table.has_room(1) {
         return Err(Error::NoResources);
     }
+    let slot = call.process.limits.children.charge(1)?;
     let child = call.kernel.new_process(module, ProcessOptions { name, ..Default::default() });
+    child.hold_child_slot(slot);
     let value = table.insert(HandleEntry::new(Object::Process(child), Rights::PROCESS_DEFAULT))?;
     call.memory.write_u32(out, value)
 }
@@ -83,4 +85,20 @@ pub(super) fn kill(mut caller: Caller<'_, ThreadContext>, process: u32) -> wasmt
 /// Unwinds the calling thread with [`ProcessExit`]; the runner turns it into the exit code.
 pub(super) fn exit(_caller: Caller<'_, ThreadContext>, code: i32) -> wasmtime::Result<()> {
     Err(wasmtime::Error::new(ProcessExit(code)))
+}
+
+/// Sets one resource limit of a process that has not started.
+pub(super) fn set_limit(
+    call: &mut Call<'_>,
+    process: u32,
+    limit: u32,
+    value: i64,
+) -> Result<(), Error> {
+    let limit = nebulet_abi::Limit::from_raw(limit).ok_or(Error::InvalidArgs)?;
+    let value = u64::try_from(value).map_err(|_| Error::OutOfRange)?;
+    let table = call.process.handles.lock();
+    let target =
+        table.get(process)?.require_typed(Rights::MANAGE, |entry| entry.process())?.clone();
+    drop(table);
+    target.set_limit(limit, value)
 }

@@ -64,7 +64,7 @@ pub(super) fn connect(
         // The server's own end in its own queue could never be closed: refuse the cycle.
         return Err(Error::InvalidArgs);
     }
-    match service.write(Message { bytes: vec![], handles: vec![entry] }) {
+    match service.write(Message { bytes: vec![], handles: vec![entry], charge: None }) {
         Ok(()) => {
             table.remove(channel)?;
             Ok(())

@@ -5,10 +5,13 @@
 //! wasm32-wasip1 by `crates/nebulet/build.rs`, which exercise every call through the SDK.
 
 mod cli;
+mod fuzz;
 mod isolation;
+mod limits;
 mod programs;
 mod system;
 mod threads;
+mod wasi;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,8 +64,18 @@ impl System {
         let options = ProcessOptions {
             name: name.to_string(),
             args: args.iter().map(|arg| arg.to_string()).collect(),
-            environment: Vec::new(),
+            ..Default::default()
         };
+        self.run_with(module, options)
+    }
+
+    /// Starts a process with all its options (environment, preopened directories) and waits
+    /// (at most [`PATIENCE`]) for its end.
+    pub fn run_with(
+        &self,
+        module: nebulet_hosted::wasmtime::Module,
+        options: ProcessOptions,
+    ) -> ExitStatus {
         let process = self.emulator.kernel().spawn(module, options);
         self.wait(&process)
     }

@@ -1,0 +1,79 @@
+//! The `nebulet` imports with plain integer parameters, so tests can pass any pointer.
+#![allow(unsafe_code, reason = "the raw imports; every call passes integers the kernel must check")]
+
+mod imports {
+    #[link(wasm_import_module = "nebulet")]
+    unsafe extern "C" {
+        pub fn handle_close(handle: u32) -> i32;
+        pub fn handle_duplicate(handle: u32, rights: u32, out: u32) -> i32;
+        pub fn object_wait_one(handle: u32, signals: u32, deadline: i64, observed: u32) -> i32;
+        pub fn object_signal(handle: u32, clear: u32, set: u32) -> i32;
+        pub fn object_get_info(
+            handle: u32,
+            topic: u32,
+            buffer: u32,
+            length: u32,
+            actual: u32,
+        ) -> i32;
+        pub fn channel_create(out0: u32, out1: u32) -> i32;
+        pub fn channel_write(
+            handle: u32,
+            bytes: u32,
+            count: u32,
+            handles: u32,
+            handle_count: u32,
+        ) -> i32;
+        pub fn channel_read(
+            handle: u32,
+            bytes: u32,
+            capacity: u32,
+            handles: u32,
+            handle_capacity: u32,
+            actual_bytes: u32,
+            actual_handles: u32,
+        ) -> i32;
+        pub fn event_create(out: u32) -> i32;
+        pub fn clock_monotonic() -> i64;
+        pub fn nanosleep(deadline: i64) -> i32;
+        pub fn module_compile(bytes: u32, length: u32, out: u32) -> i32;
+        pub fn process_create(module: u32, name: u32, name_length: u32, out: u32) -> i32;
+        pub fn process_start(process: u32, bootstrap: u32) -> i32;
+        pub fn process_kill(process: u32) -> i32;
+        pub fn process_set_limit(process: u32, limit: u32, value: i64) -> i32;
+        pub fn watchdog_setup(interval: i64) -> i32;
+        pub fn watchdog_alive() -> i32;
+    }
+}
+
+/// Safe wrappers: the kernel checks every argument, so no value passed here can make the call
+/// undefined behaviour for this program, except a write through a pointer into memory this
+/// program uses for something else; the tests pass only their own buffers.
+macro_rules! wrap {
+    ($($name:ident($($argument:ident: $type:ty),*) -> $result:ty;)*) => {$(
+        pub fn $name($($argument: $type),*) -> $result {
+            // SAFETY: see above: the kernel checks every argument against this memory.
+            unsafe { imports::$name($($argument),*) }
+        }
+    )*};
+}
+
+wrap! {
+    handle_close(handle: u32) -> i32;
+    handle_duplicate(handle: u32, rights: u32, out: u32) -> i32;
+    object_wait_one(handle: u32, signals: u32, deadline: i64, observed: u32) -> i32;
+    object_signal(handle: u32, clear: u32, set: u32) -> i32;
+    object_get_info(handle: u32, topic: u32, buffer: u32, length: u32, actual: u32) -> i32;
+    channel_create(out0: u32, out1: u32) -> i32;
+    channel_write(handle: u32, bytes: u32, count: u32, handles: u32, handle_count: u32) -> i32;
+    channel_read(handle: u32, bytes: u32, capacity: u32, handles: u32, handle_capacity: u32, actual_bytes: u32, actual_handles: u32) -> i32;
+    event_create(out: u32) -> i32;
+    clock_monotonic() -> i64;
+    nanosleep(deadline: i64) -> i32;
+    module_compile(bytes: u32, length: u32, out: u32) -> i32;
+    process_create(module: u32, name: u32, name_length: u32, out: u32) -> i32;
+    process_start(process: u32, bootstrap: u32) -> i32;
+    process_kill(process: u32) -> i32;
+    process_set_limit(process: u32, limit: u32, value: i64) -> i32;
+    watchdog_setup(interval: i64) -> i32;
+    watchdog_alive() -> i32;
+}

@@ -1,0 +1,100 @@
+//! WASI `poll_oneoff`: clock subscriptions sleep; fd subscriptions are ready at once (files are
+//! always readable and writable, and a console read or write blocks only the calling thread).
+
+use alloc::vec::Vec;
+
+use wasmtime::Caller;
+
+use super::clock_now;
+use crate::runner::ThreadContext;
+use crate::syscalls::with_call;
+use crate::vfs::Errno;
+
+const SUBSCRIPTION_SIZE: u32 = 48;
+const EVENT_SIZE: u32 = 32;
+
+/// One subscription's outcome: its userdata, its kind, and its error.
+struct Ready {
+    userdata: u64,
+    kind: u8,
+    error: u16,
+}
+
+fn u64_at(bytes: &[u8], offset: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[offset..offset + 8]);
+    u64::from_le_bytes(word)
+}
+
+pub(super) async fn poll_oneoff(
+    caller: &mut Caller<'_, ThreadContext>,
+    subscriptions: u32,
+    events: u32,
+    count: u32,
+    events_out: u32,
+) -> Result<(), Errno> {
+    if count == 0 {
+        return Err(Errno::INVAL);
+    }
+    let (clocks, mut ready) = with_call(caller, |call| -> Result<_, Errno> {
+        call.memory.check(events, count, EVENT_SIZE)?;
+        call.memory.check(events_out, 1, 4)?;
+        let length = count.checked_mul(SUBSCRIPTION_SIZE).ok_or(Errno::INVAL)?;
+        let raw = call.memory.slice(subscriptions, length)?.to_vec();
+        let now = call.kernel.platform.now();
+        let mut clocks = Vec::new();
+        let mut ready = Vec::new();
+        for entry in raw.chunks_exact(SUBSCRIPTION_SIZE as usize) {
+            let userdata = u64_at(entry, 0);
+            match entry[8] {
+                0 => {
+                    let clock = u32::from_le_bytes([entry[16], entry[17], entry[18], entry[19]]);
+                    let timeout = u64_at(entry, 24).min(i64::MAX as u64) as i64;
+                    let absolute = u16::from_le_bytes([entry[40], entry[41]]) & 1 != 0;
+                    // Deadlines on the monotonic clock; an absolute one on another clock is
+                    // converted by that clock's distance from now.
+                    let deadline = match (absolute, clock) {
+                        (false, _) => now.saturating_add(timeout),
+                        (true, 1) => timeout,
+                        (true, _) => now
+                            .saturating_add(timeout.saturating_sub(clock_now(call, clock)? as i64)),
+                    };
+                    clocks.push((userdata, deadline));
+                }
+                kind @ (1 | 2) => {
+                    let fd = u32::from_le_bytes([entry[16], entry[17], entry[18], entry[19]]);
+                    let error = match call.process.files.lock().get(fd) {
+                        Ok(_) => 0,
+                        Err(errno) => errno.0,
+                    };
+                    ready.push(Ready { userdata, kind, error });
+                }
+                _ => return Err(Errno::INVAL),
+            }
+        }
+        Ok((clocks, ready))
+    })?;
+    if ready.is_empty() {
+        let platform = caller.data().kernel.platform.clone();
+        let earliest = clocks.iter().map(|(_, deadline)| *deadline).min().unwrap_or(i64::MAX);
+        crate::wait::sleep_until(&*platform, earliest).await;
+    }
+    let now = caller.data().kernel.platform.now();
+    ready.extend(
+        clocks.iter().filter(|(_, deadline)| *deadline <= now).map(|(userdata, _)| Ready {
+            userdata: *userdata,
+            kind: 0,
+            error: 0,
+        }),
+    );
+    with_call(caller, |call| -> Result<(), Errno> {
+        for (index, event) in ready.iter().enumerate() {
+            let mut record = [0u8; EVENT_SIZE as usize];
+            record[0..8].copy_from_slice(&event.userdata.to_le_bytes());
+            record[8..10].copy_from_slice(&event.error.to_le_bytes());
+            record[10] = event.kind;
+            call.memory.write(events + index as u32 * EVENT_SIZE, &record)?;
+        }
+        Ok(call.memory.write_u32(events_out, ready.len() as u32)?)
+    })
+}
