@@ -14,7 +14,7 @@
 //! `fuzz: seed HEX`; `fuzz SECONDS HEX` replays the same choices (the kernel's handle values
 //! and timing still differ). At the end it prints how often each call returned each status.
 
-mod raw;
+use nebulet_raw as raw;
 mod scratch;
 
 use nebulet_abi::calls::{CALLS, Returns};

@@ -4,7 +4,7 @@
 //! set, and checks how they end. It prints `limits CASE: ok` and exits 0, or panics (a trap)
 //! with the failing check.
 
-mod raw;
+use nebulet_raw as raw;
 
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{

@@ -2,7 +2,7 @@
 //! `syscalls CASE`: each case checks success and error paths of one family of calls and exits 0,
 //! or panics (a trap) with the failing call and what it returned.
 
-mod raw;
+use nebulet_raw as raw;
 
 use nebulet_abi::layout::{InfoBasic, InfoProcess, WaitItem};
 use nebulet_abi::{

@@ -1,5 +1,6 @@
-//! The `nebulet` imports with plain integer parameters, so the fuzzer can pass any value.
-//! Every call of `nebulet_abi::calls::CALLS` but `process_exit`.
+//! The `nebulet` imports with plain integer parameters, for the test programs that must pass
+//! what the SDK never would (bad pointers, bad handles): every call of
+//! `nebulet_abi::calls::CALLS` but `process_exit`, whose callers use the SDK or WASI.
 #![allow(unsafe_code, reason = "the raw imports; every call passes integers the kernel must check")]
 
 mod imports {
