@@ -194,6 +194,40 @@ fn write_file(
     Ok(total)
 }
 
+/// Which way a positioned transfer goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Read,
+    Write,
+}
+
+/// `fd_pread` and `fd_pwrite`: a transfer at `offset` that leaves the position alone.
+fn transfer_at(
+    call: &mut Call<'_>,
+    direction: Direction,
+    (fd, iovs, count, offset, out): (u32, u32, u32, i64, u32),
+) -> Result<(), Errno> {
+    call.memory.check(out, 1, 4)?;
+    let vectors = io_vectors(&call.memory, iovs, count)?;
+    let file = match &call.process.files.lock().get(fd)?.kind {
+        Kind::File { file, readable, writable } => {
+            let allowed = if direction == Direction::Read { *readable } else { *writable };
+            if !allowed {
+                return Err(Errno::BADF);
+            }
+            file.clone()
+        }
+        Kind::Directory { .. } => return Err(Errno::ISDIR),
+        Kind::Stdin | Kind::Stdout | Kind::Stderr => return Err(Errno::SPIPE),
+    };
+    let offset = u64::try_from(offset).map_err(|_| Errno::INVAL)?;
+    let total = match direction {
+        Direction::Read => read_file(call, &file, &vectors, offset)?,
+        Direction::Write => write_file(call, &file, &vectors, offset)?,
+    };
+    Ok(call.memory.write_u32(out, total as u32)?)
+}
+
 pub(super) fn pread(
     call: &mut Call<'_>,
     fd: u32,
@@ -202,16 +236,7 @@ pub(super) fn pread(
     offset: i64,
     out: u32,
 ) -> Result<(), Errno> {
-    call.memory.check(out, 1, 4)?;
-    let vectors = io_vectors(&call.memory, iovs, count)?;
-    let file = match &call.process.files.lock().get(fd)?.kind {
-        Kind::File { file, readable: true, .. } => file.clone(),
-        Kind::Directory { .. } => return Err(Errno::ISDIR),
-        Kind::Stdin | Kind::Stdout | Kind::Stderr => return Err(Errno::SPIPE),
-        Kind::File { .. } => return Err(Errno::BADF),
-    };
-    let total = read_file(call, &file, &vectors, u64::try_from(offset).map_err(|_| Errno::INVAL)?)?;
-    Ok(call.memory.write_u32(out, total as u32)?)
+    transfer_at(call, Direction::Read, (fd, iovs, count, offset, out))
 }
 
 pub(super) fn pwrite(
@@ -222,17 +247,7 @@ pub(super) fn pwrite(
     offset: i64,
     out: u32,
 ) -> Result<(), Errno> {
-    call.memory.check(out, 1, 4)?;
-    let vectors = io_vectors(&call.memory, iovs, count)?;
-    let file = match &call.process.files.lock().get(fd)?.kind {
-        Kind::File { file, writable: true, .. } => file.clone(),
-        Kind::Directory { .. } => return Err(Errno::ISDIR),
-        Kind::Stdin | Kind::Stdout | Kind::Stderr => return Err(Errno::SPIPE),
-        Kind::File { .. } => return Err(Errno::BADF),
-    };
-    let total =
-        write_file(call, &file, &vectors, u64::try_from(offset).map_err(|_| Errno::INVAL)?)?;
-    Ok(call.memory.write_u32(out, total as u32)?)
+    transfer_at(call, Direction::Write, (fd, iovs, count, offset, out))
 }
 
 /// `fd_read`: files at their position; stdin through the platform's console, which may block.
