@@ -45,15 +45,93 @@ pub fn engine_config() -> wasmtime::Config {
     config
 }
 
+/// Engine settings that trade speed for memory, for systems of very many small processes.
+///
+/// Every field left `None` keeps wasmtime's default, so `EngineOptions::default()` is exactly
+/// [`engine_config()`]. The defaults on x86_64 reserve 4 GiB of address space plus a 32 MiB
+/// guard region per linear memory, which lets compiled code skip bounds checks, and give each
+/// thread a 2 MiB fiber stack. Linux caps a process's mappings (`vm.max_map_count`, often
+/// 65,530): with the defaults an idle process takes about five (memory, reservation, guards,
+/// fiber stack and its guard page) and 4 GiB of address space, so one host process holds about
+/// 13,000 of them there; with no reservation and no guard it takes three, about 22,000. Smaller
+/// values cost speed: with a reservation below 4 GiB, compiled code checks bounds on every
+/// load and store (measured by `cargo xtask bench`, see `docs/benchmarks.md`); a memory that
+/// outgrows its reservation is copied to a new place; and a fiber stack too small for the
+/// kernel's host calls aborts the host.
+///
+/// Threaded modules (a shared memory) are not meant for such settings: with the dense settings
+/// of `cargo xtask bench` (no reservation, no guard), `threaded pingpong` starts but cannot
+/// start its second thread.
+///
+/// ```no_run
+/// use nebulet_hosted::{Console, Emulator, EngineOptions};
+///
+/// let options = EngineOptions {
+///     memory_reservation: Some(0),
+///     memory_reservation_for_growth: Some(1 << 20),
+///     memory_guard_size: Some(0),
+///     async_stack_size: Some(128 << 10),
+///     max_wasm_stack: Some(64 << 10),
+/// };
+/// let emulator = Emulator::with_options(Console::Stdout, options).unwrap();
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Address space reserved for each linear memory, in bytes
+    /// ([`wasmtime::Config::memory_reservation`]). Below 4 GiB, loads and stores check bounds.
+    pub memory_reservation: Option<u64>,
+    /// Extra space reserved when a memory grows past its reservation and moves
+    /// ([`wasmtime::Config::memory_reservation_for_growth`]).
+    pub memory_reservation_for_growth: Option<u64>,
+    /// Inaccessible bytes after (and before) each linear memory
+    /// ([`wasmtime::Config::memory_guard_size`]); 0 for none.
+    pub memory_guard_size: Option<u64>,
+    /// Size of each thread's fiber stack, in bytes ([`wasmtime::Config::async_stack_size`]).
+    /// It must exceed `max_wasm_stack` by the stack the kernel's host calls use.
+    pub async_stack_size: Option<usize>,
+    /// How much of the fiber stack wasm code may use ([`wasmtime::Config::max_wasm_stack`]).
+    pub max_wasm_stack: Option<usize>,
+}
+
+impl EngineOptions {
+    /// [`engine_config()`] with these options applied.
+    pub fn config(&self) -> wasmtime::Config {
+        let mut config = engine_config();
+        if let Some(bytes) = self.memory_reservation {
+            config.memory_reservation(bytes);
+        }
+        if let Some(bytes) = self.memory_reservation_for_growth {
+            config.memory_reservation_for_growth(bytes);
+        }
+        if let Some(bytes) = self.memory_guard_size {
+            config.memory_guard_size(bytes);
+        }
+        if let Some(bytes) = self.async_stack_size {
+            config.async_stack_size(bytes);
+        }
+        if let Some(bytes) = self.max_wasm_stack {
+            config.max_wasm_stack(bytes);
+        }
+        config
+    }
+}
+
 impl Emulator {
     /// Starts a kernel whose console is `console`.
     pub fn new(console: Console) -> wasmtime::Result<Self> {
+        Self::with_options(console, EngineOptions::default())
+    }
+
+    /// Starts a kernel whose console is `console`, with its engine configured by `options`
+    /// (modules compiled by one engine run only on it). Fails if the options are inconsistent,
+    /// e.g. `max_wasm_stack` above `async_stack_size`.
+    pub fn with_options(console: Console, options: EngineOptions) -> wasmtime::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_time()
             .thread_name("nebulet-cpu")
             .build()
             .map_err(wasmtime::Error::new)?;
-        let engine = wasmtime::Engine::new(&engine_config())?;
+        let engine = wasmtime::Engine::new(&options.config())?;
         let platform = Arc::new(HostedPlatform::new(runtime.handle().clone(), console));
         let kernel = Kernel::new(platform, engine.clone())?;
         let ticker_stop = Arc::new(AtomicBool::new(false));

@@ -1,7 +1,8 @@
 //! A single-core executor: boxed `Send` tasks, a ready queue fed by `Arc` wakers, a timer list
-//! for `sleep_until`, and `hlt` when idle. Timers are checked by the run loop after every
-//! wake-up; the 1 ms timer interrupt ends each `hlt`, so sleeps resolve within ~1 ms of their
-//! deadline. Interrupt handlers never wake tasks (so the locks here are never taken by them).
+//! for `sleep_until`, and `hlt` when idle. The run loop polls the queued tasks in rounds and
+//! checks the timers after each round (so tasks that keep yielding do not starve them); the
+//! 1 ms timer interrupt ends each `hlt`, so sleeps resolve within ~1 ms of their deadline.
+//! Interrupt handlers never wake tasks (so the locks here are never taken by them).
 //! Needs interrupts set up (`interrupts::init`): otherwise an idle `hlt` never returns.
 
 use alloc::boxed::Box;
@@ -122,7 +123,11 @@ pub fn run_until<F: Future>(future: F) -> F::Output {
     let main_waker = Waker::from(main.clone());
     main.wake_by_ref();
     loop {
-        loop {
+        // One round: the tasks queued now. Those they queue (a task that yields wakes itself)
+        // run in the next round, after the timers are checked: a task that always yields
+        // (wasm interrupted by its epoch deadline) cannot starve the sleepers.
+        let queued = READY.lock().len();
+        for _ in 0..queued {
             let Some(id) = READY.lock().pop_front() else { break };
             if id == main.id {
                 main.queued.store(false, Ordering::Release);
@@ -181,10 +186,6 @@ pub struct Sleep {
 
 pub fn sleep_until(deadline_ns: u64) -> Sleep {
     Sleep { deadline: deadline_ns, timer: None }
-}
-
-pub fn sleep_ns(duration_ns: u64) -> Sleep {
-    sleep_until(now_ns().saturating_add(duration_ns))
 }
 
 impl Future for Sleep {

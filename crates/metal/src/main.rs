@@ -1,5 +1,7 @@
-//! Nebulet on bare metal (x86_64, QEMU PVH boot): the boot skeleton the kernel core and
-//! wasmtime are wired onto. `cargo xtask qemu` builds and boots it; it runs a demo and exits.
+//! Nebulet on bare metal (x86_64, QEMU PVH boot): the kernel core and wasmtime on the machine's
+//! own drivers. It boots the system image QEMU passes as its `-initrd` (apps precompiled by the
+//! host, see `nebulet-metal-image`), runs `init` until it exits, and leaves QEMU with success
+//! iff init exited with code 0. `cargo xtask qemu` builds the image and the kernel and boots them.
 
 #![no_std]
 #![no_main]
@@ -8,19 +10,26 @@ extern crate alloc;
 
 mod boot;
 mod clock;
+mod engine;
 mod entropy;
 mod executor;
 mod heap;
 mod interrupts;
 mod platform;
+mod rtc;
 mod serial;
 
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+
+use nebulet_abi::ExitReason;
+use nebulet_kernel::{ExitStatus, Kernel};
 
 use crate::clock::{now_ns, rdtsc};
-use crate::platform::{EXIT_FAILURE, EXIT_SUCCESS, exit};
+use crate::platform::{EXIT_FAILURE, EXIT_SUCCESS, MetalPlatform, exit};
 
 /// Called by the boot trampoline on the 8 MiB kernel stack, interrupts off.
 #[unsafe(no_mangle)]
@@ -48,39 +57,97 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
         println!("command line: {command_line}");
     }
     interrupts::init();
-    interrupts::set_tick_hook(count_hook_call);
     fault_on_request(info.command_line().unwrap_or_default());
     let source = entropy::init();
-    let mut sample = [0u8; 8];
-    entropy::fill_secure_random(&mut sample);
-    println!("entropy: {source:?} (sample {:#018x})", u64::from_le_bytes(sample));
+    let wall_clock = rtc::init();
+    println!(
+        "entropy: {source:?}; wall clock: {}",
+        wall_clock
+            .map_or_else(|| "unknown".to_string(), |seconds| format!("{seconds} s since 1970"))
+    );
     println!("initialised in {} ms", ms(now_ns()));
 
-    let result = executor::run_until(demo());
-    println!(
-        "demo: {} ms, {} ticks, {} tick hook calls, {} halts",
-        ms(now_ns()),
-        interrupts::ticks(),
-        HOOK_CALLS.load(Ordering::Relaxed),
-        executor::halts()
-    );
-    match result {
-        Ok(()) => {
-            println!("nebulet-metal: all checks passed");
-            exit(EXIT_SUCCESS)
-        }
+    let status = match boot_system(info) {
+        Ok(status) => status,
         Err(failure) => {
             println!("nebulet-metal: FAILED: {failure}");
             exit(EXIT_FAILURE)
         }
+    };
+    if let Some(first_line) = platform::first_console_write_ns() {
+        println!("nebulet-metal: init's first line {} ms after kernel entry", ms(first_line));
     }
+    println!(
+        "nebulet-metal: {} ms since kernel entry, {} timer ticks, {} idle halts",
+        ms(now_ns()),
+        interrupts::ticks(),
+        executor::halts()
+    );
+    match (status.reason, &status.message) {
+        (ExitReason::Exited, _) => println!("nebulet-metal: init exited with code {}", status.code),
+        (reason, Some(message)) => {
+            println!("nebulet-metal: init ended: {} ({message})", reason.word())
+        }
+        (reason, None) => println!("nebulet-metal: init ended: {}", reason.word()),
+    }
+    exit(if status.reason == ExitReason::Exited && status.code == 0 {
+        EXIT_SUCCESS
+    } else {
+        EXIT_FAILURE
+    })
 }
 
-/// Stands in for wasmtime's `Engine::increment_epoch`.
-static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
-
-fn count_hook_call() {
-    HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
+/// Loads the system image of the first PVH module (`-initrd`), boots it on a new kernel and
+/// runs every task until `init` ends; returns how init ended.
+fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
+    let module = info.modules().first().ok_or(
+        "no system image: boot with the image as the initrd (`cargo xtask qemu` does: \
+         `-initrd target/metal/image.bin`)",
+    )?;
+    // SAFETY: the loader put the module in RAM below 4 GiB, which boot.rs identity-maps;
+    // `heap::init` checked that it does not overlap the heap, it lies outside the kernel image
+    // (the loader placed both), and nothing ever writes it: a shared borrow for the whole run.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(module.paddr as *const u8, module.size as usize) };
+    let image = nebulet_metal_image::parse(bytes)
+        .map_err(|error| format!("the system image at {:#x}: {error}", module.paddr))?;
+    let engine = engine::init().map_err(|error| format!("cannot make the engine: {error:#}"))?;
+    let loading = now_ns();
+    let mut init = None;
+    let mut apps = Vec::with_capacity(image.apps.len());
+    for app in &image.apps {
+        // SAFETY: `Module::deserialize` trusts its bytes to be wasmtime's own output for this
+        // engine's settings (it checks the header, the settings and the CPU features, not the
+        // machine code). These come from the image this kernel was booted with, written by the
+        // host's precompiler (`nebulet_metal_image::precompile`, same `engine_config`): they are
+        // as trusted as the kernel image itself. A tampered image is NOT defended against: its
+        // code runs with the kernel's privileges.
+        let module = unsafe { wasmtime::Module::deserialize(engine, app.code) }
+            .map_err(|error| format!("cannot load app {}: {error:#}", app.name))?;
+        if app.name == "init" {
+            init = Some(module.clone());
+        }
+        apps.push((app.name.to_string(), module));
+    }
+    println!(
+        "image: {} apps, {} KiB, loaded in {} ms",
+        apps.len(),
+        bytes.len() >> 10,
+        ms(now_ns() - loading)
+    );
+    let starting = now_ns();
+    let init = init.ok_or("the system image has no init app")?;
+    let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
+        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    let process = kernel
+        .boot(init, image.manifest, apps)
+        .map_err(|error| format!("cannot boot the image: {error}"))?;
+    println!(
+        "kernel: up, init started in {} ms ({} ms after kernel entry)",
+        ms(now_ns() - starting),
+        ms(now_ns())
+    );
+    Ok(executor::run_until(process.wait()))
 }
 
 /// Milliseconds with three decimals, for printing.
@@ -92,55 +159,6 @@ fn ms(ns: u64) -> impl core::fmt::Display {
         }
     }
     Ms(ns)
-}
-
-/// Two tasks sleep 10 ms three times each, concurrently; meanwhile the timer must tick.
-async fn demo() -> Result<(), &'static str> {
-    let start = now_ns();
-    let ticks = interrupts::ticks();
-    let sleepers: Vec<_> = ["a", "b"]
-        .into_iter()
-        .map(|name| {
-            executor::spawn(async move {
-                for round in 1..=3 {
-                    let before = now_ns();
-                    executor::sleep_ns(10_000_000).await;
-                    let slept = now_ns() - before;
-                    println!("task {name}: slept {} ms ({round}/3)", ms(slept));
-                    if slept < 10_000_000 {
-                        return Err("a sleep ended early");
-                    }
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for sleeper in sleepers {
-        sleeper.await?;
-    }
-    let elapsed = now_ns() - start;
-    println!("sleepers done after {} ms", ms(elapsed));
-    if elapsed >= 60_000_000 {
-        return Err("the sleepers did not run concurrently (60 ms or more)");
-    }
-    // Spin (no executor) until the timer interrupt has advanced the tick count by 5.
-    let spin_start = now_ns();
-    let seen = interrupts::ticks();
-    while interrupts::ticks() < seen + 5 {
-        if now_ns() - spin_start > 1_000_000_000 {
-            return Err("the timer did not tick for a second");
-        }
-        core::hint::spin_loop();
-    }
-    if HOOK_CALLS.load(Ordering::Relaxed) < 5 {
-        return Err("the tick hook did not run");
-    }
-    let ticked = interrupts::ticks() - ticks;
-    println!(
-        "ticks: {ticked} during the demo; 5 more took {} ms of spinning",
-        ms(now_ns() - spin_start)
-    );
-    Ok(())
 }
 
 /// `-append fault=de|ud|gp|pf|overflow` raises that exception, to try the handlers (`hang`:

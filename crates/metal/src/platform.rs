@@ -1,8 +1,16 @@
-//! Leaving QEMU, and the symbols wasmtime's `custom` platform (no_std) asks the embedder for.
+//! The kernel core's `Platform` on bare metal, leaving QEMU, and the symbols wasmtime's `custom`
+//! platform (no_std) asks the embedder for.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+use nebulet_kernel::vfs::Errno;
+use nebulet_kernel::{BoxFuture, CompileError, Platform};
 use x86_64::instructions::port::Port;
+
+use crate::clock::now_ns;
+use crate::{entropy, executor, rtc, serial};
 
 /// `exit` code that QEMU turns into its exit status 33 (`(code << 1) | 1`): success.
 pub const EXIT_SUCCESS: u32 = 0x10;
@@ -20,18 +28,87 @@ pub fn exit(code: u32) -> ! {
     }
 }
 
-/// Wasmtime's one pointer of thread-local state. Single core, one kernel thread: a global.
-/// (Wasmtime saves and restores it itself around fiber switches.)
-static WASMTIME_TLS: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// The services of this machine to the kernel core: the TSC clock, the CMOS wall clock, the
+/// executor's timers and tasks, the CPU's entropy, and COM1 as the console (no input). It
+/// compiles nothing: apps come precompiled in the boot image.
+#[derive(Debug)]
+pub struct MetalPlatform;
 
-/// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`); starts out null.
-#[unsafe(no_mangle)]
-pub extern "C" fn wasmtime_tls_get() -> *mut u8 {
-    WASMTIME_TLS.load(Ordering::Relaxed)
+/// When the console was first written (ns since kernel entry; 0: not yet).
+static FIRST_WRITE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The time of the first console write by the kernel core (a process's first line), if any.
+pub fn first_console_write_ns() -> Option<u64> {
+    Some(FIRST_WRITE_NS.load(Ordering::Relaxed)).filter(|&ns| ns != 0)
 }
 
-/// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`).
+fn console(bytes: &[u8]) {
+    let _ = FIRST_WRITE_NS.compare_exchange(0, now_ns(), Ordering::Relaxed, Ordering::Relaxed);
+    serial::write_bytes(bytes);
+}
+
+impl Platform for MetalPlatform {
+    fn now(&self) -> i64 {
+        i64::try_from(now_ns()).unwrap_or(i64::MAX)
+    }
+
+    fn realtime(&self) -> i64 {
+        rtc::realtime_ns()
+    }
+
+    fn sleep_until(&self, deadline: i64) -> BoxFuture<()> {
+        // A deadline before boot has passed: 0 completes at once.
+        Box::pin(executor::sleep_until(u64::try_from(deadline).unwrap_or(0)))
+    }
+
+    fn fill_secure_random(&self, buffer: &mut [u8]) {
+        entropy::fill_secure_random(buffer);
+    }
+
+    fn console_write(&self, bytes: &[u8]) {
+        console(bytes);
+    }
+
+    fn console_write_error(&self, bytes: &[u8]) {
+        // One serial line carries both streams.
+        console(bytes);
+    }
+
+    fn console_read(&self, _max: usize) -> BoxFuture<Result<Vec<u8>, Errno>> {
+        // The serial port is output only here: standard input is at its end.
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn spawn(&self, task: BoxFuture<()>) {
+        // Nobody joins a process's task: the kernel learns its end through the process.
+        drop(executor::spawn(task));
+    }
+
+    fn compile_module(
+        &self,
+        _engine: &wasmtime::Engine,
+        _bytes: &[u8],
+    ) -> Result<wasmtime::Module, CompileError> {
+        Err(CompileError::NotSupported)
+    }
+}
+
+/// Wasmtime's thread-local pointers (slot 0: the runtime's state; slot 1: component-model
+/// async, unused here). Single core, one kernel thread: globals. Wasmtime saves and restores
+/// them itself around fiber switches; interrupt handlers never touch them.
+static WASMTIME_TLS: [AtomicPtr<u8>; 2] =
+    [AtomicPtr::new(core::ptr::null_mut()), AtomicPtr::new(core::ptr::null_mut())];
+
+/// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`); every slot starts out null.
 #[unsafe(no_mangle)]
-pub extern "C" fn wasmtime_tls_set(pointer: *mut u8) {
-    WASMTIME_TLS.store(pointer, Ordering::Relaxed);
+pub extern "C" fn wasmtime_tls_get(slot: usize) -> *mut u8 {
+    WASMTIME_TLS.get(slot).map_or(core::ptr::null_mut(), |cell| cell.load(Ordering::Relaxed))
+}
+
+/// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`) with slot 0 or 1.
+#[unsafe(no_mangle)]
+pub extern "C" fn wasmtime_tls_set(slot: usize, pointer: *mut u8) {
+    if let Some(cell) = WASMTIME_TLS.get(slot) {
+        cell.store(pointer, Ordering::Relaxed);
+    }
 }

@@ -33,16 +33,28 @@ pub fn init() {
 #[derive(Debug)]
 pub struct Serial;
 
+fn put(bytes: &[u8]) {
+    for &byte in bytes {
+        while inb(COM1 + 5) & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+        outb(COM1, byte);
+    }
+}
+
 impl Write for Serial {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        for byte in text.bytes() {
-            while inb(COM1 + 5) & 0x20 == 0 {
-                core::hint::spin_loop();
-            }
-            outb(COM1, byte);
-        }
+        put(text.as_bytes());
         Ok(())
     }
+}
+
+/// Writes bytes as they are (a process's console output), under the line lock.
+pub fn write_bytes(bytes: &[u8]) {
+    without_interrupts(|| {
+        let _line = LOCK.lock();
+        put(bytes);
+    });
 }
 
 #[doc(hidden)]
