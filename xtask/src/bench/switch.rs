@@ -1,5 +1,5 @@
-//! Thread switch: two threads hand a turn back and forth through a futex, as
-//! `crates/nebulet/benches/switch.rs` does. Nebulet: two green threads of one process
+//! Thread switch: two threads hand a turn back and forth through a futex. Nebulet: two green
+//! threads of one process
 //! (`threaded pingpong`, `futex_wait`/`futex_wake`); Linux: two OS threads with
 //! `thread::park`/`unpark` (futex calls). Each hand-off is one switch.
 

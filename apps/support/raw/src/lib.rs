@@ -112,3 +112,44 @@ wrap! {
     service_register(name: u32, name_length: u32, channel: u32) -> i32;
     service_connect(name: u32, name_length: u32, channel: u32) -> i32;
 }
+
+/// The status a call returns for `result`: 0 or the error's code.
+pub fn status(result: Result<(), nebulet_abi::Error>) -> i32 {
+    result.map_or_else(nebulet_abi::Error::code, |()| 0)
+}
+
+/// A status's name in the contract: `OK`, `ERR_BAD_HANDLE`, ..., or the number if unknown.
+pub fn name(code: i32) -> String {
+    if code == 0 {
+        "OK".into()
+    } else {
+        nebulet_abi::Error::from_code(code).map_or(format!("{code}"), |error| error.name().into())
+    }
+}
+
+/// Asserts a call's status, naming the call and both statuses if it differs.
+#[macro_export]
+macro_rules! expect {
+    ($call:expr, $want:expr) => {{
+        let got = $call;
+        let want = $crate::status($want);
+        assert!(
+            got == want,
+            "line {}: `{}` returned {}, expected {}",
+            line!(),
+            stringify!($call),
+            $crate::name(got),
+            $crate::name(want)
+        );
+    }};
+}
+
+/// The address of data the kernel only reads.
+pub fn address<T: ?Sized>(value: &T) -> u32 {
+    value as *const T as *const u8 as usize as u32
+}
+
+/// The address of a buffer the kernel may write (derived from `&mut`, so the write is allowed).
+pub fn writable<T: ?Sized>(value: &mut T) -> u32 {
+    value as *mut T as *mut u8 as usize as u32
+}

@@ -15,6 +15,7 @@
 //! and timing still differ). At the end it prints how often each call returned each status.
 
 use nebulet_raw as raw;
+use nebulet_raw::writable;
 mod scratch;
 
 use nebulet_abi::calls::{CALLS, Returns};
@@ -147,11 +148,6 @@ fn kind_of(handle: u32) -> u32 {
         return 0;
     }
     u32::from_le_bytes([record[8], record[9], record[10], record[11]])
-}
-
-/// The address of a local the kernel may write (derived from `&mut`).
-fn writable<T>(value: &mut T) -> u32 {
-    value as *mut T as usize as u32
 }
 
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 //! with the failing check.
 
 use nebulet_raw as raw;
+use nebulet_raw::{address, expect, name, writable};
 
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{
@@ -36,44 +37,6 @@ fn main() {
         other => panic!("unknown case `{other}`"),
     }
     println!("limits {case}: ok");
-}
-
-fn status(result: Result<(), Error>) -> i32 {
-    result.map_or_else(Error::code, |()| 0)
-}
-
-fn name(code: i32) -> String {
-    if code == 0 {
-        "OK".into()
-    } else {
-        Error::from_code(code).map_or(format!("{code}"), |e| e.name().into())
-    }
-}
-
-/// Asserts a call's status, naming the call and both statuses if it differs.
-macro_rules! expect {
-    ($call:expr, $want:expr) => {{
-        let got = $call;
-        let want = status($want);
-        assert!(
-            got == want,
-            "line {}: `{}` returned {}, expected {}",
-            line!(),
-            stringify!($call),
-            name(got),
-            name(want)
-        );
-    }};
-}
-
-/// The address of data the kernel only reads.
-fn address<T: ?Sized>(value: &T) -> u32 {
-    value as *const T as *const u8 as usize as u32
-}
-
-/// The address of a buffer the kernel may write (derived from `&mut`, so the write is allowed).
-fn writable<T: ?Sized>(value: &mut T) -> u32 {
-    value as *mut T as *mut u8 as usize as u32
 }
 
 fn now() -> i64 {

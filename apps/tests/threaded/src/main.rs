@@ -156,7 +156,7 @@ fn futex() {
 }
 
 /// Two threads hand a turn back and forth through a futex: each hand-off is one switch.
-/// Prints the time per switch, for the switch benchmark (crates/nebulet/benches/switch.rs).
+/// Prints the time per switch, for the switch benchmark (`cargo xtask bench`).
 fn ping_pong(rounds: u32) {
     let turn = Arc::new(AtomicU32::new(0));
     let player = |me: u32, turn: Arc<AtomicU32>| {
