@@ -104,3 +104,30 @@ fn a_trapping_app_does_not_stop_the_bare_metal_kernel() {
         ],
     );
 }
+
+/// A thousand processes do not fit in the bare-metal kernel's fixed heap: starting one more
+/// than fits is refused with ERR_NO_RESOURCES, and the kernel goes on, instead of failing an
+/// allocation and stopping.
+#[test]
+fn running_out_of_heap_is_refused_not_fatal_on_bare_metal() {
+    if !qemu_installed() {
+        return;
+    }
+    let manifest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("swarm.manifest");
+    std::fs::write(&manifest, "service echo\nstart swarm\nstart hello\n")
+        .expect("cannot write the manifest");
+    let manifest = manifest.to_str().expect("a UTF-8 path");
+    let (output, console) = xtask_qemu(&["--manifest", manifest]);
+    assert!(!output.status.success(), "swarm cannot start 1,000 workers here:\n{console}");
+    assert_printed(
+        &console,
+        &[
+            "ERR_NO_RESOURCES",
+            "init: swarm exited with code 1",
+            "init: hello exited with code 0",
+            "init: stopped service echo",
+            "nebulet-metal: init exited with code 1",
+        ],
+    );
+    assert!(!console.contains("panic"), "the kernel must not panic:\n{console}");
+}

@@ -17,6 +17,13 @@ use crate::platform::{CompileError, Platform};
 use crate::random::FastRandom;
 use crate::runner::{self, ThreadContext};
 
+/// Heap the kernel keeps free for its own objects on a platform with a fixed heap: processes
+/// are not started, and memories not grown, into it.
+pub(crate) const KERNEL_MEMORY_MARGIN: u64 = 8 << 20;
+
+/// What a new process (or thread) needs at least, beyond the margin: its stack and first pages.
+pub(crate) const PROCESS_MEMORY_MARGIN: u64 = 4 << 20;
+
 /// What a process is started with, besides its module.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessOptions {
@@ -116,10 +123,20 @@ impl Kernel {
         process: &Arc<Process>,
         bootstrap: Option<HandleEntry>,
     ) -> Result<(), (Error, Option<HandleEntry>)> {
+        if !self.memory_allows(PROCESS_MEMORY_MARGIN) {
+            return Err((Error::NoResources, bootstrap));
+        }
         process.mark_started(bootstrap)?;
         self.live_processes.fetch_add(1, Ordering::Relaxed);
         self.platform.spawn(Box::pin(runner::run(self.clone(), process.clone())));
         Ok(())
+    }
+
+    /// Whether `bytes` more can be allocated and still leave [`KERNEL_MEMORY_MARGIN`] free.
+    pub(crate) fn memory_allows(&self, bytes: u64) -> bool {
+        self.platform
+            .memory_available()
+            .is_none_or(|free| free >= bytes.saturating_add(KERNEL_MEMORY_MARGIN))
     }
 
     pub(crate) fn process_ended(&self) {

@@ -42,6 +42,13 @@ pub trait Platform: Send + Sync + 'static {
     fn console_read(&self, max: usize)
     -> BoxFuture<Result<alloc::vec::Vec<u8>, crate::vfs::Errno>>;
 
+    /// Bytes the kernel may still allocate, where the platform's memory is a fixed heap (bare
+    /// metal); `None` where it is not the kernel's to count (hosted: the OS's virtual memory).
+    /// The kernel starts no process and grows no memory that would leave less than a margin.
+    fn memory_available(&self) -> Option<u64> {
+        None
+    }
+
     /// Runs a task (a process, a timer) to completion in the background.
     fn spawn(&self, task: BoxFuture<()>);
 

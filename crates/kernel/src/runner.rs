@@ -82,6 +82,7 @@ impl core::error::Error for ProcessKilled {}
 
 /// Keeps the process's memory size current as it grows.
 struct MemoryAccounting {
+    kernel: Arc<Kernel>,
     process: Arc<Process>,
     /// Set when a growth past the memory limit was refused.
     denied: bool,
@@ -90,11 +91,14 @@ struct MemoryAccounting {
 impl wasmtime::ResourceLimiter for MemoryAccounting {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.process.limits.memory_bytes.load(Ordering::Relaxed) {
+        let growth = desired.saturating_sub(current) as u64;
+        if desired as u64 > self.process.limits.memory_bytes.load(Ordering::Relaxed)
+            || !self.kernel.memory_allows(growth)
+        {
             // memory.grow returns -1; at instantiation the process ends "out of resources".
             self.denied = true;
             return Ok(false);
@@ -150,7 +154,8 @@ fn new_store(
     thread: u32,
     memory: Option<ProcessMemory>,
 ) -> wasmtime::Store<ThreadContext> {
-    let accounting = MemoryAccounting { process: process.clone(), denied: false };
+    let accounting =
+        MemoryAccounting { kernel: kernel.clone(), process: process.clone(), denied: false };
     kernel.live_threads.fetch_add(1, Ordering::Relaxed);
     let context = ThreadContext {
         kernel: kernel.clone(),

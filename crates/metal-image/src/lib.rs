@@ -72,6 +72,10 @@ pub fn engine_config() -> wasmtime::Config {
         .guard_before_linear_memory(false)
         .memory_reservation_for_growth(MEMORY_RESERVATION_FOR_GROWTH)
         .memory_init_cow(false)
+        // Fiber stacks come from the kernel's fixed heap: 512 KiB each, not wasmtime's 2 MiB
+        // (the apps keep their own stacks in linear memory; host calls are shallow).
+        .async_stack_size(512 << 10)
+        .max_wasm_stack(256 << 10)
         .concurrency_support(false)
         .wasm_relaxed_simd(false)
         .wasm_features(

@@ -48,6 +48,10 @@ fn console(bytes: &[u8]) {
 }
 
 impl Platform for MetalPlatform {
+    fn memory_available(&self) -> Option<u64> {
+        Some(crate::heap::free_bytes())
+    }
+
     fn now(&self) -> i64 {
         i64::try_from(now_ns()).unwrap_or(i64::MAX)
     }
