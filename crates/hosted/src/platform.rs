@@ -51,9 +51,8 @@ impl Platform for HostedPlatform {
         }
     }
 
-    fn fill_secure_random(&self, buffer: &mut [u8]) {
-        // The OS's entropy never fails on Linux once booted; a failure is a broken machine.
-        getrandom::fill(buffer).expect("the operating system's random source failed");
+    fn fill_secure_random(&self, buffer: &mut [u8]) -> Result<(), nebulet_abi::Error> {
+        getrandom::fill(buffer).map_err(|_| nebulet_abi::Error::Io)
     }
 
     fn console_write(&self, bytes: &[u8]) {

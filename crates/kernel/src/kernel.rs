@@ -66,7 +66,9 @@ impl Kernel {
         engine: wasmtime::Engine,
     ) -> Result<Arc<Self>, wasmtime::Error> {
         let linker = crate::syscalls::linker(&engine)?;
-        let random = FastRandom::new(&*platform);
+        let random = FastRandom::new(&*platform).map_err(|error| {
+            wasmtime::Error::msg(alloc::format!("no entropy to seed the kernel: {error}"))
+        })?;
         Ok(Arc::new(Self {
             platform,
             engine,

@@ -30,7 +30,8 @@ pub trait Platform: Send + Sync + 'static {
     fn sleep_until(&self, deadline: i64) -> BoxFuture<()>;
 
     /// Fills `buffer` with cryptographically secure random bytes.
-    fn fill_secure_random(&self, buffer: &mut [u8]);
+    /// `ERR_IO` if the entropy source failed (the buffer's contents are then unspecified).
+    fn fill_secure_random(&self, buffer: &mut [u8]) -> Result<(), nebulet_abi::Error>;
 
     /// Writes bytes to the system console as they are (`debug_write`, WASI stdout).
     fn console_write(&self, bytes: &[u8]);

@@ -11,8 +11,9 @@ pub(crate) struct FastRandom {
 }
 
 impl FastRandom {
-    pub(crate) fn new(platform: &dyn Platform) -> Self {
-        Self { generator: spin::Mutex::new(ChaCha8Rng::from_seed(seed(platform))) }
+    /// `ERR_IO` if the platform has no entropy to seed it with.
+    pub(crate) fn new(platform: &dyn Platform) -> Result<Self, nebulet_abi::Error> {
+        Ok(Self { generator: spin::Mutex::new(ChaCha8Rng::from_seed(seed(platform)?)) })
     }
 
     pub(crate) fn fill(&self, buffer: &mut [u8]) {
@@ -27,8 +28,8 @@ impl FastRandom {
     }
 }
 
-fn seed(platform: &dyn Platform) -> [u8; 32] {
+fn seed(platform: &dyn Platform) -> Result<[u8; 32], nebulet_abi::Error> {
     let mut seed = [0; 32];
-    platform.fill_secure_random(&mut seed);
-    seed
+    platform.fill_secure_random(&mut seed)?;
+    Ok(seed)
 }

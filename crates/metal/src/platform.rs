@@ -65,8 +65,10 @@ impl Platform for MetalPlatform {
         Box::pin(executor::sleep_until(u64::try_from(deadline).unwrap_or(0)))
     }
 
-    fn fill_secure_random(&self, buffer: &mut [u8]) {
+    fn fill_secure_random(&self, buffer: &mut [u8]) -> Result<(), nebulet_abi::Error> {
+        // RDSEED, RDRAND or the documented fallback: one of them always answers.
         entropy::fill_secure_random(buffer);
+        Ok(())
     }
 
     fn console_write(&self, bytes: &[u8]) {

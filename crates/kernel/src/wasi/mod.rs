@@ -207,8 +207,7 @@ fn clock_time_get(call: &mut Call<'_>, clock: u32, _precision: i64, out: u32) ->
 
 fn random_get(call: &mut Call<'_>, buffer: u32, length: u32) -> Result<(), Errno> {
     let bytes = call.memory.slice_mut(buffer, length)?;
-    call.kernel.platform.fill_secure_random(bytes);
-    Ok(())
+    call.kernel.platform.fill_secure_random(bytes).map_err(|_| Errno::IO)
 }
 
 fn proc_raise(_call: &mut Call<'_>, _signal: u32) -> Result<(), Errno> {
