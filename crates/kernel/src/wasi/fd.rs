@@ -372,19 +372,33 @@ pub(super) fn readdir(
 ) -> Result<(), Errno> {
     call.memory.check(buffer, 1, length)?;
     call.memory.check(out, 1, 4)?;
-    let directory = call.process.files.lock().get(fd)?.directory()?.clone();
-    let own = directory.own_metadata()?;
-    let mut entries = alloc::vec![
-        (alloc::string::String::from("."), FileType::Directory, own.inode),
-        (alloc::string::String::from(".."), FileType::Directory, 0),
-    ];
-    entries.extend(
-        directory.entries()?.into_iter().map(|entry| (entry.name, entry.file_type, entry.inode)),
-    );
+    let start = usize::try_from(cookie).map_err(|_| Errno::INVAL)?;
+    let entries = {
+        let mut files = call.process.files.lock();
+        let descriptor = files.get_mut(fd)?;
+        let directory = descriptor.directory()?.clone();
+        match &descriptor.listing {
+            Some(listing) if start != 0 => listing.clone(),
+            _ => {
+                let own = directory.own_metadata()?;
+                let mut entries = alloc::vec![
+                    (alloc::string::String::from("."), FileType::Directory, own.inode),
+                    (alloc::string::String::from(".."), FileType::Directory, 0),
+                ];
+                entries.extend(
+                    directory
+                        .entries()?
+                        .into_iter()
+                        .map(|entry| (entry.name, entry.file_type, entry.inode)),
+                );
+                let listing = alloc::sync::Arc::new(entries);
+                descriptor.listing = Some(listing.clone());
+                listing
+            }
+        }
+    };
     let mut bytes = Vec::new();
-    for (index, (name, file_type, inode)) in
-        entries.iter().enumerate().skip(usize::try_from(cookie).map_err(|_| Errno::INVAL)?)
-    {
+    for (index, (name, file_type, inode)) in entries.iter().enumerate().skip(start) {
         let mut header = [0u8; 24];
         header[0..8].copy_from_slice(&(index as u64 + 1).to_le_bytes());
         header[8..16].copy_from_slice(&inode.to_le_bytes());

@@ -3,6 +3,7 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use crate::vfs::{Directory, Errno, File, FileType, Preopens};
 
@@ -39,6 +40,9 @@ pub(super) struct Descriptor {
     pub(super) flags: u16,
     pub(super) rights_base: u64,
     pub(super) rights_inheriting: u64,
+    /// A directory's listing, read when `fd_readdir` starts at cookie 0 and reused for the
+    /// cookies after it, so reading a directory in pieces does not list it again each time.
+    pub(super) listing: Option<Arc<Vec<(String, FileType, u64)>>>,
 }
 
 impl Descriptor {
@@ -49,6 +53,7 @@ impl Descriptor {
             flags: 0,
             rights_base: rights::ALL,
             rights_inheriting: rights::ALL,
+            listing: None,
         }
     }
 
