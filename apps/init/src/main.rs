@@ -278,10 +278,21 @@ impl Init {
         why: &str,
     ) -> Result<(), String> {
         let mut why = why.to_owned();
+        // Restarts that never got ready in a row: counted apart from the window, since each
+        // waits READY_TIMEOUT and a slow failure could otherwise stay under any window forever.
+        let mut unready_starts: u32 = 0;
         loop {
             let app = &mut self.apps[index];
             println!("init: {} {why}", app.name);
             if !app.wants_restart(&info) {
+                return Ok(());
+            }
+            if unready_starts >= app.restart_count.max(1) {
+                app.gave_up = true;
+                println!(
+                    "init: {} did not get ready in {unready_starts} restarts, giving up",
+                    app.name
+                );
                 return Ok(());
             }
             if !app.allow_restart(clock::monotonic()) {
@@ -299,6 +310,7 @@ impl Init {
             match self.start(image, index)? {
                 Started::Running => return Ok(()),
                 Started::NotReady { info: next, why: next_why } => {
+                    unready_starts += 1;
                     info = next;
                     why = next_why;
                 }

@@ -25,6 +25,9 @@ use crate::objects::process::ExitStatus;
 /// The most threads one process may run at once.
 pub(crate) const THREAD_LIMIT: u32 = 1_024;
 
+/// The largest thread id wasi-threads allows.
+const MAXIMUM_THREAD_ID: u32 = 0x1FFF_FFFF;
+
 /// How a thread's call ended.
 pub(crate) enum ThreadEnd {
     /// A thread other than the main one returned; the process goes on.
@@ -75,8 +78,18 @@ impl Threads {
             self.running.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        // Thread ids start at 1: the main thread is 0.
-        Some(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+        // Thread ids start at 1 (the main thread is 0) and are never reused; wasi-threads allows
+        // ids up to 0x1FFF_FFFF, after which the process can start no more threads.
+        let previous = self.next_id.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            (last < MAXIMUM_THREAD_ID).then_some(last + 1)
+        });
+        match previous {
+            Ok(last) => Some(last + 1),
+            Err(_) => {
+                self.running.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     #[cfg_attr(
@@ -92,7 +105,10 @@ impl Threads {
     }
 
     pub(crate) fn sched_lock(&self, thread: u32) {
-        *self.locks.lock().entry(thread).or_insert(0) += 1;
+        // Saturating: a program that nests 2^32 times cannot wrap the depth (or panic the kernel).
+        let mut locks = self.locks.lock();
+        let depth = locks.entry(thread).or_insert(0);
+        *depth = depth.saturating_add(1);
     }
 
     /// Leaves one level of the region; `false` if the thread is not in one.

@@ -55,3 +55,14 @@ fn a_bad_manifest_is_reported_by_init() {
     assert_eq!(status.code, 1);
     assert!(system.console().contains("manifest line 1"), "{}", system.console());
 }
+
+#[test]
+fn a_service_that_never_gets_ready_is_given_up_after_its_restarts() {
+    let system = System::new();
+    let status = system.boot("service crash restart=always restarts=3/100s\nstart hello\n");
+    let console = system.console();
+    assert_eq!(status.code, 1, "a service that never gets ready fails the system:\n{console}");
+    assert!(console.contains("init: restarting crash (restart 3)"), "{console}");
+    assert!(console.contains("init: crash did not get ready in 3 restarts, giving up"), "{console}");
+    assert!(!console.contains("restart 4"), "{console}");
+}
