@@ -153,3 +153,72 @@ pub fn address<T: ?Sized>(value: &T) -> u32 {
 pub fn writable<T: ?Sized>(value: &mut T) -> u32 {
     value as *mut T as *mut u8 as usize as u32
 }
+
+// Helpers the test programs share: each makes one call and asserts it succeeded.
+
+/// The monotonic clock, in nanoseconds.
+pub fn now() -> i64 {
+    clock_monotonic()
+}
+
+/// A new event (asserting the call succeeds).
+pub fn event() -> u32 {
+    let mut handle = 0u32;
+    crate::expect!(event_create(writable(&mut handle)), Ok(()));
+    handle
+}
+
+/// A new channel pair (asserting the call succeeds).
+pub fn channel() -> (u32, u32) {
+    let (mut first, mut second) = (0u32, 0u32);
+    crate::expect!(channel_create(writable(&mut first), writable(&mut second)), Ok(()));
+    (first, second)
+}
+
+/// A duplicate of `handle` with `rights` (asserting the call succeeds).
+pub fn duplicate(handle: u32, rights: nebulet_abi::Rights) -> u32 {
+    let mut copy = 0u32;
+    crate::expect!(handle_duplicate(handle, rights.bits(), writable(&mut copy)), Ok(()));
+    copy
+}
+
+/// The PROCESS information of a process handle (asserting the call succeeds).
+pub fn process_info(handle: u32) -> nebulet_abi::layout::InfoProcess {
+    let mut buffer = [0u8; nebulet_abi::layout::InfoProcess::SIZE];
+    crate::expect!(
+        object_get_info(handle, 2, writable(&mut buffer), buffer.len() as u32, 0),
+        Ok(())
+    );
+    nebulet_abi::layout::InfoProcess::from_bytes(&buffer)
+}
+
+/// A module compiled from wasm or (hosted) WAT text (asserting the call succeeds).
+pub fn compile(source: &str) -> u32 {
+    let mut module = 0u32;
+    crate::expect!(
+        module_compile(address(source.as_bytes()), source.len() as u32, writable(&mut module)),
+        Ok(())
+    );
+    module
+}
+
+/// A new, not yet started process of `module` (asserting the call succeeds).
+pub fn create(module: u32, name: &str) -> u32 {
+    let mut process = 0u32;
+    crate::expect!(
+        process_create(module, address(name.as_bytes()), name.len() as u32, writable(&mut process)),
+        Ok(())
+    );
+    process
+}
+
+/// Writes a message; returns the status.
+pub fn write(handle: u32, bytes: &[u8], handles: &[u32]) -> i32 {
+    channel_write(
+        handle,
+        address(bytes),
+        bytes.len() as u32,
+        address(handles),
+        handles.len() as u32,
+    )
+}

@@ -5,7 +5,9 @@
 //! with the failing check.
 
 use nebulet_raw as raw;
-use nebulet_raw::{address, expect, name, writable};
+use nebulet_raw::{
+    channel, compile, create, duplicate, event, expect, name, now, process_info, writable, write,
+};
 
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{
@@ -39,47 +41,9 @@ fn main() {
     println!("limits {case}: ok");
 }
 
-fn now() -> i64 {
-    raw::clock_monotonic()
-}
-
-fn event() -> u32 {
-    let mut handle = 0u32;
-    expect!(raw::event_create(writable(&mut handle)), Ok(()));
-    handle
-}
-
-fn channel() -> (u32, u32) {
-    let (mut first, mut second) = (0u32, 0u32);
-    expect!(raw::channel_create(writable(&mut first), writable(&mut second)), Ok(()));
-    (first, second)
-}
-
-fn duplicate(handle: u32, rights: Rights) -> u32 {
-    let mut copy = 0u32;
-    expect!(raw::handle_duplicate(handle, rights.bits(), writable(&mut copy)), Ok(()));
-    copy
-}
-
-fn process_info(handle: u32) -> InfoProcess {
-    let mut buffer = [0u8; InfoProcess::SIZE];
-    expect!(raw::object_get_info(handle, 2, writable(&mut buffer), buffer.len() as u32, 0), Ok(()));
-    InfoProcess::from_bytes(&buffer)
-}
-
 /// Waits for `signals` until `deadline`; the status.
 fn wait_until(handle: u32, signals: Signals, deadline: i64) -> i32 {
     raw::object_wait_one(handle, signals.bits(), deadline, 0)
-}
-
-fn write(handle: u32, bytes: &[u8], handles: &[u32]) -> i32 {
-    raw::channel_write(
-        handle,
-        address(bytes),
-        bytes.len() as u32,
-        address(handles),
-        handles.len() as u32,
-    )
 }
 
 struct Read {
@@ -101,29 +65,6 @@ fn read(handle: u32, byte_capacity: usize) -> Read {
     );
     bytes.truncate(if status == 0 { actual_bytes as usize } else { 0 });
     Read { status, bytes }
-}
-
-fn compile(source: &str) -> u32 {
-    let mut module = 0u32;
-    expect!(
-        raw::module_compile(address(source.as_bytes()), source.len() as u32, writable(&mut module)),
-        Ok(())
-    );
-    module
-}
-
-fn create(module: u32, name: &str) -> u32 {
-    let mut process = 0u32;
-    expect!(
-        raw::process_create(
-            module,
-            address(name.as_bytes()),
-            name.len() as u32,
-            writable(&mut process)
-        ),
-        Ok(())
-    );
-    process
 }
 
 fn set_limit(process: u32, limit: Limit, value: i64) {

@@ -3,9 +3,12 @@
 //! or panics (a trap) with the failing call and what it returned.
 
 use nebulet_raw as raw;
-use nebulet_raw::{address, expect, name, writable};
+use nebulet_raw::{
+    address, channel, compile, create, duplicate, event, expect, name, now, process_info, writable,
+    write,
+};
 
-use nebulet_abi::layout::{InfoBasic, InfoProcess, WaitItem};
+use nebulet_abi::layout::{InfoBasic, WaitItem};
 use nebulet_abi::{
     CHANNEL_MAX_MESSAGE_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, DEADLINE_INFINITE, Error, ExitReason,
     ObjectType, ProcessState, Rights, Signals,
@@ -37,34 +40,10 @@ fn memory_end() -> u32 {
     (core::arch::wasm32::memory_size(0) * 65_536) as u32
 }
 
-fn event() -> u32 {
-    let mut handle = 0u32;
-    expect!(raw::event_create(writable(&mut handle)), Ok(()));
-    handle
-}
-
-fn channel() -> (u32, u32) {
-    let (mut first, mut second) = (0u32, 0u32);
-    expect!(raw::channel_create(writable(&mut first), writable(&mut second)), Ok(()));
-    (first, second)
-}
-
-fn duplicate(handle: u32, rights: Rights) -> u32 {
-    let mut copy = 0u32;
-    expect!(raw::handle_duplicate(handle, rights.bits(), writable(&mut copy)), Ok(()));
-    copy
-}
-
 fn basic(handle: u32) -> InfoBasic {
     let mut buffer = [0u8; InfoBasic::SIZE];
     expect!(raw::object_get_info(handle, 1, writable(&mut buffer), buffer.len() as u32, 0), Ok(()));
     InfoBasic::from_bytes(&buffer)
-}
-
-fn process_info(handle: u32) -> InfoProcess {
-    let mut buffer = [0u8; InfoProcess::SIZE];
-    expect!(raw::object_get_info(handle, 2, writable(&mut buffer), buffer.len() as u32, 0), Ok(()));
-    InfoProcess::from_bytes(&buffer)
 }
 
 /// The signals asserted now (a wait that polls once).
@@ -82,16 +61,6 @@ fn wait(handle: u32, signals: Signals) -> Signals {
         Ok(())
     );
     Signals::from_bits(observed)
-}
-
-fn write(handle: u32, bytes: &[u8], handles: &[u32]) -> i32 {
-    raw::channel_write(
-        handle,
-        address(bytes),
-        bytes.len() as u32,
-        address(handles),
-        handles.len() as u32,
-    )
 }
 
 struct Read {
@@ -123,10 +92,6 @@ fn read(handle: u32, byte_capacity: usize, handle_capacity: usize) -> Read {
         }
     }
     Read { status, bytes, handles }
-}
-
-fn now() -> i64 {
-    raw::clock_monotonic()
 }
 
 fn handles() {
@@ -470,29 +435,6 @@ const CHILD_KILLS_ITSELF: &str = r#"(module
 const CHILD_EXITS: &str = r#"(module
   (import "nebulet" "process_exit" (func $exit (param i32)))
   (func (export "_start") (call $exit (i32.const 7))))"#;
-
-fn compile(source: &str) -> u32 {
-    let mut module = 0u32;
-    expect!(
-        raw::module_compile(address(source.as_bytes()), source.len() as u32, writable(&mut module)),
-        Ok(())
-    );
-    module
-}
-
-fn create(module: u32, name: &str) -> u32 {
-    let mut process = 0u32;
-    expect!(
-        raw::process_create(
-            module,
-            address(name.as_bytes()),
-            name.len() as u32,
-            writable(&mut process)
-        ),
-        Ok(())
-    );
-    process
-}
 
 fn processes() {
     let mut out = 0u32;
