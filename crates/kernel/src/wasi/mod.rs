@@ -130,23 +130,19 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
 }
 
 fn args_get(call: &mut Call<'_>, pointers: u32, buffer: u32) -> Result<(), Errno> {
-    let args = call.process.args.clone();
-    strings(&mut call.memory, &args, pointers, buffer)
+    strings(&mut call.memory, &call.process.args, pointers, buffer)
 }
 
 fn args_sizes_get(call: &mut Call<'_>, count: u32, size: u32) -> Result<(), Errno> {
-    let args = call.process.args.clone();
-    sizes(&mut call.memory, &args, count, size)
+    sizes(&mut call.memory, &call.process.args, count, size)
 }
 
 fn environ_get(call: &mut Call<'_>, pointers: u32, buffer: u32) -> Result<(), Errno> {
-    let environment = call.process.environment.clone();
-    strings(&mut call.memory, &environment, pointers, buffer)
+    strings(&mut call.memory, &call.process.environment, pointers, buffer)
 }
 
 fn environ_sizes_get(call: &mut Call<'_>, count: u32, size: u32) -> Result<(), Errno> {
-    let environment = call.process.environment.clone();
-    sizes(&mut call.memory, &environment, count, size)
+    sizes(&mut call.memory, &call.process.environment, count, size)
 }
 
 fn sizes(
