@@ -63,6 +63,9 @@ fn a_service_that_never_gets_ready_is_given_up_after_its_restarts() {
     let console = system.console();
     assert_eq!(status.code, 1, "a service that never gets ready fails the system:\n{console}");
     assert!(console.contains("init: restarting crash (restart 3)"), "{console}");
-    assert!(console.contains("init: crash did not get ready in 3 restarts, giving up"), "{console}");
+    assert!(
+        console.contains("init: crash did not get ready in 3 restarts, giving up"),
+        "{console}"
+    );
     assert!(!console.contains("restart 4"), "{console}");
 }
