@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nebulet_kernel::vfs::Errno;
-use nebulet_kernel::{BoxFuture, CompileError, Platform};
+use nebulet_kernel::{BoxFuture, CompileError, ConsoleStream, Platform};
 
 /// Where `debug_write` and WASI stdout/stderr go.
 #[derive(Debug, Clone)]
@@ -55,18 +55,26 @@ impl Platform for HostedPlatform {
         getrandom::fill(buffer).map_err(|_| nebulet_abi::Error::Io)
     }
 
-    fn console_write(&self, bytes: &[u8]) {
-        match &self.console {
-            Console::Stdout => write_all(std::io::stdout().lock(), bytes),
-            Console::Buffer(buffer) => append(buffer, bytes),
+    fn console_write(&self, stream: ConsoleStream, bytes: Vec<u8>) -> BoxFuture<()> {
+        match (&self.console, stream) {
+            (Console::Stdout, ConsoleStream::Output) => write_all(std::io::stdout().lock(), &bytes),
+            (Console::Stdout, ConsoleStream::Error) => write_all(std::io::stderr().lock(), &bytes),
+            (Console::Buffer(buffer), _) => append(buffer, &bytes),
         }
+        Box::pin(std::future::ready(()))
     }
 
-    fn console_write_error(&self, bytes: &[u8]) {
-        match &self.console {
-            Console::Stdout => write_all(std::io::stderr().lock(), bytes),
-            Console::Buffer(buffer) => append(buffer, bytes),
-        }
+    fn thread_cpu_time(&self) -> i64 {
+        thread_cpu_ns()
+    }
+
+    fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<i64> {
+        let job = self.runtime.spawn_blocking(move || {
+            let start = thread_cpu_ns();
+            work();
+            thread_cpu_ns().saturating_sub(start)
+        });
+        Box::pin(async move { job.await.unwrap_or(0) })
     }
 
     fn console_read(&self, max: usize) -> BoxFuture<Result<Vec<u8>, Errno>> {
@@ -105,6 +113,12 @@ impl Platform for HostedPlatform {
         wasmtime::Module::new(engine, &prepared)
             .map_err(|error| CompileError::Invalid(format!("{error:#}")))
     }
+}
+
+/// The CPU time the calling OS thread has used, in nanoseconds.
+fn thread_cpu_ns() -> i64 {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    time.tv_sec.saturating_mul(1_000_000_000).saturating_add(time.tv_nsec)
 }
 
 fn write_all(mut stream: impl Write, bytes: &[u8]) {

@@ -11,6 +11,7 @@
 extern crate alloc;
 
 mod atomics;
+mod blocking;
 mod futex;
 mod guest_memory;
 mod handles;
@@ -30,7 +31,7 @@ mod watchdog;
 pub use atomics::prepare_module;
 pub use kernel::{Kernel, ProcessOptions};
 pub use objects::process::{ExitStatus, ProcessRef};
-pub use platform::{BoxFuture, CompileError, Platform};
+pub use platform::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.
 pub use wasmtime;

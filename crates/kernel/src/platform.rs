@@ -2,11 +2,44 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
 
 /// A boxed future the platform runs or the kernel awaits.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The console's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleStream {
+    /// Standard output (`debug_write`, WASI fd 1).
+    Output,
+    /// Standard error (WASI fd 2).
+    Error,
+}
+
+/// What the machine can give all processes together: the limits of the root budget, which
+/// every process's budget is part of. The kernel refuses (`ERR_NO_RESOURCES`, `memory.grow`
+/// returning -1) before the machine runs out, so platforms leave a margin for themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Bytes of memory processes may take in all: linear memories, tables, stacks, compiled
+    /// code, queued messages.
+    pub memory_bytes: u64,
+    /// Memory mappings processes may cause in all (hosted: Linux's `vm.max_map_count`, less
+    /// what the host uses and a margin); `u64::MAX` where mappings are not limited.
+    pub mappings: u64,
+    /// Threads (each has a stack) that may exist in all.
+    pub threads: u64,
+    /// Bytes of stack each thread takes (wasmtime's async stack size on this platform).
+    pub stack_bytes: u64,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Self { memory_bytes: u64::MAX, mappings: u64::MAX, threads: u64::MAX, stack_bytes: 0 }
+    }
+}
 
 /// Why a module could not be made from bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +66,39 @@ pub trait Platform: Send + Sync + 'static {
     /// `ERR_IO` if the entropy source failed (the buffer's contents are then unspecified).
     fn fill_secure_random(&self, buffer: &mut [u8]) -> Result<(), nebulet_abi::Error>;
 
-    /// Writes bytes to the system console as they are (`debug_write`, WASI stdout).
-    fn console_write(&self, bytes: &[u8]);
+    /// Queues bytes for a console stream (`debug_write`, WASI stdout and stderr). The future
+    /// completes once the console has taken them. While the console cannot keep up (a full pipe
+    /// nobody reads), it stays pending: back-pressure stalls only the processes that write to
+    /// the console, never the executor.
+    fn console_write(&self, stream: ConsoleStream, bytes: Vec<u8>) -> BoxFuture<()>;
 
-    /// Writes bytes to the console's error stream (WASI stderr).
-    fn console_write_error(&self, bytes: &[u8]);
+    /// Reads up to `max` bytes from the console's input (WASI stdin); empty at its end. Bytes
+    /// are never lost: if the future is dropped (the reader was killed or its wait canceled),
+    /// whatever the platform already read goes to the next reader.
+    fn console_read(&self, max: usize) -> BoxFuture<Result<Vec<u8>, crate::vfs::Errno>>;
 
-    /// Reads up to `max` bytes from the console's input (WASI stdin); empty at its end.
-    fn console_read(&self, max: usize)
-    -> BoxFuture<Result<alloc::vec::Vec<u8>, crate::vfs::Errno>>;
+    /// CPU time, in nanoseconds, that the calling OS thread has used so far. The kernel reads it
+    /// around each run of a process to charge its CPU time; where the platform has no per-thread
+    /// CPU clock, the monotonic clock stands in.
+    fn thread_cpu_time(&self) -> i64 {
+        self.now()
+    }
+
+    /// Runs `work` where it cannot hold up other processes (hosted: a thread of its own, not an
+    /// executor worker), for calls that may take long: compiling, file I/O. The future completes
+    /// with the CPU time `work` used, in nanoseconds, which the kernel charges to the caller. If
+    /// the future is dropped, `work` still runs to its end. The default runs it at once.
+    fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<i64> {
+        let start = self.thread_cpu_time();
+        work();
+        let spent = self.thread_cpu_time().saturating_sub(start);
+        Box::pin(async move { spent })
+    }
+
+    /// What the machine can give the kernel: the root of every process's budget.
+    fn capacity(&self) -> Capacity {
+        Capacity::default()
+    }
 
     /// Bytes the kernel may still allocate, where the platform's memory is a fixed heap (bare
     /// metal); `None` where it is not the kernel's to count (hosted: the OS's virtual memory).

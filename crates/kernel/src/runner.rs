@@ -127,10 +127,11 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         if let Some(reason) = process.poll_kill(context.waker()) {
             return Poll::Ready(ExitStatus::ended(reason, None));
         }
-        let start = platform.now();
+        // CPU time, not wall time: time the OS takes the worker away is not the process's.
+        let start = platform.thread_cpu_time();
         let poll = scheduler.poll(&process.threads, context);
-        let spent = platform.now().saturating_sub(start);
-        let used = process.cpu_ns.fetch_add(spent as u64, Ordering::Relaxed) + spent as u64;
+        process.charge_cpu(platform.thread_cpu_time().saturating_sub(start));
+        let used = process.cpu_ns.load(Ordering::Relaxed);
         if poll.is_pending() && used > process.limits.cpu_ns.load(Ordering::Relaxed) {
             let message = alloc::format!(
                 "CPU time limit of {} ns passed",

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use nebulet_kernel::vfs::Errno;
-use nebulet_kernel::{BoxFuture, CompileError, Platform};
+use nebulet_kernel::{BoxFuture, CompileError, ConsoleStream, Platform};
 use x86_64::instructions::port::Port;
 
 use crate::clock::now_ns;
@@ -71,13 +71,10 @@ impl Platform for MetalPlatform {
         Ok(())
     }
 
-    fn console_write(&self, bytes: &[u8]) {
-        console(bytes);
-    }
-
-    fn console_write_error(&self, bytes: &[u8]) {
-        // One serial line carries both streams.
-        console(bytes);
+    fn console_write(&self, _stream: ConsoleStream, bytes: Vec<u8>) -> BoxFuture<()> {
+        // One serial line carries both streams; the UART takes the bytes at once.
+        console(&bytes);
+        Box::pin(core::future::ready(()))
     }
 
     fn console_read(&self, _max: usize) -> BoxFuture<Result<Vec<u8>, Errno>> {

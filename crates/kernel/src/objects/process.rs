@@ -107,6 +107,11 @@ impl Process {
         }
     }
 
+    /// Adds CPU time the process used (in a run of its task, or in work done for it elsewhere).
+    pub(crate) fn charge_cpu(&self, nanoseconds: i64) {
+        self.cpu_ns.fetch_add(u64::try_from(nanoseconds).unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Sets a resource limit; `ERR_BAD_STATE` once started.
     pub(crate) fn set_limit(&self, limit: nebulet_abi::Limit, value: u64) -> Result<(), Error> {
         let lifecycle = self.lifecycle.lock();

@@ -125,7 +125,6 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         timer_create(out: u32) => timer::create;
         timer_set(handle: u32, deadline: i64) => timer::set;
         timer_cancel(handle: u32) => timer::cancel;
-        module_compile(bytes: u32, length: u32, out: u32) => module::compile;
         process_create(module: u32, name: u32, name_length: u32, out: u32) => process::create;
         process_start(process: u32, bootstrap: u32) => process::start;
         process_bootstrap(out: u32) => process::bootstrap;
@@ -137,7 +136,6 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         sched_unlock() => thread::sched_unlock;
         random_fill(buffer: u32, length: u32) => random::fill;
         cprng_fill(buffer: u32, length: u32) => random::secure_fill;
-        debug_write(buffer: u32, length: u32) => debug::write;
         service_register(name: u32, name_length: u32, channel: u32) => service::register;
         service_connect(name: u32, name_length: u32, channel: u32) => service::connect;
     }
@@ -145,6 +143,8 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         object_wait_one(handle: u32, signals: u32, deadline: i64, observed: u32) => object::wait_one;
         object_wait_many(items: u32, count: u32, deadline: i64) => object::wait_many;
         nanosleep(deadline: i64) => clock::nanosleep;
+        debug_write(buffer: u32, length: u32) => debug::write;
+        module_compile(bytes: u32, length: u32, out: u32) => module::compile;
         thread_yield() => thread::yield_now;
         futex_wait(address: u32, expected: u32, deadline: i64) => thread::futex_wait;
     }

@@ -7,12 +7,12 @@
 
 mod fd;
 pub(crate) mod fds;
+mod io;
 mod path;
 mod poll;
 
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use wasmtime::{Caller, Linker};
 
@@ -85,15 +85,12 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         fd_filestat_get(fd: u32, out: u32) => fd::filestat_get;
         fd_filestat_set_size(fd: u32, size: i64) => fd::filestat_set_size;
         fd_filestat_set_times(fd: u32, accessed: i64, modified: i64, flags: u32) => fd::filestat_set_times;
-        fd_pread(fd: u32, iovs: u32, count: u32, offset: i64, out: u32) => fd::pread;
-        fd_pwrite(fd: u32, iovs: u32, count: u32, offset: i64, out: u32) => fd::pwrite;
         fd_prestat_get(fd: u32, out: u32) => fd::prestat_get;
         fd_prestat_dir_name(fd: u32, buffer: u32, length: u32) => fd::prestat_dir_name;
         fd_readdir(fd: u32, buffer: u32, length: u32, cookie: i64, out: u32) => fd::readdir;
         fd_renumber(from: u32, to: u32) => fd::renumber;
         fd_seek(fd: u32, offset: i64, whence: u32, out: u32) => fd::seek;
         fd_tell(fd: u32, out: u32) => fd::tell;
-        fd_write(fd: u32, iovs: u32, count: u32, out: u32) => fd::write;
         path_create_directory(fd: u32, path: u32, length: u32) => path::create_directory;
         path_filestat_get(fd: u32, flags: u32, path: u32, length: u32, out: u32) => path::filestat_get;
         path_filestat_set_times(fd: u32, flags: u32, path: u32, length: u32, accessed: i64, modified: i64,
@@ -115,7 +112,10 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         sock_shutdown(fd: u32, how: u32) => sock_shutdown;
     }
     link_async! { linker,
-        fd_read(fd: u32, iovs: u32, count: u32, out: u32) => fd::read;
+        fd_read(fd: u32, iovs: u32, count: u32, out: u32) => fd_read;
+        fd_write(fd: u32, iovs: u32, count: u32, out: u32) => fd_write;
+        fd_pread(fd: u32, iovs: u32, count: u32, offset: i64, out: u32) => fd_pread;
+        fd_pwrite(fd: u32, iovs: u32, count: u32, offset: i64, out: u32) => fd_pwrite;
         poll_oneoff(subscriptions: u32, events: u32, count: u32, out: u32) => poll::poll_oneoff;
         sched_yield() => sched_yield;
     }
@@ -211,6 +211,48 @@ fn proc_raise(_call: &mut Call<'_>, _signal: u32) -> Result<(), Errno> {
     Err(Errno::NOSYS)
 }
 
+async fn fd_read(
+    caller: &mut Caller<'_, ThreadContext>,
+    fd: u32,
+    iovs: u32,
+    count: u32,
+    out: u32,
+) -> Result<(), Errno> {
+    io::read(caller, (fd, iovs, count, None, out)).await
+}
+
+async fn fd_write(
+    caller: &mut Caller<'_, ThreadContext>,
+    fd: u32,
+    iovs: u32,
+    count: u32,
+    out: u32,
+) -> Result<(), Errno> {
+    io::write(caller, (fd, iovs, count, None, out)).await
+}
+
+async fn fd_pread(
+    caller: &mut Caller<'_, ThreadContext>,
+    fd: u32,
+    iovs: u32,
+    count: u32,
+    offset: i64,
+    out: u32,
+) -> Result<(), Errno> {
+    io::read(caller, (fd, iovs, count, Some(offset), out)).await
+}
+
+async fn fd_pwrite(
+    caller: &mut Caller<'_, ThreadContext>,
+    fd: u32,
+    iovs: u32,
+    count: u32,
+    offset: i64,
+    out: u32,
+) -> Result<(), Errno> {
+    io::write(caller, (fd, iovs, count, Some(offset), out)).await
+}
+
 async fn sched_yield(_caller: &mut Caller<'_, ThreadContext>) -> Result<(), Errno> {
     crate::wait::yield_once().await;
     Ok(())
@@ -251,20 +293,6 @@ fn sock_send(
 
 fn sock_shutdown(call: &mut Call<'_>, fd: u32, _how: u32) -> Result<(), Errno> {
     not_a_socket(call, fd)
-}
-
-/// The `(pointer, length)` pairs of an iovec array, checked against memory.
-pub(super) fn io_vectors(
-    memory: &GuestMemory<'_>,
-    iovs: u32,
-    count: u32,
-) -> Result<Vec<(u32, u32)>, Errno> {
-    let words = memory.read_u32s(iovs, count.checked_mul(2).ok_or(Errno::INVAL)?)?;
-    let vectors: Vec<(u32, u32)> = words.chunks_exact(2).map(|pair| (pair[0], pair[1])).collect();
-    for (pointer, length) in &vectors {
-        memory.slice(*pointer, *length)?;
-    }
-    Ok(vectors)
 }
 
 /// A path argument: UTF-8 inside memory.
