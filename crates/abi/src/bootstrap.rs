@@ -103,31 +103,35 @@ impl<'a> Directive<'a> {
     }
 }
 
-/// A per-process resource limit (`process_set_limit`'s `limit` argument).
+/// A resource limit of a process and its whole subtree (`process_set_limit`'s `limit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Limit {
-    /// Bytes of linear memory; `memory.grow` past it returns -1.
+    /// Bytes of memory: linear memories, tables, stacks, compiled modules, queued messages;
+    /// `memory.grow` past it returns -1.
     MemoryBytes = 1,
     /// Open handles; more give `ERR_NO_RESOURCES`.
     Handles = 2,
-    /// Bytes of the process's messages queued in channels and not yet read; a write past it
-    /// gives `ERR_NO_RESOURCES`.
+    /// Bytes of messages queued in channels and not yet read; a write past it gives
+    /// `ERR_NO_RESOURCES`.
     QueuedBytes = 3,
-    /// Child processes created and not yet ended; more give `ERR_NO_RESOURCES`.
+    /// Descendant processes created and not yet ended; more give `ERR_NO_RESOURCES`.
     Children = 4,
-    /// Nanoseconds of CPU time; past it the process ends with reason "out of resources".
+    /// Nanoseconds of CPU time; past it the processes end with reason "out of resources".
     CpuNanoseconds = 5,
+    /// Threads; more fail to start.
+    Threads = 6,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 5] = [
+    pub const ALL: [Limit; 6] = [
         Limit::MemoryBytes,
         Limit::Handles,
         Limit::QueuedBytes,
         Limit::Children,
         Limit::CpuNanoseconds,
+        Limit::Threads,
     ];
 
     /// The limit for a raw value.
@@ -143,13 +147,14 @@ impl Limit {
             Limit::QueuedBytes => "queued",
             Limit::Children => "children",
             Limit::CpuNanoseconds => "cpu",
+            Limit::Threads => "threads",
         }
     }
 
     fn parse(self, value: &str) -> Option<u64> {
         match self {
             Limit::MemoryBytes | Limit::QueuedBytes => parse_size(value),
-            Limit::Handles | Limit::Children => value.parse().ok(),
+            Limit::Handles | Limit::Children | Limit::Threads => value.parse().ok(),
             Limit::CpuNanoseconds => parse_duration(value),
         }
     }

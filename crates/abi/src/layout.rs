@@ -76,6 +76,48 @@ impl InfoProcess {
     }
 }
 
+/// `object_get_info` topic BUDGET: 144 bytes. For each resource limit, in the order of
+/// [`Limit::ALL`](crate::Limit::ALL) (memory, handles, queued, children, cpu, threads): what the
+/// process and its subtree use, the process's own limit, and how much more a charge to the
+/// process could take (the least that any budget on the way to the root has left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InfoBudget {
+    /// Used by the process and its subtree, per limit.
+    pub used: [u64; 6],
+    /// The process's own limit, per limit (`u64::MAX` for none of its own).
+    pub limit: [u64; 6],
+    /// What a charge to the process could still take, per limit.
+    pub available: [u64; 6],
+}
+
+impl InfoBudget {
+    /// The size in guest memory.
+    pub const SIZE: usize = 144;
+
+    /// The guest-memory encoding: per limit, `used`, `limit` and `available`.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut bytes = [0; Self::SIZE];
+        for index in 0..6 {
+            let at = 24 * index;
+            bytes[at..at + 8].copy_from_slice(&self.used[index].to_le_bytes());
+            bytes[at + 8..at + 16].copy_from_slice(&self.limit[index].to_le_bytes());
+            bytes[at + 16..at + 24].copy_from_slice(&self.available[index].to_le_bytes());
+        }
+        bytes
+    }
+
+    /// Decodes the guest-memory encoding.
+    pub fn from_bytes(bytes: &[u8; Self::SIZE]) -> Self {
+        let mut budget = Self::default();
+        for index in 0..6 {
+            budget.used[index] = u64_at(bytes, 24 * index);
+            budget.limit[index] = u64_at(bytes, 24 * index + 8);
+            budget.available[index] = u64_at(bytes, 24 * index + 16);
+        }
+        budget
+    }
+}
+
 /// One item of `object_wait_many`: 12 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WaitItem {
@@ -136,6 +178,8 @@ mod tests {
             cpu_ns: 99,
         };
         assert_eq!(InfoProcess::from_bytes(&process.to_bytes()), process);
+        let budget = InfoBudget { used: [1; 6], limit: [2; 6], available: [3, 4, 5, 6, 7, 8] };
+        assert_eq!(InfoBudget::from_bytes(&budget.to_bytes()), budget);
         let item = WaitItem { handle: 9, wait_for: 1, pending: 4 };
         assert_eq!(WaitItem::from_bytes(&item.to_bytes()), item);
     }

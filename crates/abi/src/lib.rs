@@ -132,4 +132,6 @@ pub enum InfoTopic {
     Basic = 1,
     /// [`layout::InfoProcess`].
     Process = 2,
+    /// [`layout::InfoBudget`].
+    Budget = 3,
 }

@@ -11,7 +11,7 @@
 
 use nebulet_abi::bootstrap::{APP_PREFIX, MANIFEST_PREFIX};
 use nebulet_abi::calls::{CALLS, Call, Returns, ValueType};
-use nebulet_abi::layout::{InfoBasic, InfoProcess, WaitItem};
+use nebulet_abi::layout::{InfoBasic, InfoBudget, InfoProcess, WaitItem};
 use nebulet_abi::{
     BUFFER_MAX_BYTES, CHANNEL_MAX_MESSAGE_BYTES, CHANNEL_MAX_MESSAGE_HANDLES,
     CHANNEL_MAX_QUEUED_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, DEADLINE_INFINITE, Error, ExitReason,
@@ -612,7 +612,11 @@ fn enumeration_tables_match() {
     let rows = first_table(&section(&lines, 2, "Exit reasons"), "exit reasons");
     check_named_values(&rows, &reasons, "exit reason", &mut problems);
 
-    let topics = [("BASIC", InfoTopic::Basic as u32), ("PROCESS", InfoTopic::Process as u32)];
+    let topics = [
+        ("BASIC", InfoTopic::Basic as u32),
+        ("PROCESS", InfoTopic::Process as u32),
+        ("BUDGET", InfoTopic::Budget as u32),
+    ];
     let rows = first_table(&section(&lines, 2, "Info topics"), "info topics");
     check_named_values(&rows, &owned(&topics), "info topic", &mut problems);
     for (number, row) in &rows {
@@ -620,6 +624,7 @@ fn enumeration_tables_match() {
         let size = match plain(&row[0]).as_str() {
             "BASIC" => format!("`InfoBasic` ({} bytes)", InfoBasic::SIZE),
             "PROCESS" => format!("`InfoProcess` ({} bytes)", InfoProcess::SIZE),
+            "BUDGET" => format!("`InfoBudget` ({} bytes)", InfoBudget::SIZE),
             _ => continue,
         };
         if record != size {
@@ -715,6 +720,7 @@ fn check_layout(
     }
     fields.sort();
     fields.dedup();
+    let budget_fields: Vec<String> = budget_field_names().collect();
     let all_fields_known = [
         "koid",
         "object_type",
@@ -729,13 +735,24 @@ fn check_layout(
         "wait_for",
         "pending",
     ];
-    let expected_count =
-        all_fields_known.iter().filter(|field| field_value(field).is_some()).count();
+    let expected_count = all_fields_known
+        .iter()
+        .copied()
+        .chain(budget_fields.iter().map(String::as_str))
+        .filter(|field| field_value(field).is_some())
+        .count();
     if fields.len() != expected_count {
         problems.push(format!(
             "the {name} table lists the fields {fields:?}; the struct has {expected_count}"
         ));
     }
+}
+
+/// The fields of the BUDGET record: `KEY_used`, `KEY_limit` and `KEY_available` per limit.
+fn budget_field_names() -> impl Iterator<Item = String> {
+    Limit::ALL.into_iter().flat_map(|limit| {
+        ["used", "limit", "available"].map(|which| format!("{}_{which}", limit.key()))
+    })
 }
 
 #[test]
@@ -783,6 +800,31 @@ fn layouts_match() {
             "memory_bytes" => Some(process.memory_bytes),
             "cpu_ns" => Some(process.cpu_ns),
             _ => None,
+        },
+        &mut problems,
+    );
+
+    let mut budget = InfoBudget::default();
+    for index in 0..6 {
+        let base = 0x0101_0101_0101_0101u64 * (3 * index as u64 + 1);
+        budget.used[index] = base;
+        budget.limit[index] = base + 0x0001_0001_0001_0001;
+        budget.available[index] = base + 0x0002_0002_0002_0002;
+    }
+    check_layout(
+        &structures,
+        "InfoBudget",
+        InfoBudget::SIZE,
+        &budget.to_bytes(),
+        |field| {
+            let (key, which) = field.rsplit_once('_')?;
+            let index = Limit::ALL.iter().position(|limit| limit.key() == key)?;
+            match which {
+                "used" => Some(budget.used[index]),
+                "limit" => Some(budget.limit[index]),
+                "available" => Some(budget.available[index]),
+                _ => None,
+            }
         },
         &mut problems,
     );

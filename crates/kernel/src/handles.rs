@@ -12,10 +12,8 @@ use nebulet_abi::{Error, RawHandle, Rights};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
+use crate::budget::{Budget, Resource};
 use crate::objects::Object;
-
-/// The default cap on open handles per process.
-pub(crate) const DEFAULT_HANDLE_LIMIT: usize = 65_536;
 
 /// A reference to an object with the rights it grants.
 #[derive(Debug, Clone)]
@@ -66,38 +64,32 @@ typed_object!(timer, Timer, crate::objects::timer::Timer);
 typed_object!(module, Module, crate::objects::module::ModuleObject);
 typed_object!(process, Process, crate::objects::process::Process);
 
-/// The handles of one process.
+/// The handles of one process, each charged to its budget (and so to its ancestors').
 #[derive(Debug)]
 pub(crate) struct HandleTable {
     entries: BTreeMap<RawHandle, HandleEntry>,
     values: ChaCha8Rng,
-    limit: usize,
+    budget: Arc<Budget>,
 }
 
 impl HandleTable {
-    pub(crate) fn new(seed: [u8; 32], limit: usize) -> Self {
-        Self { entries: BTreeMap::new(), values: ChaCha8Rng::from_seed(seed), limit }
+    pub(crate) fn new(seed: [u8; 32], budget: Arc<Budget>) -> Self {
+        Self { entries: BTreeMap::new(), values: ChaCha8Rng::from_seed(seed), budget }
     }
 
-    /// Whether `count` more handles fit under the limit.
+    /// Whether `count` more handles fit in the budget.
     pub(crate) fn has_room(&self, count: usize) -> bool {
-        self.entries.len().saturating_add(count) <= self.limit
+        self.room() >= count
     }
 
-    pub(crate) fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-    }
-
-    /// How many more handles fit under the limit.
+    /// How many more handles fit in the budget.
     pub(crate) fn room(&self) -> usize {
-        self.limit.saturating_sub(self.entries.len())
+        usize::try_from(self.budget.available(Resource::Handles)).unwrap_or(usize::MAX)
     }
 
-    /// Adds a handle and returns its new value; `ERR_NO_RESOURCES` at the limit.
+    /// Adds a handle and returns its new value; `ERR_NO_RESOURCES` past the budget.
     pub(crate) fn insert(&mut self, entry: HandleEntry) -> Result<RawHandle, Error> {
-        if !self.has_room(1) {
-            return Err(Error::NoResources);
-        }
+        self.budget.take(Resource::Handles, 1)?;
         loop {
             let value = self.values.next_u32();
             if value != nebulet_abi::HANDLE_INVALID && !self.entries.contains_key(&value) {
@@ -115,13 +107,16 @@ impl HandleTable {
     /// so they see it is gone and return `ERR_CANCELED`.
     pub(crate) fn remove(&mut self, value: RawHandle) -> Result<HandleEntry, Error> {
         let entry = self.entries.remove(&value).ok_or(Error::BadHandle)?;
+        self.budget.give(Resource::Handles, 1);
         entry.object.wait_queue().wake_all();
         Ok(entry)
     }
 
     /// Removes every handle; the caller drops them outside its lock.
     pub(crate) fn take_all(&mut self) -> BTreeMap<RawHandle, HandleEntry> {
-        core::mem::take(&mut self.entries)
+        let entries = core::mem::take(&mut self.entries);
+        self.budget.give(Resource::Handles, entries.len() as u64);
+        entries
     }
 
     /// How many handles refer to objects of this type (for tests and accounting).
@@ -131,10 +126,22 @@ impl HandleTable {
     }
 }
 
+impl Drop for HandleTable {
+    fn drop(&mut self) {
+        self.budget.give(Resource::Handles, self.entries.len() as u64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::objects::event::Event;
+
+    fn budget(handles: u64) -> Arc<Budget> {
+        let budget = Budget::root(&crate::Capacity::default()).child().unwrap();
+        budget.set_limit(Resource::Handles, handles);
+        budget
+    }
 
     fn event() -> HandleEntry {
         HandleEntry::new(Object::Event(Arc::new(Event::new())), Rights::EVENT_DEFAULT)
@@ -142,8 +149,8 @@ mod tests {
 
     #[test]
     fn values_are_nonzero_distinct_and_differ_between_tables() {
-        let mut first = HandleTable::new([1; 32], 100);
-        let mut second = HandleTable::new([2; 32], 100);
+        let mut first = HandleTable::new([1; 32], budget(100));
+        let mut second = HandleTable::new([2; 32], budget(100));
         let a = first.insert(event()).unwrap();
         let b = first.insert(event()).unwrap();
         let c = second.insert(event()).unwrap();
@@ -158,11 +165,16 @@ mod tests {
 
     #[test]
     fn the_limit_is_enforced() {
-        let mut table = HandleTable::new([3; 32], 2);
-        table.insert(event()).unwrap();
+        let budget = budget(2);
+        let mut table = HandleTable::new([3; 32], budget.clone());
+        let first = table.insert(event()).unwrap();
         table.insert(event()).unwrap();
         assert_eq!(table.insert(event()).unwrap_err(), Error::NoResources);
         assert_eq!(table.room(), 0);
+        table.remove(first).unwrap();
+        assert_eq!((table.room(), budget.used(Resource::Handles)), (1, 1));
+        drop(table.take_all());
+        assert_eq!(budget.used(Resource::Handles), 0);
     }
 
     #[test]

@@ -7,12 +7,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use nebulet_abi::{Error, Rights, bootstrap};
+use nebulet_abi::{Error, ExitReason, Rights, bootstrap};
 
-use crate::handles::{DEFAULT_HANDLE_LIMIT, HandleEntry, HandleTable};
+use crate::budget::{Budget, Charge, PROCESS_BYTES, Resource};
+use crate::handles::{HandleEntry, HandleTable};
 use crate::objects::Object;
 use crate::objects::channel::{Endpoint, Message};
-use crate::objects::process::{Process, ProcessRef};
+use crate::objects::process::{ExitStatus, Process, ProcessRef};
 use crate::platform::{CompileError, Platform};
 use crate::random::FastRandom;
 use crate::runner::{self, ThreadContext};
@@ -42,8 +43,12 @@ pub struct Kernel {
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) linker: wasmtime::Linker<ThreadContext>,
-    pub(crate) services: spin::Mutex<BTreeMap<String, Arc<Endpoint>>>,
+    pub(crate) services: spin::Mutex<BTreeMap<String, crate::syscalls::Service>>,
     pub(crate) random: FastRandom,
+    /// What the machine can give all processes together; every process's budget is below it.
+    pub(crate) root: Arc<Budget>,
+    /// Bytes of stack each thread takes, charged to its process.
+    pub(crate) stack_bytes: u64,
     live_processes: AtomicUsize,
     /// Thread stores alive (each thread of each process has one).
     pub(crate) live_threads: AtomicUsize,
@@ -69,12 +74,15 @@ impl Kernel {
         let random = FastRandom::new(&*platform).map_err(|error| {
             wasmtime::Error::msg(alloc::format!("no entropy to seed the kernel: {error}"))
         })?;
+        let capacity = platform.capacity();
         Ok(Arc::new(Self {
             platform,
             engine,
             linker,
             services: spin::Mutex::new(BTreeMap::new()),
             random,
+            root: Budget::root(&capacity),
+            stack_bytes: capacity.stack_bytes,
             live_processes: AtomicUsize::new(0),
             live_threads: AtomicUsize::new(0),
         }))
@@ -100,23 +108,76 @@ impl Kernel {
         self.live_threads.load(Ordering::Relaxed)
     }
 
+    /// A new process below `parent` (the root budget for the processes the platform starts),
+    /// charged to it as one more descendant, and to the root budget for its kernel state.
+    /// `ERR_NO_RESOURCES` past a limit of the parent's budget or past the deepest tree.
     pub(crate) fn new_process(
         &self,
         module: wasmtime::Module,
         options: ProcessOptions,
-    ) -> Arc<Process> {
+        parent: &Arc<Budget>,
+    ) -> Result<Arc<Process>, Error> {
+        let budget = parent.child()?;
+        let held: Vec<Charge> = alloc::vec![
+            parent.charge(Resource::Processes, 1)?,
+            // Kernel state bounds the machine, not the program: charged to the root budget only.
+            self.root.charge(Resource::Memory, PROCESS_BYTES)?,
+        ];
         let mut args = Vec::with_capacity(options.args.len() + 1);
         args.push(options.name.clone());
         args.extend(options.args);
-        let handles = HandleTable::new(self.random.seed(), DEFAULT_HANDLE_LIMIT);
-        Arc::new(Process::new(
+        let handles = HandleTable::new(self.random.seed(), budget.clone());
+        Ok(Arc::new(Process::new(
             options.name,
             module,
             args,
             options.environment,
             options.preopens,
             handles,
-        ))
+            budget,
+            held,
+        )))
+    }
+
+    /// A process of the platform's (below the root budget) that is started, or, if the machine
+    /// has no room for it, ended with reason "out of resources".
+    fn start_root_process(
+        self: &Arc<Self>,
+        module: wasmtime::Module,
+        options: ProcessOptions,
+        bootstrap: Option<HandleEntry>,
+    ) -> ProcessRef {
+        let name = options.name.clone();
+        let process = match self.new_process(module.clone(), options, &self.root) {
+            Ok(process) => process,
+            Err(error) => {
+                // The machine is full: a process with no budget of its own, ended at once.
+                let budget = Budget::detached();
+                let handles = HandleTable::new(self.random.seed(), budget.clone());
+                let process = Arc::new(Process::new(
+                    name,
+                    module,
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    handles,
+                    budget,
+                    Vec::new(),
+                ));
+                process.finish(ExitStatus::ended(
+                    ExitReason::OutOfResources,
+                    Some(alloc::format!("cannot start: {error}")),
+                ));
+                return ProcessRef { process };
+            }
+        };
+        if let Err((error, _)) = self.start_process(&process, bootstrap) {
+            process.finish(ExitStatus::ended(
+                ExitReason::OutOfResources,
+                Some(alloc::format!("cannot start: {error}")),
+            ));
+        }
+        ProcessRef { process }
     }
 
     /// Starts a created process's task with its bootstrap handle.
@@ -151,10 +212,7 @@ impl Kernel {
         module: wasmtime::Module,
         options: ProcessOptions,
     ) -> ProcessRef {
-        let process = self.new_process(module, options);
-        // A new process is in Created, so starting it cannot fail.
-        let _ = self.start_process(&process, None);
-        ProcessRef { process }
+        self.start_root_process(module, options, None)
     }
 
     /// Boots a system image: starts `init` with a bootstrap channel that carries the manifest
@@ -171,8 +229,10 @@ impl Kernel {
         };
         send([bootstrap::MANIFEST_PREFIX, manifest.as_bytes()].concat(), Vec::new())?;
         for (name, module) in apps {
-            let object =
-                Object::Module(Arc::new(crate::objects::module::ModuleObject::new(module)));
+            let object = Object::Module(Arc::new(crate::objects::module::ModuleObject::new(
+                module,
+                Vec::new(),
+            )));
             send(
                 [bootstrap::APP_PREFIX, name.as_bytes()].concat(),
                 alloc::vec![HandleEntry::new(object, Rights::MODULE_DEFAULT)],
@@ -180,10 +240,8 @@ impl Kernel {
         }
         send(bootstrap::END.to_vec(), Vec::new())?;
         drop(kernel_end);
-        let process = self
-            .new_process(init, ProcessOptions { name: "init".to_string(), ..Default::default() });
         let bootstrap = HandleEntry::new(Object::Channel(init_end), Rights::CHANNEL_DEFAULT);
-        self.start_process(&process, Some(bootstrap)).map_err(|(error, _)| error)?;
-        Ok(ProcessRef { process })
+        let options = ProcessOptions { name: "init".to_string(), ..Default::default() };
+        Ok(self.start_root_process(init, options, Some(bootstrap)))
     }
 }

@@ -10,15 +10,15 @@
 
 extern crate alloc;
 
-mod atomics;
 mod blocking;
+mod budget;
 mod futex;
 mod guest_memory;
 mod handles;
 mod kernel;
-mod limits;
 mod objects;
 mod platform;
+mod prepare;
 mod random;
 mod runner;
 mod syscalls;
@@ -28,10 +28,10 @@ mod wait;
 mod wasi;
 mod watchdog;
 
-pub use atomics::prepare_module;
 pub use kernel::{Kernel, ProcessOptions};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use platform::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
+pub use prepare::{MEMORY_EXPORT, prepare_module};
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.
 pub use wasmtime;

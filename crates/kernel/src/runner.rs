@@ -11,6 +11,7 @@ use core::task::Poll;
 
 use nebulet_abi::ExitReason;
 
+use crate::budget::{Charge, MEMORY_MAPPINGS, Resource, TABLE_ELEMENT_BYTES, THREAD_MAPPINGS};
 use crate::kernel::Kernel;
 use crate::objects::process::{ExitStatus, Process};
 use crate::threads::{Scheduler, ThreadEnd, ThreadFuture};
@@ -44,6 +45,22 @@ pub(crate) enum ProcessMemory {
 pub(crate) struct ThreadEnvironment {
     pub(crate) memory: wasmtime::SharedMemory,
     pub(crate) linker: wasmtime::Linker<ThreadContext>,
+    /// The shared memory's bytes in the process's budget. Its `memory.grow` does not ask the
+    /// kernel (wasmtime calls no limiter for shared memories), so the growth is charged after
+    /// each run of the process, which ends if its budget cannot hold it.
+    charge: spin::Mutex<Charge>,
+    _mappings: Charge,
+}
+
+#[cfg(feature = "threads")]
+impl ThreadEnvironment {
+    /// Charges what the shared memory has grown since the last charge.
+    fn charge_growth(&self) -> Result<(), String> {
+        let size = self.memory.data_size() as u64;
+        let mut charge = self.charge.lock();
+        let growth = size.saturating_sub(charge.amount());
+        charge.grow(growth).map_err(|_| "shared memory grown past the memory budget".into())
+    }
 }
 
 #[cfg(feature = "threads")]
@@ -80,12 +97,53 @@ impl core::fmt::Display for ProcessKilled {
 
 impl core::error::Error for ProcessKilled {}
 
-/// Keeps the process's memory size current as it grows.
+/// What one thread holds of its process's budget: itself, its stack and their mappings.
+pub(crate) struct ThreadCharges {
+    _thread: Charge,
+    _stack: Charge,
+    _mappings: Charge,
+}
+
+impl ThreadCharges {
+    /// Charges a new thread to `process`; `ERR_NO_RESOURCES` past a limit.
+    pub(crate) fn take(kernel: &Kernel, process: &Process) -> Result<Self, nebulet_abi::Error> {
+        let budget = &process.budget;
+        Ok(Self {
+            _thread: budget.charge(Resource::Threads, 1)?,
+            // Stacks bound the machine, not the program: charged to the root budget only, and
+            // bounded per subtree by the `threads` limit.
+            _stack: kernel.root.charge(Resource::Memory, kernel.stack_bytes)?,
+            _mappings: budget.charge(Resource::Mappings, THREAD_MAPPINGS)?,
+        })
+    }
+}
+
+/// Charges every memory and table a thread's instance creates or grows to its process's budget,
+/// and gives it back when the thread's store goes.
 struct MemoryAccounting {
-    kernel: Arc<Kernel>,
     process: Arc<Process>,
-    /// Set when a growth past the memory limit was refused.
+    kernel: Arc<Kernel>,
+    _thread: ThreadCharges,
+    /// Linear memories and tables of this store.
+    memory: Charge,
+    mappings: Charge,
+    /// Set when a growth past the budget was refused.
     denied: bool,
+}
+
+impl MemoryAccounting {
+    /// Charges `bytes` more, and the mappings of a new memory or table when `current` is 0.
+    fn grow(&mut self, current: usize, bytes: u64, mappings: u64) -> bool {
+        let mappings = if current == 0 { mappings } else { 0 };
+        let allowed = self.kernel.memory_allows(bytes)
+            && self.memory.grow(bytes).is_ok()
+            && (self.mappings.grow(mappings).is_ok() || {
+                self.memory.shrink(bytes);
+                false
+            });
+        self.denied |= !allowed;
+        allowed
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryAccounting {
@@ -95,25 +153,23 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // Refused, memory.grow returns -1; at instantiation the process ends "out of resources".
         let growth = desired.saturating_sub(current) as u64;
-        if desired as u64 > self.process.limits.memory_bytes.load(Ordering::Relaxed)
-            || !self.kernel.memory_allows(growth)
-        {
-            // memory.grow returns -1; at instantiation the process ends "out of resources".
-            self.denied = true;
+        if !self.grow(current, growth, MEMORY_MAPPINGS) {
             return Ok(false);
         }
-        self.process.memory_bytes.store(desired as u64, Ordering::Relaxed);
+        self.process.memory_bytes.fetch_add(growth, Ordering::Relaxed);
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
-        _desired: usize,
+        current: usize,
+        desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(true)
+        let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.grow(current, growth, 1))
     }
 }
 
@@ -131,13 +187,10 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         let start = platform.thread_cpu_time();
         let poll = scheduler.poll(&process.threads, context);
         process.charge_cpu(platform.thread_cpu_time().saturating_sub(start));
-        let used = process.cpu_ns.load(Ordering::Relaxed);
-        if poll.is_pending() && used > process.limits.cpu_ns.load(Ordering::Relaxed) {
-            let message = alloc::format!(
-                "CPU time limit of {} ns passed",
-                process.limits.cpu_ns.load(Ordering::Relaxed)
-            );
-            return Poll::Ready(ExitStatus::ended(ExitReason::OutOfResources, Some(message)));
+        if poll.is_pending() {
+            if let Some(message) = over_budget(&process) {
+                return Poll::Ready(ExitStatus::ended(ExitReason::OutOfResources, Some(message)));
+            }
         }
         poll
     })
@@ -146,7 +199,21 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     drop(scheduler);
     // Counted out before TERMINATED is asserted, so whoever sees the end sees the count too.
     kernel.process_ended();
+    crate::syscalls::unregister_services(&kernel, &process);
     process.finish(status);
+}
+
+/// Why the process must end for its budget after a run, if it must: its subtree's CPU time, or
+/// a shared memory grown past what its budget holds.
+fn over_budget(process: &Process) -> Option<String> {
+    if process.budget.exhausted(Resource::Cpu) {
+        return Some("CPU time limit passed".into());
+    }
+    #[cfg(feature = "threads")]
+    if let Some(environment) = process.thread_environment.get() {
+        return environment.charge_growth().err();
+    }
+    None
 }
 
 fn new_store(
@@ -154,9 +221,16 @@ fn new_store(
     process: &Arc<Process>,
     thread: u32,
     memory: Option<ProcessMemory>,
+    charges: ThreadCharges,
 ) -> wasmtime::Store<ThreadContext> {
-    let accounting =
-        MemoryAccounting { kernel: kernel.clone(), process: process.clone(), denied: false };
+    let accounting = MemoryAccounting {
+        process: process.clone(),
+        kernel: kernel.clone(),
+        _thread: charges,
+        memory: Charge::empty(&process.budget, Resource::Memory),
+        mappings: Charge::empty(&process.budget, Resource::Mappings),
+        denied: false,
+    };
     kernel.live_threads.fetch_add(1, Ordering::Relaxed);
     let context = ThreadContext {
         kernel: kernel.clone(),
@@ -184,23 +258,37 @@ fn shared_memory_import(
 }
 
 async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
-    let mut store = new_store(&kernel, &process, 0, None);
+    let Ok(charges) = ThreadCharges::take(&kernel, &process) else {
+        let message = "cannot start: its budget has no room for its main thread".into();
+        return ThreadEnd::Process(ExitStatus::ended(ExitReason::OutOfResources, Some(message)));
+    };
+    let mut store = new_store(&kernel, &process, 0, None, charges);
     let instance = match shared_memory_import(&process.module) {
         #[cfg(feature = "threads")]
         Some((module, name, memory_type)) => {
-            // memory.grow of a shared memory never reaches the limiter: cap its maximum instead.
-            let limit_pages = process.limits.memory_bytes.load(Ordering::Relaxed) / 65_536;
+            // memory.grow of a shared memory never reaches the limiter: cap its maximum at what
+            // the budget has left, and charge its growth after each run.
+            let available_pages = process.budget.available(Resource::Memory) / 65_536;
             let minimum = memory_type.minimum();
-            if minimum > limit_pages {
+            let charges = (minimum <= available_pages)
+                .then(|| {
+                    let budget = &process.budget;
+                    Some((
+                        budget.charge(Resource::Memory, minimum * 65_536).ok()?,
+                        budget.charge(Resource::Mappings, MEMORY_MAPPINGS).ok()?,
+                    ))
+                })
+                .flatten();
+            let Some((charge, mappings)) = charges else {
                 let message = alloc::format!(
-                    "cannot start: {minimum} pages of shared memory pass the memory limit"
+                    "cannot start: {minimum} pages of shared memory pass the memory budget"
                 );
                 return ThreadEnd::Process(ExitStatus::ended(
                     ExitReason::OutOfResources,
                     Some(message),
                 ));
-            }
-            let maximum = memory_type.maximum().unwrap_or(limit_pages).min(limit_pages);
+            };
+            let maximum = memory_type.maximum().unwrap_or(65_536).min(available_pages);
             let memory_type = wasmtime::MemoryType::shared(minimum as u32, maximum as u32);
             let memory = match wasmtime::SharedMemory::new(&kernel.engine, memory_type) {
                 Ok(memory) => memory,
@@ -211,8 +299,12 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
                 return ThreadEnd::Process(ending(error, "cannot start"));
             }
             store.data_mut().memory = Some(ProcessMemory::Shared(memory.clone()));
-            let environment =
-                process.thread_environment.call_once(|| ThreadEnvironment { memory, linker });
+            let environment = process.thread_environment.call_once(|| ThreadEnvironment {
+                memory,
+                linker,
+                charge: spin::Mutex::new(charge),
+                _mappings: mappings,
+            });
             environment.linker.instantiate_async(&mut store, &process.module).await
         }
         #[cfg(not(feature = "threads"))]
@@ -237,10 +329,10 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
         Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
     };
     if store.data().memory.is_none() {
-        let memory = instance.get_memory(&mut store, "memory");
-        if let Some(memory) = memory {
-            process.memory_bytes.store(memory.data_size(&store) as u64, Ordering::Relaxed);
-        }
+        // Pointers name memory 0, which `prepare_module` made sure is exported by one of these.
+        let memory = instance
+            .get_memory(&mut store, crate::prepare::MEMORY_EXPORT)
+            .or_else(|| instance.get_memory(&mut store, "memory"));
         store.data_mut().memory = memory.map(ProcessMemory::Own);
     }
     let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
@@ -258,7 +350,7 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
 pub(crate) async fn spawned_thread(
     kernel: Arc<Kernel>,
     process: Arc<Process>,
-    id: u32,
+    (id, charges): (u32, ThreadCharges),
     argument: i32,
 ) -> ThreadEnd {
     let Some(environment) = process.thread_environment.get() else {
@@ -268,7 +360,7 @@ pub(crate) async fn spawned_thread(
         ));
     };
     let memory = Some(ProcessMemory::Shared(environment.memory.clone()));
-    let mut store = new_store(&kernel, &process, id, memory);
+    let mut store = new_store(&kernel, &process, id, memory, charges);
     let instance = match environment.linker.instantiate_async(&mut store, &process.module).await {
         Ok(instance) => instance,
         Err(error) => return ThreadEnd::Process(ending(error, "cannot start a thread")),

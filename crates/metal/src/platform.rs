@@ -6,7 +6,11 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use nebulet_kernel::vfs::Errno;
-use nebulet_kernel::{BoxFuture, CompileError, ConsoleStream, Platform};
+use nebulet_kernel::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
+
+/// Heap the kernel keeps for itself, outside every process's budget: its own objects, message
+/// copies, wasmtime's bookkeeping.
+const HEAP_MARGIN: u64 = 16 << 20;
 use x86_64::instructions::port::Port;
 
 use crate::clock::now_ns;
@@ -50,6 +54,16 @@ fn console(bytes: &[u8]) {
 impl Platform for MetalPlatform {
     fn memory_available(&self) -> Option<u64> {
         Some(crate::heap::free_bytes())
+    }
+
+    fn capacity(&self) -> Capacity {
+        // The kernel's fixed heap less its margin; no mappings (one address space, no mmap).
+        Capacity {
+            memory_bytes: crate::heap::free_bytes().saturating_sub(HEAP_MARGIN),
+            mappings: u64::MAX,
+            threads: u64::MAX,
+            stack_bytes: nebulet_metal_image::STACK_BYTES,
+        }
     }
 
     fn now(&self) -> i64 {

@@ -1,6 +1,6 @@
 //! [`Event`], [`Timer`], [`Module`] and [`Process`].
 
-use nebulet_abi::layout::InfoProcess;
+use nebulet_abi::layout::{InfoBudget, InfoProcess};
 use nebulet_abi::{Error, ExitReason, InfoTopic, Limit, ProcessState, Signals};
 
 use crate::handle::{Failed, Handle, typed_handle};
@@ -129,6 +129,16 @@ impl Process {
             return Err(Error::Internal);
         }
         Ok(InfoProcess::from_bytes(&bytes))
+    }
+
+    /// Its budget: per limit, what it and its subtree use, its own limit, and what is available.
+    pub fn budget(&self) -> Result<InfoBudget, Error> {
+        let mut bytes = [0u8; InfoBudget::SIZE];
+        let actual = sys::object_get_info(self.0.as_raw(), InfoTopic::Budget as u32, &mut bytes)?;
+        if actual < InfoBudget::SIZE {
+            return Err(Error::Internal);
+        }
+        Ok(InfoBudget::from_bytes(&bytes))
     }
 
     /// Waits until the process has ended (or `deadline`: [`Error::TimedOut`]) and returns its

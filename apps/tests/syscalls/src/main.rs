@@ -267,8 +267,9 @@ fn info() {
         Ok(())
     );
     assert_eq!(actual, InfoBasic::SIZE as u32);
-    expect!(raw::object_get_info(handle, 3, writable(&mut buffer), 64, 0), Err(Error::InvalidArgs));
+    expect!(raw::object_get_info(handle, 4, writable(&mut buffer), 64, 0), Err(Error::InvalidArgs));
     expect!(raw::object_get_info(handle, 2, writable(&mut buffer), 64, 0), Err(Error::WrongType));
+    expect!(raw::object_get_info(handle, 3, writable(&mut buffer), 64, 0), Err(Error::WrongType));
     expect!(raw::object_get_info(handle, 1, OUT_OF_BOUNDS, 64, 0), Err(Error::InvalidArgs));
     expect!(raw::object_get_info(handle, 1, memory_end() - 8, 16, 0), Err(Error::InvalidArgs));
     expect!(

@@ -15,10 +15,22 @@ use crate::wait::{SignalCell, WaitQueue};
 pub(crate) struct Message {
     pub(crate) bytes: Vec<u8>,
     pub(crate) handles: Vec<HandleEntry>,
-    /// The writer's queued-bytes charge, given back when the message is read or dropped.
+    /// The writer's charges (queued bytes and memory), given back when the message is read or
+    /// dropped.
     #[expect(dead_code, reason = "held for its Drop, which gives the bytes back")]
-    pub(crate) charge: Option<crate::limits::Charge>,
+    pub(crate) charge: Option<[crate::budget::Charge; 2]>,
 }
+
+impl Message {
+    /// How many of its handles are channel endpoints.
+    fn endpoints(&self) -> usize {
+        self.handles.iter().filter(|entry| matches!(entry.object, Object::Channel(_))).count()
+    }
+}
+
+/// Held while a message that carries channel endpoints is checked and queued, so that two such
+/// writes cannot each pass the check and together close a cycle.
+static ENDPOINT_TRANSFER: spin::Mutex<()> = spin::Mutex::new(());
 
 /// Why a read found no message it could return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +51,8 @@ struct Side {
     /// Messages written by the peer, waiting for this side to read them.
     queue: VecDeque<Message>,
     queued_bytes: usize,
+    /// Channel endpoints inside the queued messages.
+    queued_endpoints: usize,
     open: bool,
 }
 
@@ -66,7 +80,8 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn create() -> (Arc<Endpoint>, Arc<Endpoint>) {
-        let side = || Side { queue: VecDeque::new(), queued_bytes: 0, open: true };
+        let side =
+            || Side { queue: VecDeque::new(), queued_bytes: 0, queued_endpoints: 0, open: true };
         let pair = Arc::new(Pair {
             sides: spin::Mutex::new([side(), side()]),
             cells: [SignalCell::default(), SignalCell::default()],
@@ -115,8 +130,31 @@ impl Endpoint {
         !self.pair.sides.lock()[self.peer()].open
     }
 
+    /// Whether messages queued for this end carry channel endpoints.
+    fn holds_endpoints(&self) -> bool {
+        self.pair.sides.lock()[self.side].queued_endpoints > 0
+    }
+
     /// Queues a message for the peer, or gives it back with the reason it was not queued.
+    ///
+    /// An endpoint is kept alive by a message that carries it, so endpoints carried in each
+    /// other's queues would keep each other alive after every handle to them is gone. Such a
+    /// cycle cannot form: a message may not carry an endpoint of this channel
+    /// (`ERR_INVALID_ARGS`), nor an endpoint whose own queue holds endpoints (`ERR_BAD_STATE`).
+    /// The last write that would close any cycle is always of the second kind.
     pub(crate) fn write(&self, message: Message) -> Result<(), (Error, Message)> {
+        let endpoints = message.endpoints();
+        let _transfer = (endpoints > 0).then(|| ENDPOINT_TRANSFER.lock());
+        for entry in &message.handles {
+            if let Object::Channel(carried) = &entry.object {
+                if Arc::ptr_eq(&carried.pair, &self.pair) {
+                    return Err((Error::InvalidArgs, message));
+                }
+                if carried.holds_endpoints() {
+                    return Err((Error::BadState, message));
+                }
+            }
+        }
         {
             let mut sides = self.pair.sides.lock();
             let peer = &mut sides[self.peer()];
@@ -127,6 +165,7 @@ impl Endpoint {
                 return Err((Error::ShouldWait, message));
             }
             peer.queued_bytes += message.bytes.len();
+            peer.queued_endpoints += endpoints;
             peer.queue.push_back(message);
         }
         self.pair.cells[self.peer()].queue().wake_all();
@@ -159,6 +198,7 @@ impl Endpoint {
             }
             let message = own.queue.pop_front().unwrap_or_default();
             own.queued_bytes -= message.bytes.len();
+            own.queued_endpoints -= message.endpoints();
             message
         };
         // The writer may wait for WRITABLE.
@@ -175,6 +215,7 @@ impl Endpoint {
             let own = &mut sides[self.side];
             own.open = false;
             own.queued_bytes = 0;
+            own.queued_endpoints = 0;
             core::mem::take(&mut own.queue)
         };
         self.pair.cells[self.peer()].queue().wake_all();
@@ -241,24 +282,40 @@ mod tests {
         a.write(message(b"more")).unwrap();
     }
 
-    #[test]
-    fn closing_deeply_nested_endpoints_does_not_recurse() {
+    fn carrying(endpoint: Arc<Endpoint>) -> Message {
         use crate::handles::HandleEntry;
-        use nebulet_abi::Rights;
-        // Each new pair's far end queues the previous far end: a chain 200,000 deep, held only
-        // by its top. Dropping the top must close the bottom, whose peer is the witness.
-        let (witness, bottom) = Endpoint::create();
-        let mut carried = bottom;
-        for _ in 0..200_000 {
-            let (near, far) = Endpoint::create();
-            let entry = HandleEntry::new(Object::Channel(carried), Rights::CHANNEL_DEFAULT);
-            near.write(Message { bytes: Vec::new(), handles: alloc::vec![entry], charge: None })
-                .unwrap();
-            carried = far;
-        }
+        let entry =
+            HandleEntry::new(Object::Channel(endpoint), nebulet_abi::Rights::CHANNEL_DEFAULT);
+        Message { bytes: Vec::new(), handles: alloc::vec![entry], charge: None }
+    }
+
+    #[test]
+    fn endpoints_cannot_keep_each_other_alive() {
+        let (a, b) = Endpoint::create();
+        let (c, d) = Endpoint::create();
+        // Either end of the channel itself: refused.
+        assert_eq!(a.write(carrying(b.clone())).unwrap_err().0, Error::InvalidArgs);
+        assert_eq!(a.write(carrying(a.clone())).unwrap_err().0, Error::InvalidArgs);
+        // c into b's queue: fine.
+        a.write(carrying(c.clone())).unwrap();
+        // b (whose queue holds c) into c's queue would close the cycle b -> c -> b.
+        let (error, back) = d.write(carrying(b.clone())).unwrap_err();
+        assert_eq!((error, back.handles.len()), (Error::BadState, 1));
+        // Once b's queue no longer holds endpoints, b may travel.
+        let read = b.read(0, 1, 1).unwrap();
+        assert_eq!(read.handles.len(), 1);
+        d.write(carrying(b.clone())).unwrap();
+    }
+
+    #[test]
+    fn closing_an_end_closes_the_endpoints_its_queue_holds() {
+        let (witness, carried) = Endpoint::create();
+        let (near, far) = Endpoint::create();
+        near.write(carrying(carried)).unwrap();
         assert!(!witness.is_peer_closed());
-        drop(carried);
-        assert!(witness.is_peer_closed(), "the whole chain was closed");
+        drop(far);
+        assert!(witness.is_peer_closed(), "the carried end closed with the queue that held it");
+        drop(near);
     }
 
     #[test]

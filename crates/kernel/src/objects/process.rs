@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
 
+use crate::budget::{Budget, Charge, Resource};
 use crate::futex::Futexes;
 use crate::handles::{HandleEntry, HandleTable};
 use crate::threads::Threads;
@@ -58,10 +59,14 @@ pub(crate) struct Process {
     pub(crate) memory_bytes: AtomicU64,
     pub(crate) cpu_ns: AtomicU64,
     pub(crate) threads: Threads,
-    pub(crate) limits: crate::limits::Limits,
+    /// What this process and its subtree may use, part of its parent's budget.
+    pub(crate) budget: Arc<Budget>,
     pub(crate) watchdog: crate::watchdog::Watchdog,
-    /// The parent's count of live children, given back when this process ends.
-    child_slot: spin::Mutex<Option<crate::limits::Charge>>,
+    /// What the process holds until it ends: its place among its parent's descendants, the
+    /// memory of its kernel state.
+    held: spin::Mutex<Vec<Charge>>,
+    /// The service names it has registered, removed from the registry when it ends.
+    pub(crate) services: spin::Mutex<Vec<String>>,
     /// The WASI descriptor table.
     pub(crate) files: spin::Mutex<crate::wasi::Descriptors>,
     pub(crate) futexes: Futexes,
@@ -78,6 +83,8 @@ impl Process {
         environment: Vec<String>,
         preopens: crate::vfs::Preopens,
         handles: HandleTable,
+        budget: Arc<Budget>,
+        held: Vec<Charge>,
     ) -> Self {
         Self {
             koid: super::new_koid(),
@@ -97,9 +104,10 @@ impl Process {
             memory_bytes: AtomicU64::new(0),
             cpu_ns: AtomicU64::new(0),
             threads: Threads::default(),
-            limits: Default::default(),
+            budget,
             watchdog: Default::default(),
-            child_slot: spin::Mutex::new(None),
+            held: spin::Mutex::new(held),
+            services: spin::Mutex::new(Vec::new()),
             files: spin::Mutex::new(crate::wasi::Descriptors::new(preopens)),
             futexes: Futexes::default(),
             #[cfg(feature = "threads")]
@@ -107,27 +115,22 @@ impl Process {
         }
     }
 
-    /// Adds CPU time the process used (in a run of its task, or in work done for it elsewhere).
+    /// Adds CPU time the process used (in a run of its task, or in work done for it elsewhere)
+    /// to its own count and to its subtree's budgets.
     pub(crate) fn charge_cpu(&self, nanoseconds: i64) {
-        self.cpu_ns.fetch_add(u64::try_from(nanoseconds).unwrap_or(0), Ordering::Relaxed);
+        let nanoseconds = u64::try_from(nanoseconds).unwrap_or(0);
+        self.cpu_ns.fetch_add(nanoseconds, Ordering::Relaxed);
+        self.budget.add(Resource::Cpu, nanoseconds);
     }
 
-    /// Sets a resource limit; `ERR_BAD_STATE` once started.
+    /// Sets a resource limit of its subtree; `ERR_BAD_STATE` once started.
     pub(crate) fn set_limit(&self, limit: nebulet_abi::Limit, value: u64) -> Result<(), Error> {
         let lifecycle = self.lifecycle.lock();
         if lifecycle.state != ProcessState::Created {
             return Err(Error::BadState);
         }
-        if limit == nebulet_abi::Limit::Handles {
-            self.handles.lock().set_limit(usize::try_from(value).unwrap_or(usize::MAX));
-        }
-        self.limits.set(limit, value);
+        self.budget.set_limit(Resource::of_limit(limit), value);
         Ok(())
-    }
-
-    /// Holds a slot of the parent's child count until this process ends.
-    pub(crate) fn hold_child_slot(&self, slot: crate::limits::Charge) {
-        *self.child_slot.lock() = Some(slot);
     }
 
     /// Moves from Created to Running with its bootstrap handle; `ERR_BAD_STATE` otherwise.
@@ -187,11 +190,11 @@ impl Process {
             lifecycle.bootstrap.take()
         };
         let handles = self.handles.lock().take_all();
-        let child_slot = self.child_slot.lock().take();
+        let held = core::mem::take(&mut *self.held.lock());
         // Outside the locks: closing handles wakes and may free other objects.
         drop(handles);
         drop(bootstrap);
-        drop(child_slot);
+        drop(held);
         self.signals.update(Signals::NONE, Signals::TERMINATED);
     }
 

@@ -44,13 +44,20 @@ impl Timer {
     pub(crate) fn set(self: &Arc<Self>, platform: &Arc<dyn Platform>, deadline: i64) {
         let (start_task, waker) = {
             let mut state = self.state.lock();
-            // Under the state lock, so a firing task cannot assert SIGNALED in between.
-            self.signals.update(Signals::SIGNALED, Signals::NONE);
             state.generation += 1;
-            state.deadline = Some(deadline);
-            let start_task = !state.task_running;
-            state.task_running = true;
-            (start_task, state.task_waker.take())
+            if deadline <= platform.now() {
+                // Already past: signaled at once, with no task to wait for it.
+                state.deadline = None;
+                self.signals.update(Signals::NONE, Signals::SIGNALED);
+                (false, state.task_waker.take())
+            } else {
+                // Under the state lock, so a firing task cannot assert SIGNALED in between.
+                self.signals.update(Signals::SIGNALED, Signals::NONE);
+                state.deadline = Some(deadline);
+                let start_task = !state.task_running;
+                state.task_running = true;
+                (start_task, state.task_waker.take())
+            }
         };
         if let Some(waker) = waker {
             waker.wake();

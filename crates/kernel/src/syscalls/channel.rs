@@ -55,7 +55,11 @@ pub(super) fn write(
     }
     let moved: Vec<HandleEntry> =
         values.iter().map(|value| table.get(*value).cloned()).collect::<Result<_, _>>()?;
-    let charge = Some(call.process.limits.queued.charge(u64::from(byte_count))?);
+    let charge = Some(crate::budget::charge_message(
+        &call.process.budget,
+        u64::from(byte_count),
+        u64::from(handle_count),
+    )?);
     let message = Message { bytes: payload.to_vec(), handles: moved, charge };
     match endpoint.write(message) {
         Ok(()) => {

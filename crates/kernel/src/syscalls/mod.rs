@@ -28,6 +28,8 @@ use nebulet_abi::calls::{Returns, ValueType};
 use nebulet_abi::{Error, IMPORT_MODULE, OK};
 use wasmtime::{Caller, Linker};
 
+pub(crate) use service::{Service, unregister_services};
+
 use crate::guest_memory::GuestMemory;
 use crate::kernel::Kernel;
 use crate::objects::process::Process;

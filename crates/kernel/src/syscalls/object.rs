@@ -116,6 +116,9 @@ pub(super) fn get_info(
         .to_bytes()
         .to_vec(),
         topic if topic == InfoTopic::Process as u32 => entry.process()?.info().to_bytes().to_vec(),
+        topic if topic == InfoTopic::Budget as u32 => {
+            entry.process()?.budget.info().to_bytes().to_vec()
+        }
         _ => return Err(Error::InvalidArgs),
     };
     let needed = record.len() as u32;

@@ -28,9 +28,8 @@ pub(super) fn create(
     if !table.has_room(1) {
         return Err(Error::NoResources);
     }
-    let slot = call.process.limits.children.charge(1)?;
-    let child = call.kernel.new_process(module, ProcessOptions { name, ..Default::default() });
-    child.hold_child_slot(slot);
+    let options = ProcessOptions { name, ..Default::default() };
+    let child = call.kernel.new_process(module, options, &call.process.budget)?;
     let value = table.insert(HandleEntry::new(Object::Process(child), Rights::PROCESS_DEFAULT))?;
     call.memory.write_u32(out, value)
 }

@@ -7,7 +7,36 @@ use alloc::vec;
 use nebulet_abi::{Error, NAME_MAX_BYTES, Rights};
 
 use super::Call;
-use crate::objects::channel::Message;
+use crate::budget::{Charge, Resource};
+use crate::kernel::Kernel;
+use crate::objects::channel::{Endpoint, Message};
+use crate::objects::process::Process;
+
+/// The most names one process may have registered at once.
+pub(crate) const SERVICES_PER_PROCESS: usize = 256;
+
+/// Bytes charged for a registration besides its name.
+const SERVICE_OVERHEAD_BYTES: u64 = 64;
+
+/// A registered name: the endpoint clients' channels are queued on, and who registered it.
+#[derive(Debug)]
+pub(crate) struct Service {
+    endpoint: Arc<Endpoint>,
+    owner: u64,
+    /// The name's memory, charged to the process that registered it.
+    _charge: Charge,
+}
+
+/// Removes the names `process` registered (when it ends); each removal is a lookup.
+pub(crate) fn unregister_services(kernel: &Kernel, process: &Process) {
+    let names = core::mem::take(&mut *process.services.lock());
+    let mut services = kernel.services.lock();
+    for name in names {
+        if services.get(&name).is_some_and(|service| service.owner == process.koid) {
+            services.remove(&name);
+        }
+    }
+}
 
 fn name<'a>(call: &'a Call<'_>, pointer: u32, length: u32) -> Result<&'a str, Error> {
     let name = call.memory.str(pointer, length, NAME_MAX_BYTES)?;
@@ -27,14 +56,21 @@ pub(super) fn register(
     if endpoint.is_peer_closed() {
         return Err(Error::PeerClosed);
     }
+    let mut registered = call.process.services.lock();
+    if registered.len() >= SERVICES_PER_PROCESS {
+        return Err(Error::NoResources);
+    }
     let mut services = call.kernel.services.lock();
     // A name whose server has gone (the registered endpoint's peer closed) is free again.
-    services.retain(|_, registered| !registered.is_peer_closed());
-    if services.contains_key(&name) {
+    if services.get(&name).is_some_and(|service| !service.endpoint.is_peer_closed()) {
         return Err(Error::AlreadyExists);
     }
-    services.insert(name, endpoint);
+    let size = name.len() as u64 + SERVICE_OVERHEAD_BYTES;
+    let charge = call.process.budget.charge(Resource::Memory, size)?;
     table.remove(channel)?;
+    registered.push(name.clone());
+    let service = Service { endpoint, owner: call.process.koid, _charge: charge };
+    services.insert(name, service);
     Ok(())
 }
 
@@ -52,11 +88,11 @@ pub(super) fn connect(
     let service = {
         let mut services = call.kernel.services.lock();
         match services.get(name) {
-            Some(registered) if registered.is_peer_closed() => {
+            Some(registered) if registered.endpoint.is_peer_closed() => {
                 services.remove(name);
                 return Err(Error::NotFound);
             }
-            Some(registered) => registered.clone(),
+            Some(registered) => registered.endpoint.clone(),
             None => return Err(Error::NotFound),
         }
     };

@@ -7,9 +7,9 @@ use nebulet_abi::Error;
 use wasmtime::{Caller, Linker, Trap};
 
 use super::{Call, with_call};
-#[cfg(feature = "threads")]
-use crate::runner::spawned_thread;
 use crate::runner::{ProcessMemory, ThreadContext};
+#[cfg(feature = "threads")]
+use crate::runner::{ThreadCharges, spawned_thread};
 use crate::wait::yield_once;
 
 pub(super) async fn yield_now(_caller: &mut Caller<'_, ThreadContext>) -> Result<(), Error> {
@@ -76,14 +76,17 @@ pub(super) fn link_threads(linker: &mut Linker<ThreadContext>) -> wasmtime::Resu
             if process.thread_environment.get().is_none() {
                 return -1;
             }
+            // Charged before it is queued: a thread its budget cannot hold never starts.
+            let Ok(charges) = ThreadCharges::take(&context.kernel, process) else { return -1 };
             let Some(id) = process.threads.reserve() else { return -1 };
-            let thread = spawned_thread(context.kernel.clone(), process.clone(), id, argument);
+            let kernel = context.kernel.clone();
+            let thread = spawned_thread(kernel, process.clone(), (id, charges), argument);
             process.threads.spawn(id, Box::pin(thread));
             id as i32
         },
     )?;
     linker.func_wrap_async(
-        crate::atomics::MODULE,
+        crate::prepare::MODULE,
         "wait32",
         |mut caller: Caller<'_, ThreadContext>,
          (address, expected, timeout, offset): (u32, u32, i64, u32)| {
@@ -93,7 +96,7 @@ pub(super) fn link_threads(linker: &mut Linker<ThreadContext>) -> wasmtime::Resu
         },
     )?;
     linker.func_wrap_async(
-        crate::atomics::MODULE,
+        crate::prepare::MODULE,
         "wait64",
         |mut caller: Caller<'_, ThreadContext>,
          (address, expected, timeout, offset): (u32, u64, i64, u32)| {
@@ -103,7 +106,7 @@ pub(super) fn link_threads(linker: &mut Linker<ThreadContext>) -> wasmtime::Resu
         },
     )?;
     linker.func_wrap(
-        crate::atomics::MODULE,
+        crate::prepare::MODULE,
         "notify",
         |mut caller: Caller<'_, ThreadContext>,
          address: u32,

@@ -73,7 +73,6 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         environ_sizes_get(count: u32, size: u32) => environ_sizes_get;
         clock_res_get(clock: u32, out: u32) => clock_res_get;
         clock_time_get(clock: u32, precision: i64, out: u32) => clock_time_get;
-        random_get(buffer: u32, length: u32) => random_get;
         fd_advise(fd: u32, offset: i64, length: i64, advice: u32) => fd::advise;
         fd_allocate(fd: u32, offset: i64, length: i64) => fd::allocate;
         fd_close(fd: u32) => fd::close;
@@ -118,6 +117,7 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         fd_pwrite(fd: u32, iovs: u32, count: u32, offset: i64, out: u32) => fd_pwrite;
         poll_oneoff(subscriptions: u32, events: u32, count: u32, out: u32) => poll::poll_oneoff;
         sched_yield() => sched_yield;
+        random_get(buffer: u32, length: u32) => random_get;
     }
     linker.func_wrap(
         MODULE,
@@ -201,9 +201,28 @@ fn clock_time_get(call: &mut Call<'_>, clock: u32, _precision: i64, out: u32) ->
     Ok(call.memory.write_u64(out, now)?)
 }
 
-fn random_get(call: &mut Call<'_>, buffer: u32, length: u32) -> Result<(), Errno> {
-    let bytes = call.memory.slice_mut(buffer, length)?;
-    call.kernel.platform.fill_secure_random(bytes).map_err(|_| Errno::IO)
+/// Fills the buffer 64 KiB at a time, yielding in between: a buffer of gigabytes is bounded work
+/// per run of the process, which can be killed or run out of CPU time meanwhile.
+async fn random_get(
+    caller: &mut Caller<'_, ThreadContext>,
+    buffer: u32,
+    length: u32,
+) -> Result<(), Errno> {
+    const CHUNK: u32 = 1 << 16;
+    with_call(caller, |call| Ok::<_, Errno>(call.memory.check(buffer, 1, length)?))?;
+    let mut done = 0;
+    while done < length {
+        let size = (length - done).min(CHUNK);
+        with_call(caller, |call| {
+            let bytes = call.memory.slice_mut(buffer + done, size)?;
+            call.kernel.platform.fill_secure_random(bytes).map_err(|_| Errno::IO)
+        })?;
+        done += size;
+        if done < length {
+            crate::wait::yield_once().await;
+        }
+    }
+    Ok(())
 }
 
 fn proc_raise(_call: &mut Call<'_>, _signal: u32) -> Result<(), Errno> {

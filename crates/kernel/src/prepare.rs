@@ -1,4 +1,9 @@
-//! The load-time rewrite of `memory.atomic.wait32/64` and `memory.atomic.notify` into calls.
+//! Modules made ready to load: checked, and rewritten where the kernel needs it.
+//!
+//! A module may not define a shared memory: wasmtime asks no limiter when one grows, so the
+//! kernel could not charge it (threaded modules import theirs, as wasi-threads has them do, and
+//! the kernel makes it with a capped maximum). Memory 0 is the memory system-call pointers name:
+//! where the module does not export it as `memory`, it is exported as [`MEMORY_EXPORT`] too.
 //!
 //! Threads of a process are coroutines on one OS thread, so a native `atomic.wait` would stall
 //! every thread of the process (and an OS thread of the kernel). Before a module is compiled, each
@@ -14,11 +19,18 @@ use alloc::format;
 use alloc::string::{String, ToString};
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
-use wasm_encoder::{CodeSection, EntityType, ImportSection, Instruction, TypeSection, ValType};
+use wasm_encoder::{
+    CodeSection, EntityType, ExportKind, ExportSection, ImportSection, Instruction, SectionId,
+    TypeSection, ValType,
+};
 use wasmparser::{Operator, Parser, Payload};
 
 /// The import module of the rewritten instructions.
 pub const MODULE: &str = "nebulet:atomics";
+
+/// The name under which memory 0 is exported when the module itself does not export it as
+/// `memory`.
+pub const MEMORY_EXPORT: &str = "nebulet:memory0";
 
 /// The imports added, in order, with their parameters and result.
 const IMPORTS: [(&str, &[ValType]); 3] = [
@@ -30,22 +42,23 @@ const IMPORTS: [(&str, &[ValType]); 3] = [
 ];
 
 /// What a scan of the module found.
+#[derive(Default)]
 struct Scan {
     types: u32,
     function_imports: u32,
     uses_wait_or_notify: bool,
     has_import_section: bool,
     has_type_section: bool,
+    has_export_section: bool,
+    /// Memories, imported and defined.
+    memories: u32,
+    defines_shared_memory: bool,
+    /// Whether memory 0 is exported as `memory` or as [`MEMORY_EXPORT`].
+    memory_zero_exported: bool,
 }
 
 fn scan(bytes: &[u8]) -> Result<Scan, String> {
-    let mut scan = Scan {
-        types: 0,
-        function_imports: 0,
-        uses_wait_or_notify: false,
-        has_import_section: false,
-        has_type_section: false,
-    };
+    let mut scan = Scan::default();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(|error| error.to_string())? {
             Payload::TypeSection(section) => {
@@ -57,11 +70,28 @@ fn scan(bytes: &[u8]) -> Result<Scan, String> {
             Payload::ImportSection(section) => {
                 scan.has_import_section = true;
                 for import in section.into_imports() {
-                    if matches!(
-                        import.map_err(|error| error.to_string())?.ty,
-                        wasmparser::TypeRef::Func(_)
-                    ) {
-                        scan.function_imports += 1;
+                    match import.map_err(|error| error.to_string())?.ty {
+                        wasmparser::TypeRef::Func(_) => scan.function_imports += 1,
+                        wasmparser::TypeRef::Memory(_) => scan.memories += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Payload::MemorySection(section) => {
+                for memory in section {
+                    scan.defines_shared_memory |= memory.map_err(|error| error.to_string())?.shared;
+                    scan.memories += 1;
+                }
+            }
+            Payload::ExportSection(section) => {
+                scan.has_export_section = true;
+                for export in section {
+                    let export = export.map_err(|error| error.to_string())?;
+                    if export.kind == wasmparser::ExternalKind::Memory
+                        && export.index == 0
+                        && (export.name == "memory" || export.name == MEMORY_EXPORT)
+                    {
+                        scan.memory_zero_exported = true;
                     }
                 }
             }
@@ -84,28 +114,45 @@ fn scan(bytes: &[u8]) -> Result<Scan, String> {
     Ok(scan)
 }
 
-/// The module with its wait/notify instructions rewritten, or unchanged if it has none.
+/// The module checked, with its wait/notify instructions rewritten and its memory 0 exported as
+/// [`MEMORY_EXPORT`] where needed, or unchanged if it needs neither.
 pub fn prepare_module(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
     let scan = scan(bytes)?;
-    if !scan.uses_wait_or_notify {
+    if scan.defines_shared_memory {
+        return Err("the module defines a shared memory; a threaded module imports its memory \
+                    (as wasi-threads has it)"
+            .into());
+    }
+    let export_memory_zero = scan.memories > 0 && !scan.memory_zero_exported;
+    if !scan.uses_wait_or_notify && !export_memory_zero {
         return Ok(Cow::Borrowed(bytes));
     }
-    if !scan.has_import_section || !scan.has_type_section {
+    if scan.uses_wait_or_notify && (!scan.has_import_section || !scan.has_type_section) {
         // A module that waits on memory it defines itself and imports nothing: rare enough that
         // refusing it clearly beats re-ordering sections here.
         return Err("a module that uses memory.atomic.wait/notify must import something".into());
     }
-    let mut rewriter = Rewriter { types: scan.types, function_imports: scan.function_imports };
+    let mut rewriter = Rewriter {
+        types: scan.types,
+        function_imports: scan.function_imports,
+        rewrite_atomics: scan.uses_wait_or_notify,
+        export_memory_zero,
+        export_section_pending: export_memory_zero && !scan.has_export_section,
+    };
     let mut module = wasm_encoder::Module::new();
     rewriter
         .parse_core_module(&mut module, Parser::new(0), bytes)
-        .map_err(|error| format!("rewriting atomics: {error:?}"))?;
+        .map_err(|error| format!("preparing the module: {error:?}"))?;
     Ok(Cow::Owned(module.finish()))
 }
 
 struct Rewriter {
     types: u32,
     function_imports: u32,
+    rewrite_atomics: bool,
+    export_memory_zero: bool,
+    /// The module has no export section: one is added for memory 0 at its place.
+    export_section_pending: bool,
 }
 
 impl Rewriter {
@@ -118,7 +165,7 @@ impl Reencode for Rewriter {
     type Error = String;
 
     fn function_index(&mut self, function: u32) -> Result<u32, ReencodeError<String>> {
-        Ok(if function < self.function_imports {
+        Ok(if !self.rewrite_atomics || function < self.function_imports {
             function
         } else {
             function + IMPORTS.len() as u32
@@ -131,6 +178,9 @@ impl Reencode for Rewriter {
         section: wasmparser::TypeSectionReader<'_>,
     ) -> Result<(), ReencodeError<String>> {
         utils::parse_type_section(self, types, section)?;
+        if !self.rewrite_atomics {
+            return Ok(());
+        }
         for (_, params) in IMPORTS {
             types.ty().function(params.iter().copied(), [ValType::I32]);
         }
@@ -143,8 +193,51 @@ impl Reencode for Rewriter {
         section: wasmparser::ImportSectionReader<'_>,
     ) -> Result<(), ReencodeError<String>> {
         utils::parse_import_section(self, imports, section)?;
+        if !self.rewrite_atomics {
+            return Ok(());
+        }
         for (index, (name, _)) in IMPORTS.iter().enumerate() {
             imports.import(MODULE, name, EntityType::Function(self.types + index as u32));
+        }
+        Ok(())
+    }
+
+    fn parse_export_section(
+        &mut self,
+        exports: &mut ExportSection,
+        section: wasmparser::ExportSectionReader<'_>,
+    ) -> Result<(), ReencodeError<String>> {
+        utils::parse_export_section(self, exports, section)?;
+        if self.export_memory_zero {
+            exports.export(MEMORY_EXPORT, ExportKind::Memory, 0);
+        }
+        Ok(())
+    }
+
+    fn intersperse_section_hook(
+        &mut self,
+        module: &mut wasm_encoder::Module,
+        _after: Option<SectionId>,
+        before: Option<SectionId>,
+    ) -> Result<(), ReencodeError<String>> {
+        // The export section goes after the global (and tag) sections, before start, elements,
+        // data count, code and data.
+        let past_exports = match before {
+            None => true,
+            Some(section) => matches!(
+                section,
+                SectionId::Start
+                    | SectionId::Element
+                    | SectionId::DataCount
+                    | SectionId::Code
+                    | SectionId::Data
+            ),
+        };
+        if self.export_section_pending && past_exports {
+            self.export_section_pending = false;
+            let mut exports = ExportSection::new();
+            exports.export(MEMORY_EXPORT, ExportKind::Memory, 0);
+            module.section(&exports);
         }
         Ok(())
     }
@@ -154,6 +247,9 @@ impl Reencode for Rewriter {
         code: &mut CodeSection,
         body: wasmparser::FunctionBody<'_>,
     ) -> Result<(), ReencodeError<String>> {
+        if !self.rewrite_atomics {
+            return utils::parse_function_body(self, code, body);
+        }
         let mut function = utils::new_function_with_parsed_locals(self, &body)?;
         let mut operators = body.get_operators_reader()?;
         while !operators.eof() {
@@ -187,6 +283,7 @@ mod tests {
     use alloc::vec::Vec;
 
     use super::*;
+    use alloc::string::ToString;
 
     fn wat_bytes(text: &str) -> Vec<u8> {
         wat::parse_str(text).unwrap()
@@ -196,6 +293,47 @@ mod tests {
     fn modules_without_wait_or_notify_are_unchanged() {
         let bytes = wat_bytes(r#"(module (func (export "_start")))"#);
         assert!(matches!(prepare_module(&bytes).unwrap(), Cow::Borrowed(_)));
+        let bytes = wat_bytes(r#"(module (memory (export "memory") 1) (func (export "_start")))"#);
+        assert!(matches!(prepare_module(&bytes).unwrap(), Cow::Borrowed(_)));
+    }
+
+    fn memory_exports(bytes: &[u8]) -> Vec<(String, u32)> {
+        let mut exports = Vec::new();
+        for payload in Parser::new(0).parse_all(bytes) {
+            if let Payload::ExportSection(section) = payload.unwrap() {
+                for export in section {
+                    let export = export.unwrap();
+                    if export.kind == wasmparser::ExternalKind::Memory {
+                        exports.push((export.name.to_string(), export.index));
+                    }
+                }
+            }
+        }
+        exports
+    }
+
+    #[test]
+    fn memory_zero_is_exported_where_the_module_does_not_export_it() {
+        let engine = crate::tests::engine();
+        for text in [
+            // Memory 0 not exported, memory 1 exported as "memory"; a start function.
+            r#"(module (memory 1) (memory (export "memory") 2) (func $s) (start $s)
+                 (func (export "_start")) (data (i32.const 0) "x"))"#,
+            // No export section at all, with elements and data.
+            r#"(module (memory 1) (table 1 funcref) (func $f) (elem (i32.const 0) $f)
+                 (data (i32.const 0) "x"))"#,
+        ] {
+            let prepared = prepare_module(&wat_bytes(text)).unwrap().into_owned();
+            assert!(memory_exports(&prepared).contains(&(MEMORY_EXPORT.to_string(), 0)));
+            wasmtime::Module::new(&engine, &prepared).expect("the prepared module is valid");
+        }
+    }
+
+    #[test]
+    fn defined_shared_memories_are_refused() {
+        let bytes = wat_bytes(r#"(module (memory (export "memory") 1 1 shared))"#);
+        let error = prepare_module(&bytes).unwrap_err();
+        assert!(error.contains("defines a shared memory"), "{error}");
     }
 
     #[test]
