@@ -122,6 +122,14 @@ const SPINS_ARMED: &str = r#"(module
     (if (call $setup (i64.const 20000000)) (then unreachable))
     (loop $spin (br $spin))))"#;
 
+/// Arms the shortest watchdog, 1 ms (traps if it is refused), then spins without a call.
+const SPINS_ARMED_SHORTEST: &str = r#"(module
+  (import "nebulet" "watchdog_setup" (func $setup (param i64) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (if (call $setup (i64.const 1000000)) (then unreachable))
+    (loop $spin (br $spin))))"#;
+
 /// Arms a 20 ms watchdog, then sleeps forever (exits 3 if the sleep ever returns).
 const BLOCKS_ARMED: &str = r#"(module
   (import "nebulet" "watchdog_setup" (func $setup (param i64) (result i32)))
@@ -191,9 +199,9 @@ fn watchdog_alive() {
     expect!(raw::watchdog_alive(), Ok(()));
     expect!(raw::watchdog_setup(0), Ok(()));
     expect!(raw::watchdog_alive(), Err(Error::BadState));
-    // The shortest interval is accepted (and disarmed at once).
-    expect!(raw::watchdog_setup(MILLISECOND), Ok(()));
-    expect!(raw::watchdog_setup(0), Ok(()));
+    // The shortest interval is accepted (by a child that it then ends: arming it here would race
+    // with the next call on a loaded machine).
+    killed_by_watchdog(SPINS_ARMED_SHORTEST, "shortest");
 
     let child = create(compile(KEEPS_ALIVE), "keeper");
     let start = now();
@@ -210,10 +218,11 @@ fn watchdog_alive() {
     expect!(raw::nanosleep(now() + 50 * MILLISECOND), Ok(()));
     let later = process_info(child);
     assert_eq!((later.exit_reason, later.exit_code), (ExitReason::Exited as u32, 0));
-    // A disarmed watchdog does not fire while this process sleeps past the old interval.
-    expect!(raw::watchdog_setup(2 * MILLISECOND), Ok(()));
+    // A disarmed watchdog does not fire while this process sleeps past the old interval (long
+    // enough that disarming it in time never races on a loaded machine).
+    expect!(raw::watchdog_setup(200 * MILLISECOND), Ok(()));
     expect!(raw::watchdog_setup(0), Ok(()));
-    expect!(raw::nanosleep(now() + 20 * MILLISECOND), Ok(()));
+    expect!(raw::nanosleep(now() + 300 * MILLISECOND), Ok(()));
 }
 
 /// Grows its one page by one (gets 1), then by one more (gets -1: over 2 pages), and exits 0;

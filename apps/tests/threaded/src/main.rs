@@ -18,6 +18,7 @@ fn main() {
         "trap" => trap_in_a_thread(),
         "exit" => exit_from_a_thread(),
         "cancel" => cancel(),
+        "hold" => hold(),
         "pingpong" => {
             ping_pong(std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(10_000))
         }
@@ -125,6 +126,24 @@ fn sched_lock() {
     drop(guard);
 }
 
+/// Starts two threads that wait forever, and joins them: runs until it is killed.
+fn hold() {
+    let word = Arc::new(AtomicU32::new(0));
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let word = word.clone();
+            thread::spawn(move || {
+                loop {
+                    let _ = sip::thread::futex_wait(&word, 0, i64::MAX);
+                }
+            })
+        })
+        .collect();
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+}
+
 /// futex_wait / futex_wake: value check, timeout, wake counts.
 fn futex() {
     let word = Arc::new(AtomicU32::new(7));
@@ -141,17 +160,19 @@ fn futex() {
             }
         })
     };
-    // Wait until the waiter is queued: a wake then finds it.
+    // Wake with the value unchanged until a wake finds the waiter queued (it then waits again):
+    // changing the value first would let a waiter that starts late never wait at all.
     let mut woken = 0;
-    for _ in 0..1_000 {
+    for _ in 0..50_000 {
         thread::sleep(Duration::from_micros(200));
-        word.store(8, Ordering::Release);
         woken = sip::thread::futex_wake(&word, 1).unwrap();
         if woken == 1 {
             break;
         }
     }
-    assert_eq!(woken, 1);
+    assert_eq!(woken, 1, "the waiter never waited");
+    word.store(8, Ordering::Release);
+    sip::thread::futex_wake(&word, u32::MAX).unwrap();
     waiter.join().unwrap();
 }
 

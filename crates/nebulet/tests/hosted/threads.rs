@@ -72,15 +72,22 @@ fn the_threads_demo_sums_correctly() {
 #[test]
 fn killing_a_threaded_process_frees_its_threads() {
     let system = System::new();
-    // The spin case's spinner would run forever if the counter never finished; kill it early.
+    // `hold` starts two threads that wait forever: it ends only when killed.
     let process = system.emulator.kernel().spawn(
         system.program("threaded"),
         nebulet_hosted::ProcessOptions {
             name: "threaded".into(),
-            args: vec!["trap".into()],
+            args: vec!["hold".into()],
             ..Default::default()
         },
     );
+    // Kill it once its three threads exist, so the kill, not the program, ends them.
+    let kernel = system.emulator.kernel();
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while kernel.live_threads() < 3 && process.exit_status().is_none() {
+        assert!(std::time::Instant::now() < patience, "the threads never started");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     process.kill();
     assert_eq!(system.wait(&process).reason, ExitReason::Killed);
     assert_no_leaks(&system);
