@@ -1,0 +1,63 @@
+//! Kernel panics: a panic in any task or job the platform runs ends the host, loudly.
+//!
+//! tokio catches a panic in a spawned task and keeps it in the task's handle, which nobody
+//! holds: the process would just vanish, its waiters would hang, and nobody would know. So every
+//! task and blocking job is polled under `catch_unwind`, and a panic prints
+//! `nebulet: kernel panic: MESSAGE at FILE:LINE:COLUMN` and aborts. The location is only known
+//! to a panic hook: the hook installed here records it for the current thread and then calls the
+//! hook that was there before (so it aborts nothing itself: a test's failed assertion still
+//! fails only its test).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Once;
+use std::task::{Context, Poll};
+
+thread_local! {
+    /// Where the last panic on this thread happened.
+    static LAST_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs the hook that records where panics happen (once per host process).
+pub(crate) fn install_location_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let location = info.location().map(ToString::to_string);
+            // `try_with`: a panic while the thread's locals are being destroyed records nothing.
+            let _ = LAST_LOCATION.try_with(|last| *last.borrow_mut() = location);
+            previous(info);
+        }));
+    });
+}
+
+/// Runs `work`; if it panics, the host ends (see the module doc).
+pub(crate) fn or_abort<R>(work: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| abort(payload.as_ref()))
+}
+
+/// `task`, polled so that a panic in it ends the host (see the module doc).
+pub(crate) fn guarded<F: Future>(task: F) -> impl Future<Output = F::Output> {
+    let mut task = Box::pin(task);
+    std::future::poll_fn(move |context: &mut Context<'_>| -> Poll<F::Output> {
+        or_abort(|| Pin::as_mut(&mut task).poll(context))
+    })
+}
+
+fn abort(payload: &(dyn std::any::Any + Send)) -> ! {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".into());
+    let location = LAST_LOCATION
+        .try_with(|last| last.borrow_mut().take())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "an unknown location".into());
+    eprintln!("nebulet: kernel panic: {message} at {location}");
+    std::process::abort()
+}
