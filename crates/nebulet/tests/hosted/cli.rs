@@ -70,3 +70,40 @@ fn the_default_command_boots_the_demo_system() {
     );
     assert!(stdout.contains("init: all"), "{stdout}");
 }
+
+/// Runs `nebulet run PATH` and returns its one line of stderr, asserting it failed with code 1.
+fn run_fails_with_one_line(path: &std::path::Path) -> String {
+    let output = nebulet().arg("run").arg(path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn run_refuses_empty_and_garbage_files_on_one_line() {
+    let empty = write_temporary("empty.wasm", "");
+    assert_eq!(run_fails_with_one_line(&empty), format!("nebulet: {} is empty\n", empty.display()));
+    let garbage = write_temporary("garbage.wasm", "");
+    std::fs::write(&garbage, b"\x7fELF\x02\x01\x01\0\xff\xfe\xfd").unwrap();
+    assert_eq!(
+        run_fails_with_one_line(&garbage),
+        format!("nebulet: {} is neither a wasm module nor wat text\n", garbage.display())
+    );
+}
+
+#[test]
+fn run_reports_a_wat_syntax_error_on_one_line_with_its_place() {
+    let path = write_temporary("syntax.wat", "(module\n  (func (export \"_start\")\n    (oops)))");
+    let stderr = run_fails_with_one_line(&path);
+    assert!(stderr.starts_with("nebulet: "), "{stderr}");
+    assert!(stderr.ends_with(&format!(" at {}:3:6\n", path.display())), "{stderr}");
+}
+
+#[test]
+fn run_reads_at_most_a_bounded_module() {
+    let start = std::time::Instant::now();
+    let stderr = run_fails_with_one_line(std::path::Path::new("/dev/zero"));
+    println!("nebulet run /dev/zero failed after {:?}", start.elapsed());
+    assert_eq!(stderr, "nebulet: /dev/zero is larger than 256 MiB\n");
+}
