@@ -12,6 +12,7 @@ mod programs;
 mod shutdown;
 mod system;
 mod threads;
+mod timing;
 mod wasi;
 
 use std::sync::{Arc, Mutex};

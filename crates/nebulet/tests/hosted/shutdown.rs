@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 const SAFETY_NET: Duration = Duration::from_secs(10);
 
 /// `bytes` as the inside of a wat string.
-fn escaped(bytes: &[u8]) -> String {
+pub fn escaped(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|&byte| match byte {
@@ -109,7 +109,7 @@ fn start(program: &std::path::Path, arguments: &[&str]) -> Child {
 }
 
 /// Waits (at most [`SAFETY_NET`]) for `child` to end; kills it if it does not.
-fn wait_for_exit(mut child: Child) -> (std::process::ExitStatus, String) {
+fn wait_for_exit(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id();
     let (sender, receiver) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
@@ -119,7 +119,7 @@ fn wait_for_exit(mut child: Child) -> (std::process::ExitStatus, String) {
         drop(stderr);
     });
     match receiver.recv_timeout(SAFETY_NET) {
-        Ok(status) => (status.unwrap(), String::new()),
+        Ok(status) => status.unwrap(),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("nebulet did not exit within {SAFETY_NET:?} of the first process's end");
@@ -138,7 +138,7 @@ fn exits_promptly(name: &str, child: &str) {
     stdout.read_line(&mut line).unwrap();
     let last_line = Instant::now();
     assert_eq!(line, "exiting\n");
-    let (status, _) = wait_for_exit(running);
+    let status = wait_for_exit(running);
     let elapsed = last_line.elapsed();
     drop(stdin);
     println!("{name}: exited {elapsed:?} after the first process's last line");
@@ -278,7 +278,7 @@ fn a_killed_reader_leaves_its_line_of_stdin_to_the_next_reader() {
     // The line comes after the reader died, to the read the dead reader started.
     stdin.write_all(b"hello\n").unwrap();
     drop(stdin);
-    let (status, _) = wait_for_exit(running);
+    let status = wait_for_exit(running);
     line.clear();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "hello\n", "the parent got the line");
