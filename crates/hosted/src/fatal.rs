@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Once;
@@ -58,6 +59,71 @@ fn abort(payload: &(dyn std::any::Any + Send)) -> ! {
         .ok()
         .flatten()
         .unwrap_or_else(|| "an unknown location".into());
-    eprintln!("nebulet: kernel panic: {message} at {location}");
+    // Straight to stderr: a test harness captures `eprintln!`, and would lose it in the abort.
+    let _ = writeln!(std::io::stderr(), "nebulet: kernel panic: {message} at {location}");
     std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nebulet_kernel::Platform;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// Set in the copy of this test binary that is to panic: to "task" or "blocking".
+    const PANIC_IN: &str = "NEBULET_TEST_PANIC_IN";
+
+    /// Runs this test binary's test `name` in a process of its own, set to panic in `place`;
+    /// returns its stderr, asserting it aborted.
+    fn aborted(name: &str, place: &str) -> String {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(PANIC_IN, place)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.signal(), Some(6), "SIGABRT: {output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    #[test]
+    fn a_panic_in_a_task_aborts_the_host_with_its_message_and_place() {
+        if std::env::var_os(PANIC_IN).is_some() {
+            install_location_hook();
+            let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+            let (sender, receiver) = std::sync::mpsc::channel::<()>();
+            runtime.spawn(guarded(async move {
+                let _sender = sender;
+                panic!("the kernel broke");
+            }));
+            // Never returns: the panic aborts the process first.
+            let _ = receiver.recv();
+            unreachable!("the host survived a kernel panic");
+        }
+        let stderr = aborted(
+            "fatal::tests::a_panic_in_a_task_aborts_the_host_with_its_message_and_place",
+            "task",
+        );
+        assert!(
+            stderr
+                .contains("nebulet: kernel panic: the kernel broke at crates/hosted/src/fatal.rs:"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_blocking_work_aborts_the_host() {
+        if std::env::var_os(PANIC_IN).is_some() {
+            let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+            let console = crate::Console::Buffer(Default::default());
+            let platform =
+                crate::HostedPlatform::new(runtime.handle().clone(), console, Default::default());
+            let spent = runtime.block_on(platform.run_blocking(Box::new(|| panic!("a job broke"))));
+            unreachable!("the host survived a panic in blocking work ({spent} ns)");
+        }
+        let stderr = aborted("fatal::tests::a_panic_in_blocking_work_aborts_the_host", "blocking");
+        assert!(
+            stderr.contains("nebulet: kernel panic: a job broke at crates/hosted/src/fatal.rs:"),
+            "{stderr}"
+        );
+    }
 }

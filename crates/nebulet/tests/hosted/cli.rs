@@ -107,3 +107,18 @@ fn run_reads_at_most_a_bounded_module() {
     println!("nebulet run /dev/zero failed after {:?}", start.elapsed());
     assert_eq!(stderr, "nebulet: /dev/zero is larger than 256 MiB\n");
 }
+
+#[test]
+fn run_verbose_shows_the_root_budget_first() {
+    let path = write_temporary("quiet.wat", "(module (func (export \"_start\")))");
+    let output = nebulet().args(["run", "-v"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let numbers: Vec<u64> =
+        stderr.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+    assert!(stderr.starts_with("nebulet: root budget: "), "{stderr}");
+    assert_eq!(numbers.len(), 5, "{stderr}");
+    assert!(numbers.iter().all(|&number| number > 0), "{stderr}");
+    let quiet = nebulet().arg("run").arg(&path).output().unwrap();
+    assert!(quiet.stderr.is_empty(), "without -v nothing: {quiet:?}");
+}
