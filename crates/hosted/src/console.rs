@@ -1,5 +1,5 @@
-//! The host's standard streams: a writer thread behind a bounded queue for stdout and stderr,
-//! and a reader of stdin whose bytes wait in a shared buffer until a process takes them.
+//! The host's standard streams: for stdout and for stderr, a writer thread behind a bounded
+//! queue; for stdin, a reader whose bytes wait in a shared buffer until a process takes them.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -18,41 +18,50 @@ const READ_BYTES: usize = 1 << 16;
 
 enum Job {
     /// Bytes to write, and the queue space they hold until written.
-    Write { stream: ConsoleStream, bytes: Vec<u8>, space: u32 },
+    Write { bytes: Vec<u8>, space: u32 },
     /// Answered once everything queued before it is written.
     Flush(SyncSender<()>),
 }
 
-/// The writer thread's queue. Writers first take space for their bytes (a fair semaphore, so a
-/// large write is not overtaken forever by small ones); the thread gives it back once written.
-/// A process blocked on a full queue is a pending future: the executor's workers never block.
+/// The writer thread of one stream, and its queue. Writers first take space for their bytes (a
+/// fair semaphore, so a large write is not overtaken forever by small ones); the thread gives
+/// it back once written. A process blocked on a full queue is a pending future: the executor's
+/// workers never block. Each stream has its own, so a stdout nobody reads holds up no stderr.
 pub(crate) struct ConsoleWriter {
     space: Arc<Semaphore>,
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
 }
 
 impl ConsoleWriter {
-    /// The host process's writer of stdout and stderr, started on first use.
-    pub(crate) fn get() -> &'static ConsoleWriter {
-        static WRITER: OnceLock<ConsoleWriter> = OnceLock::new();
-        WRITER.get_or_init(|| {
-            let space = Arc::new(Semaphore::new(QUEUE_BYTES));
-            let (sender, receiver) = std::sync::mpsc::channel();
-            let returned = space.clone();
-            std::thread::Builder::new()
-                .name("nebulet-console".into())
-                .spawn(move || {
-                    crate::fatal::or_abort(|| {
-                        write_jobs(&receiver, &returned, std::io::stdout, std::io::stderr);
-                    });
-                })
-                .expect("the host can start the console thread");
-            ConsoleWriter { space, jobs: Mutex::new(sender) }
-        })
+    /// The host process's writer of `stream`, started on first use.
+    pub(crate) fn get(stream: ConsoleStream) -> &'static ConsoleWriter {
+        static OUTPUT: OnceLock<ConsoleWriter> = OnceLock::new();
+        static ERROR: OnceLock<ConsoleWriter> = OnceLock::new();
+        match stream {
+            ConsoleStream::Output => OUTPUT.get_or_init(|| Self::start("stdout", std::io::stdout)),
+            ConsoleStream::Error => ERROR.get_or_init(|| Self::start("stderr", std::io::stderr)),
+        }
     }
 
-    /// Queues `bytes`; completes once they are queued (see the module doc).
-    pub(crate) async fn write(&self, stream: ConsoleStream, bytes: Vec<u8>) {
+    /// Waits until everything queued so far on both streams is written (or the stream is gone).
+    pub(crate) fn flush_all() {
+        Self::get(ConsoleStream::Output).flush();
+        Self::get(ConsoleStream::Error).flush();
+    }
+
+    fn start<W: Write>(name: &str, sink: impl Fn() -> W + Send + 'static) -> ConsoleWriter {
+        let space = Arc::new(Semaphore::new(QUEUE_BYTES));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let returned = space.clone();
+        std::thread::Builder::new()
+            .name(format!("nebulet-{name}"))
+            .spawn(move || crate::fatal::or_abort(|| write_jobs(&receiver, &returned, sink)))
+            .expect("the host can start a console thread");
+        ConsoleWriter { space, jobs: Mutex::new(sender) }
+    }
+
+    /// Queues `bytes`; completes once they are queued (see the type's doc).
+    pub(crate) async fn write(&self, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
         }
@@ -60,7 +69,7 @@ impl ConsoleWriter {
         let space = bytes.len().min(QUEUE_BYTES) as u32;
         let Ok(permit) = self.space.acquire_many(space).await else { return };
         permit.forget();
-        self.send(Job::Write { stream, bytes, space });
+        self.send(Job::Write { bytes, space });
     }
 
     /// Waits until everything queued so far is written (or the stream is gone).
@@ -76,21 +85,13 @@ impl ConsoleWriter {
     }
 }
 
-/// The writer thread's loop, over any two sinks (unit tests use blocking fakes).
-fn write_jobs<O: Write, E: Write>(
-    jobs: &Receiver<Job>,
-    space: &Semaphore,
-    output: impl Fn() -> O,
-    error: impl Fn() -> E,
-) {
+/// The writer thread's loop, over any sink (unit tests use a blocking fake).
+fn write_jobs<W: Write>(jobs: &Receiver<Job>, space: &Semaphore, sink: impl Fn() -> W) {
     for job in jobs {
         match job {
-            Job::Write { stream, bytes, space: taken } => {
+            Job::Write { bytes, space: taken } => {
                 // A closed stream (a pipe whose reader left) loses the bytes, never the kernel.
-                let _ = match stream {
-                    ConsoleStream::Output => write_flushed(output(), &bytes),
-                    ConsoleStream::Error => write_flushed(error(), &bytes),
-                };
+                let _ = write_flushed(sink(), &bytes);
                 space.add_permits(taken as usize);
             }
             Job::Flush(done) => {
@@ -238,16 +239,16 @@ mod tests {
         let (thread_gate, thread_written) = (gate.clone(), written.clone());
         std::thread::spawn(move || {
             let sink = || Gate { open: thread_gate.clone(), written: thread_written.clone() };
-            write_jobs(&receiver, &thread_space, sink, sink);
+            write_jobs(&receiver, &thread_space, sink);
         });
         let writer = ConsoleWriter { space, jobs: Mutex::new(sender) };
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
             let half = vec![b'a'; QUEUE_BYTES / 2];
-            // Two halves fill the queue, while the stream takes nothing.
-            writer.write(ConsoleStream::Output, half.clone()).await;
-            writer.write(ConsoleStream::Error, half.clone()).await;
-            let mut third = std::pin::pin!(writer.write(ConsoleStream::Output, vec![b'b'; 10]));
+            // Two halves fill the queue while the stream takes nothing.
+            writer.write(half.clone()).await;
+            writer.write(half.clone()).await;
+            let mut third = std::pin::pin!(writer.write(vec![b'b'; 10]));
             std::future::poll_fn(|context| {
                 assert!(third.as_mut().poll(context).is_pending(), "the queue is full");
                 std::task::Poll::Ready(())

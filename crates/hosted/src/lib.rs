@@ -179,7 +179,7 @@ impl Emulator {
     /// stderr take the bytes; a pipe nobody reads holds this up as it would any program).
     pub fn flush_console(&self) {
         if let Console::Stdout = self.console {
-            console::ConsoleWriter::get().flush();
+            console::ConsoleWriter::flush_all();
         }
     }
 

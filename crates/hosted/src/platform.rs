@@ -69,7 +69,7 @@ impl Platform for HostedPlatform {
 
     fn console_write(&self, stream: ConsoleStream, bytes: Vec<u8>) -> BoxFuture<()> {
         match &self.console {
-            Console::Stdout => Box::pin(ConsoleWriter::get().write(stream, bytes)),
+            Console::Stdout => Box::pin(ConsoleWriter::get(stream).write(bytes)),
             Console::Buffer(buffer) => {
                 buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(bytes);
                 Box::pin(std::future::ready(()))

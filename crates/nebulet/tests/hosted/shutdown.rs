@@ -44,6 +44,11 @@ fn child(imports: &str, body: &str, data: &[u8]) -> String {
 /// A first process that starts `child`, waits for its "ready", then runs `body`; `$child` is
 /// at address 12. It has the WASI imports `$fd_write`, `$fd_read`, `$stat` and `$exit`.
 fn parent(child: &str, body: &str) -> String {
+    parent_of_many(child, 1, body)
+}
+
+/// [`parent`] with `count` children of `child` (the last one's handle at address 12).
+fn parent_of_many(child: &str, count: usize, body: &str) -> String {
     let pages = (4096 + child.len()) / 65_536 + 1;
     format!(
         r#"(module
@@ -63,19 +68,25 @@ fn parent(child: &str, body: &str) -> String {
           (memory (export "memory") {pages})
           (data (i32.const 64) "child")
           (data (i32.const 4096) "{text}")
-          ;; Writes `length` bytes at `address` to stdout.
-          (func $print (param $address i32) (param $length i32)
+          ;; Writes `length` bytes at `address` to `fd`.
+          (func $write_to (param $fd i32) (param $address i32) (param $length i32)
             (i32.store (i32.const 32) (local.get $address))
             (i32.store (i32.const 36) (local.get $length))
-            (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40))))
-          (func (export "_start")
-            (if (call $channel (i32.const 0) (i32.const 4)) (then unreachable))
+            (drop (call $fd_write (local.get $fd) (i32.const 32) (i32.const 1) (i32.const 40))))
+          ;; Writes `length` bytes at `address` to stdout.
+          (func $print (param $address i32) (param $length i32)
+            (call $write_to (i32.const 1) (local.get $address) (local.get $length)))
+          (func (export "_start") (local $started i32)
             (if (call $compile (i32.const 4096) (i32.const {length}) (i32.const 8)) (then unreachable))
-            (if (call $create (i32.load (i32.const 8)) (i32.const 64) (i32.const 5) (i32.const 12))
-              (then unreachable))
-            (if (call $start (i32.load (i32.const 12)) (i32.load (i32.const 4))) (then unreachable))
-            (if (call $wait (i32.load (i32.const 0)) (i32.const 1) (i64.const 0x7fffffffffffffff) (i32.const 16))
-              (then unreachable))
+            (loop $start_one
+              (if (call $channel (i32.const 0) (i32.const 4)) (then unreachable))
+              (if (call $create (i32.load (i32.const 8)) (i32.const 64) (i32.const 5) (i32.const 12))
+                (then unreachable))
+              (if (call $start (i32.load (i32.const 12)) (i32.load (i32.const 4))) (then unreachable))
+              (if (call $wait (i32.load (i32.const 0)) (i32.const 1) (i64.const 0x7fffffffffffffff) (i32.const 16))
+                (then unreachable))
+              (local.set $started (i32.add (local.get $started) (i32.const 1)))
+              (br_if $start_one (i32.lt_u (local.get $started) (i32.const {count}))))
             {body}))"#,
         text = escaped(child.as_bytes()),
         length = child.len()
@@ -108,23 +119,36 @@ fn start(program: &std::path::Path, arguments: &[&str]) -> Child {
         .unwrap()
 }
 
+/// What `work` returns, if it returns within [`SAFETY_NET`]; if not, kills the host process
+/// `pid` and fails with `what`.
+fn within_safety_net<T: Send + 'static>(
+    pid: u32,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || sender.send(work()));
+    receiver.recv_timeout(SAFETY_NET).unwrap_or_else(|_| {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("{what} did not happen within {SAFETY_NET:?}");
+    })
+}
+
 /// Waits (at most [`SAFETY_NET`]) for `child` to end; kills it if it does not.
 fn wait_for_exit(mut child: Child) -> std::process::ExitStatus {
-    let pid = child.id();
-    let (sender, receiver) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let status = child.wait();
-        let _ = sender.send(status);
-        drop(stderr);
-    });
-    match receiver.recv_timeout(SAFETY_NET) {
-        Ok(status) => status.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("nebulet did not exit within {SAFETY_NET:?} of the first process's end");
-        }
-    }
+    within_safety_net(child.id(), "the exit", move || child.wait().unwrap())
+}
+
+/// The next line of `reader` (of host process `pid`), waiting at most [`SAFETY_NET`].
+fn next_line<R: std::io::Read + Send + 'static>(
+    pid: u32,
+    mut reader: BufReader<R>,
+) -> (String, BufReader<R>) {
+    within_safety_net(pid, "the next line", move || {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        (line, reader)
+    })
 }
 
 /// Runs a parent whose child, once ready, does `child_body`; asserts `nebulet run` exits with
@@ -133,9 +157,8 @@ fn exits_promptly(name: &str, child: &str) {
     let program = write_program(&format!("{name}.wat"), &parent(child, EXIT_SEVEN));
     let mut running = start(&program, &[]);
     let stdin = running.stdin.take();
-    let mut stdout = BufReader::new(running.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let stdout = BufReader::new(running.stdout.take().unwrap());
+    let (line, _stdout) = next_line(running.id(), stdout);
     let last_line = Instant::now();
     assert_eq!(line, "exiting\n");
     let status = wait_for_exit(running);
@@ -224,7 +247,10 @@ fn wait_until_reading_stdin(pid: u32) {
         if reading {
             return;
         }
-        assert!(start.elapsed() < SAFETY_NET, "nebulet never read its stdin");
+        if start.elapsed() > SAFETY_NET {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("nebulet never read its stdin");
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -268,19 +294,55 @@ fn a_killed_reader_leaves_its_line_of_stdin_to_the_next_reader() {
     std::fs::create_dir_all(&directory).unwrap();
     let mut running = start(&program, &["--dir", directory.to_str().unwrap()]);
     let mut stdin = running.stdin.take().unwrap();
-    let mut stdout = BufReader::new(running.stdout.take().unwrap());
+    let stdout = BufReader::new(running.stdout.take().unwrap());
     // The child waits in the OS's read of stdin: then the parent may kill it.
     wait_until_reading_stdin(running.id());
     std::fs::write(directory.join("go"), b"").unwrap();
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let (line, stdout) = next_line(running.id(), stdout);
     assert_eq!(line, "killed\n");
     // The line comes after the reader died, to the read the dead reader started.
     stdin.write_all(b"hello\n").unwrap();
     drop(stdin);
+    let pid = running.id();
     let status = wait_for_exit(running);
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
+    let (line, _) = next_line(pid, stdout);
     assert_eq!(line, "hello\n", "the parent got the line");
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_stdout_nobody_reads_stalls_only_its_writers() {
+    let imports = r#"(import "wasi_snapshot_preview1" "fd_write"
+        (func $fd_write (param i32 i32 i32 i32) (result i32)))"#;
+    // Each child writes 64 KiB to stdout, forever.
+    let flood = "(i32.store (i32.const 32) (i32.const 1024))
+        (i32.store (i32.const 36) (i32.const 65536))
+        (loop $flood
+          (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
+          (br $flood))";
+    let flooder = child(imports, flood, &[b'x'; 65_536]);
+    // Meanwhile the parent sleeps 20 times (each needs a worker) and says "done" on stderr.
+    let body = r#"
+        (local.set $started (i32.const 0))
+        (loop $nap
+          (drop (call $sleep (i64.add (call $now) (i64.const 1000000))))
+          (local.set $started (i32.add (local.get $started) (i32.const 1)))
+          (br_if $nap (i32.lt_u (local.get $started) (i32.const 20))))
+        (i64.store (i32.const 128) (i64.const 0x0a656e6f64))
+        (call $write_to (i32.const 2) (i32.const 128) (i32.const 5))
+        (call $exit (i32.const 7))"#;
+    // As many flooders as workers: with blocking writes, every worker would be stuck.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let program = write_program("flood.wat", &parent_of_many(&flooder, cores, body));
+    let mut running = start(&program, &[]);
+    let stdin = running.stdin.take();
+    let stderr = BufReader::new(running.stderr.take().unwrap());
+    // Nobody reads stdout until the parent is done.
+    let (line, _stderr) = next_line(running.id(), stderr);
+    assert_eq!(line, "done\n");
+    let mut stdout = running.stdout.take().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let status = wait_for_exit(running);
+    drop(stdin);
+    assert_eq!(status.code(), Some(7));
 }
