@@ -41,10 +41,9 @@ pub(crate) fn or_abort<R>(work: impl FnOnce() -> R) -> R {
 }
 
 /// `task`, polled so that a panic in it ends the host (see the module doc).
-pub(crate) fn guarded<F: Future>(task: F) -> impl Future<Output = F::Output> {
-    let mut task = Box::pin(task);
+pub(crate) fn guarded<F: Future + Unpin>(mut task: F) -> impl Future<Output = F::Output> {
     std::future::poll_fn(move |context: &mut Context<'_>| -> Poll<F::Output> {
-        or_abort(|| Pin::as_mut(&mut task).poll(context))
+        or_abort(|| Pin::new(&mut task).poll(context))
     })
 }
 
@@ -91,10 +90,10 @@ mod tests {
             install_location_hook();
             let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
             let (sender, receiver) = std::sync::mpsc::channel::<()>();
-            runtime.spawn(guarded(async move {
+            runtime.spawn(guarded(Box::pin(async move {
                 let _sender = sender;
                 panic!("the kernel broke");
-            }));
+            })));
             // Never returns: the panic aborts the process first.
             let _ = receiver.recv();
             unreachable!("the host survived a kernel panic");

@@ -139,6 +139,8 @@ impl Emulator {
     /// (modules compiled by one engine run only on it). Fails if the options are inconsistent,
     /// e.g. `max_wasm_stack` above `async_stack_size`.
     pub fn with_options(console: Console, options: EngineOptions) -> wasmtime::Result<Self> {
+        // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
+        // are the timer thread's (see `timers`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_time()
             .thread_name("nebulet-cpu")

@@ -12,7 +12,6 @@ mod programs;
 mod shutdown;
 mod system;
 mod threads;
-mod timing;
 mod wasi;
 
 use std::sync::{Arc, Mutex};
