@@ -29,9 +29,9 @@ pub struct Capacity {
     /// Memory mappings processes may cause in all (hosted: Linux's `vm.max_map_count`, less
     /// what the host uses and a margin); `u64::MAX` where mappings are not limited.
     pub mappings: u64,
-    /// Linear memories that may exist in all: each reserves address space (hosted: the
-    /// engine's reservation and guards, 4 GiB and more by default), and the space runs out
-    /// before RAM does; `u64::MAX` where memories reserve nothing beyond their size.
+    /// Linear memories that may exist in all: each reserves address space beyond its size
+    /// (hosted: the engine's reservation and guards, 4 GiB + 64 MiB by default), and only so
+    /// many reservations fit; `u64::MAX` where memories reserve nothing beyond their size.
     pub linear_memories: u64,
     /// Threads (each has a stack) that may exist in all.
     pub threads: u64,
