@@ -1,5 +1,6 @@
 //! `nebulet run` against hostile programs, as a user runs it: the command exits as soon as the
-//! first process ends, whatever another does, and stdin loses no byte to a killed reader.
+//! first process ends, whatever another does; stdin loses no byte to a killed reader; a stdout
+//! nobody reads stalls only the processes that write to it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -151,8 +152,8 @@ fn next_line<R: std::io::Read + Send + 'static>(
     })
 }
 
-/// Runs a parent whose child, once ready, does `child_body`; asserts `nebulet run` exits with
-/// the parent's code soon after its last line.
+/// Runs a parent of `child` that exits once the child is ready; asserts `nebulet run` exits
+/// with the parent's code (and prints how soon after the parent's last line).
 fn exits_promptly(name: &str, child: &str) {
     let program = write_program(&format!("{name}.wat"), &parent(child, EXIT_SEVEN));
     let mut running = start(&program, &[]);
