@@ -829,7 +829,7 @@ mod tests {
         let scratch = Scratch::new();
         let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
         let fifo = rustix::fs::FileType::Fifo;
-        rustix::fs::mknodat(rustix::fs::CWD, &scratch.host("pipe"), fifo, mode, 0).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, scratch.host("pipe"), fifo, mode, 0).unwrap();
         let directory = HostDirectory::open(&scratch.host("")).unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
         // On a thread: if the open waited for a writer, it would wait forever.
