@@ -29,8 +29,8 @@ pub struct HostedPlatform {
 }
 
 impl HostedPlatform {
-    /// A platform that runs tasks on `runtime`, writes to `console`, and gives processes at
-    /// most `capacity` in all (see [`HostedPlatform::measure_capacity`]).
+    /// A platform that runs tasks on `runtime` (its timer enabled), writes to `console`, and
+    /// gives processes at most `capacity` in all (see [`HostedPlatform::measure_capacity`]).
     pub fn new(runtime: tokio::runtime::Handle, console: Console, capacity: Capacity) -> Self {
         fatal::install_location_hook();
         Self { start: Instant::now(), runtime, console, capacity }
@@ -57,7 +57,7 @@ impl Platform for HostedPlatform {
     fn sleep_until(&self, deadline: i64) -> BoxFuture<()> {
         let after_start = Duration::from_nanos(u64::try_from(deadline).unwrap_or(0));
         match self.start.checked_add(after_start) {
-            Some(instant) => Box::pin(crate::timers::sleep_until(instant)),
+            Some(instant) => Box::pin(crate::timers::sleep_until(instant, Some(&self.runtime))),
             // Beyond what the clock can represent: never.
             None => Box::pin(std::future::pending()),
         }

@@ -7,6 +7,10 @@
 //! at the median). This thread waits on a condition variable until the earliest deadline, which
 //! the OS ends within its timer slack (about 50 µs), and wakes the sleepers' tasks, which the
 //! executor then picks up from its global queue.
+//!
+//! A sleep on a runtime also sets tokio's timer, and ends at whichever fires first: while the
+//! workers are idle, tokio's timer wakes the parked worker itself, one OS wakeup where this
+//! thread takes two (itself, then the worker), which counts when other programs load the host.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -79,9 +83,14 @@ impl Timers {
     }
 }
 
-/// A future that completes at `deadline` (see the module doc).
-pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, key: None }
+/// A future that completes at `deadline`, also set on the timer of `runtime` if given (see the
+/// module doc; the runtime must have its timer enabled).
+pub(crate) fn sleep_until(deadline: Instant, runtime: Option<&tokio::runtime::Handle>) -> Sleep {
+    let runtime_timer = runtime.map(|runtime| {
+        let _inside = runtime.enter();
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    });
+    Sleep { deadline, key: None, runtime_timer }
 }
 
 #[derive(Debug)]
@@ -89,13 +98,18 @@ pub(crate) struct Sleep {
     deadline: Instant,
     /// Set while the timer thread holds this sleeper's waker.
     key: Option<Key>,
+    runtime_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        let runtime_fired = self
+            .runtime_timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(context).is_ready());
+        if runtime_fired || Instant::now() >= self.deadline {
             self.cancel();
             return Poll::Ready(());
         }
@@ -154,7 +168,7 @@ mod tests {
                 let order = order.clone();
                 tasks.spawn(async move {
                     let deadline = start + Duration::from_millis(milliseconds);
-                    sleep_until(deadline).await;
+                    sleep_until(deadline, None).await;
                     assert!(Instant::now() >= deadline);
                     order.lock().unwrap().push(milliseconds);
                 });
@@ -169,7 +183,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let far = Instant::now() + Duration::from_secs(3600);
         runtime.block_on(async {
-            let mut sleep = Box::pin(sleep_until(far));
+            let mut sleep = Box::pin(sleep_until(far, None));
             std::future::poll_fn(|context| {
                 assert!(sleep.as_mut().poll(context).is_pending());
                 Poll::Ready(())
