@@ -108,9 +108,9 @@ fn main() {
     let outcome =
         match arguments.command.unwrap_or(Command::Demo { manifest: None, verbose: false }) {
             Command::Run { file, verbose, environment, directories, args } => {
-                run(&file, verbose, environment, directories, args)
+                run(&file, Report::chosen(verbose), environment, directories, args)
             }
-            Command::Demo { manifest, verbose } => demo(manifest, verbose),
+            Command::Demo { manifest, verbose } => demo(manifest, Report::chosen(verbose)),
             Command::Apps => {
                 for (name, bytes) in image::APPS {
                     println!("{name:<12} {:>8} bytes", bytes.len());
@@ -138,10 +138,24 @@ fn finish(emulator: &Emulator, process: &ProcessRef, name: &str) -> ! {
     exit(exit_code(name, &status))
 }
 
-fn emulator(verbose: bool) -> Result<Emulator, String> {
+/// What the command prints besides the programs' output and its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Nothing,
+    /// The root budget, first (`-v`).
+    Budget,
+}
+
+impl Report {
+    fn chosen(verbose: bool) -> Report {
+        if verbose { Report::Budget } else { Report::Nothing }
+    }
+}
+
+fn emulator(report: Report) -> Result<Emulator, String> {
     let emulator = Emulator::new(Console::Stdout)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
-    if verbose {
+    if report == Report::Budget {
         let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes } =
             emulator.capacity();
         eprintln!(
@@ -173,14 +187,14 @@ fn read_module(file: &Path) -> Result<Vec<u8>, String> {
 
 fn run(
     file: &Path,
-    verbose: bool,
+    report: Report,
     environment: Vec<String>,
     directories: Vec<DirectoryArgument>,
     args: Vec<String>,
 ) -> Outcome {
     let bytes = read_module(file)?;
     let preopens = preopens(directories)?;
-    let emulator = emulator(verbose)?;
+    let emulator = emulator(report)?;
     let module = emulator
         .compile(&bytes)
         .map_err(|reason| format!("cannot load {}: {reason}", file.display()))?;
@@ -191,13 +205,13 @@ fn run(
     finish(&emulator, &process, &name)
 }
 
-fn demo(manifest: Option<PathBuf>, verbose: bool) -> Outcome {
+fn demo(manifest: Option<PathBuf>, report: Report) -> Outcome {
     let manifest = match manifest {
         Some(path) => std::fs::read_to_string(&path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
         None => image::MANIFEST.to_string(),
     };
-    let emulator = emulator(verbose)?;
+    let emulator = emulator(report)?;
     let mut init = None;
     let mut apps = Vec::new();
     for (name, bytes) in image::APPS {
