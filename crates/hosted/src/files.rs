@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cap_fs_ext::{
     DirExt, FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt, SystemTimeSpec,
 };
-use cap_std::fs::{Dir, FileTypeExt, MetadataExt};
+use cap_std::fs::{Dir, FileTypeExt, MetadataExt, OpenOptionsExt};
 use nebulet_kernel::vfs::{
     self, DirectoryEntry, Errno, FileType, Follow, Metadata, Node, OpenOptions, Timestamp,
 };
@@ -230,7 +230,8 @@ impl HostDirectory {
             .write(write)
             .truncate(options.truncate)
             .follow(follow_symlinks(options.follow))
-            .maybe_dir(true);
+            .maybe_dir(true)
+            .custom_flags(NONBLOCKING_OPEN);
         if options.create && options.exclusive {
             host.create_new(true);
         } else if options.create {
@@ -238,7 +239,7 @@ impl HostDirectory {
         }
         let result = self.0.open_with(path, &host);
         let added_write = write && !options.write && !options.truncate;
-        match result {
+        let file = match result {
             // `O_CREAT` without write access opens an existing read-only file on POSIX.
             Err(error)
                 if added_write
@@ -246,12 +247,28 @@ impl HostDirectory {
                     && matches!(errno(&error), Errno::ACCES | Errno::PERM | Errno::ROFS) =>
             {
                 let mut read_only = cap_std::fs::OpenOptions::new();
-                read_only.read(true).follow(follow_symlinks(options.follow)).maybe_dir(true);
+                read_only
+                    .read(true)
+                    .follow(follow_symlinks(options.follow))
+                    .maybe_dir(true)
+                    .custom_flags(NONBLOCKING_OPEN);
                 self.0.open_with(path, &read_only).map_err(|_| error)
             }
             result => result,
-        }
+        }?;
+        blocking_again(file)
     }
+}
+
+/// Opens never wait: opening a FIFO (or some devices) would wait for its other end, on an
+/// executor worker, since opens are quick calls. I/O then waits as usual, off the workers.
+const NONBLOCKING_OPEN: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+
+/// `file` with the non-blocking flag of its open taken off again.
+fn blocking_again(file: cap_std::fs::File) -> io::Result<cap_std::fs::File> {
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(file)
 }
 
 impl vfs::Directory for HostDirectory {
@@ -805,5 +822,22 @@ mod tests {
         fn as_any(&self) -> &dyn core::any::Any {
             self
         }
+    }
+
+    #[test]
+    fn opening_a_fifo_does_not_wait_for_its_writer() {
+        let scratch = Scratch::new();
+        let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+        let fifo = rustix::fs::FileType::Fifo;
+        rustix::fs::mknodat(rustix::fs::CWD, scratch.host("pipe"), fifo, mode, 0).unwrap();
+        let directory = HostDirectory::open(&scratch.host("")).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // On a thread: if the open waited for a writer, it would wait forever.
+        std::thread::spawn(move || {
+            let _ = sender
+                .send(directory.open("pipe", &READ).map(|node| matches!(node, Node::File(_))));
+        });
+        let opened = receiver.recv_timeout(Duration::from_secs(10));
+        assert_eq!(opened, Ok(Ok(true)), "opened at once, as a file");
     }
 }

@@ -1,14 +1,19 @@
 //! Nebulet hosted on Linux: the "userspace emulator" that runs the kernel core as a program.
 //!
 //! The kernel core runs unchanged; this crate supplies its [`Platform`]: tokio's multi-thread
-//! runtime as the executor (one task per process, so processes spread over the cores), tokio
-//! timers, the OS's entropy, stdout as the console, and Cranelift as the module compiler. A
+//! runtime as the executor (one task per process, so processes spread over the cores), a timer
+//! thread, the OS's entropy, stdout as the console, and Cranelift as the module compiler. A
 //! background thread advances the wasmtime epoch every millisecond, so a process that spins
-//! without calls still yields to the others.
+//! without calls still yields to the others. A panic in any task ends the host (a kernel panic).
 #![forbid(unsafe_code)]
 
+mod capacity;
+mod console;
+mod fatal;
 mod files;
 mod platform;
+mod source;
+mod timers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +21,24 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use files::{HostDirectory, HostFile, errno};
-pub use nebulet_kernel::{ExitStatus, Kernel, ProcessOptions, ProcessRef, wasmtime};
+pub use nebulet_kernel::{Capacity, ExitStatus, Kernel, ProcessOptions, ProcessRef, wasmtime};
 pub use platform::{Console, HostedPlatform};
+pub use source::module_binary;
 
 /// How often the epoch advances, and so how long a process may run before it yields.
 pub const EPOCH_INTERVAL: Duration = Duration::from_millis(1);
 
+/// How long dropping an [`Emulator`] waits for its workers and blocking jobs to stop; a job
+/// still running then (a long compile) is left to finish on its own.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_millis(500);
+
 /// A booted hosted kernel: the runtime, the kernel, and the epoch ticker.
 pub struct Emulator {
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
     kernel: Arc<Kernel>,
+    console: Console,
+    capacity: Capacity,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -126,13 +139,17 @@ impl Emulator {
     /// (modules compiled by one engine run only on it). Fails if the options are inconsistent,
     /// e.g. `max_wasm_stack` above `async_stack_size`.
     pub fn with_options(console: Console, options: EngineOptions) -> wasmtime::Result<Self> {
+        // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
+        // are the timer thread's (see `timers`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_time()
             .thread_name("nebulet-cpu")
             .build()
             .map_err(wasmtime::Error::new)?;
         let engine = wasmtime::Engine::new(&options.config())?;
-        let platform = Arc::new(HostedPlatform::new(runtime.handle().clone(), console));
+        let capacity = HostedPlatform::measure_capacity(&options);
+        let platform =
+            Arc::new(HostedPlatform::new(runtime.handle().clone(), console.clone(), capacity));
         let kernel = Kernel::new(platform, engine.clone())?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
@@ -145,7 +162,27 @@ impl Emulator {
                 }
             })
             .map_err(wasmtime::Error::new)?;
-        Ok(Self { runtime, kernel, ticker_stop, ticker: Some(ticker) })
+        Ok(Self {
+            runtime: Some(runtime),
+            kernel,
+            console,
+            capacity,
+            ticker_stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The root budget: what this host gives all processes together.
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    /// Waits until everything processes wrote to the console so far is written out (stdout and
+    /// stderr take the bytes; a pipe nobody reads holds this up as it would any program).
+    pub fn flush_console(&self) {
+        if let Console::Stdout = self.console {
+            console::ConsoleWriter::flush_all();
+        }
     }
 
     /// The kernel.
@@ -163,7 +200,10 @@ impl Emulator {
 
     /// Runs `future` on the kernel's runtime until it completes.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+        self.runtime
+            .as_ref()
+            .expect("the runtime runs until the emulator is dropped")
+            .block_on(future)
     }
 
     /// Starts a process of `module` and waits until it ends.
@@ -174,7 +214,12 @@ impl Emulator {
 }
 
 impl Drop for Emulator {
+    /// Stops whatever still runs: the runtime drops every task (a process ends at its next
+    /// yield, which the still running epoch ticker brings within a tick), then the ticker stops.
     fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(SHUTDOWN_PATIENCE);
+        }
         self.ticker_stop.store(true, Ordering::Relaxed);
         if let Some(ticker) = self.ticker.take() {
             let _ = ticker.join();

@@ -1,18 +1,21 @@
 //! The hosted platform: tokio, the OS clock and entropy, stdout, Cranelift.
 
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nebulet_kernel::vfs::Errno;
-use nebulet_kernel::{BoxFuture, CompileError, ConsoleStream, Platform};
+use nebulet_kernel::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
+
+use crate::console::{ConsoleInput, ConsoleWriter};
+use crate::fatal;
 
 /// Where `debug_write` and WASI stdout/stderr go.
 #[derive(Debug, Clone)]
 pub enum Console {
-    /// The process's standard output.
+    /// The host's standard output and error, through a bounded queue: a full pipe stalls the
+    /// processes that write to it, nothing else. Stdin is the host's.
     Stdout,
-    /// A buffer (tests read what the system printed).
+    /// A buffer (tests read what the system printed), written at once; stdin is empty.
     Buffer(Arc<Mutex<Vec<u8>>>),
 }
 
@@ -22,12 +25,21 @@ pub struct HostedPlatform {
     start: Instant,
     runtime: tokio::runtime::Handle,
     console: Console,
+    capacity: Capacity,
 }
 
 impl HostedPlatform {
-    /// A platform that runs tasks on `runtime` and writes to `console`.
-    pub fn new(runtime: tokio::runtime::Handle, console: Console) -> Self {
-        Self { start: Instant::now(), runtime, console }
+    /// A platform that runs tasks on `runtime` (its timer enabled), writes to `console`, and
+    /// gives processes at most `capacity` in all (see [`HostedPlatform::measure_capacity`]).
+    pub fn new(runtime: tokio::runtime::Handle, console: Console, capacity: Capacity) -> Self {
+        fatal::install_location_hook();
+        Self { start: Instant::now(), runtime, console, capacity }
+    }
+
+    /// What this host can give processes now, for an engine configured by `options`: the
+    /// root budget, measured from `/proc` and the rlimits with a margin for the host.
+    pub fn measure_capacity(options: &crate::EngineOptions) -> Capacity {
+        crate::capacity::measure(options)
     }
 }
 
@@ -45,7 +57,7 @@ impl Platform for HostedPlatform {
     fn sleep_until(&self, deadline: i64) -> BoxFuture<()> {
         let after_start = Duration::from_nanos(u64::try_from(deadline).unwrap_or(0));
         match self.start.checked_add(after_start) {
-            Some(instant) => Box::pin(tokio::time::sleep_until(instant.into())),
+            Some(instant) => Box::pin(crate::timers::sleep_until(instant, Some(&self.runtime))),
             // Beyond what the clock can represent: never.
             None => Box::pin(std::future::pending()),
         }
@@ -56,12 +68,21 @@ impl Platform for HostedPlatform {
     }
 
     fn console_write(&self, stream: ConsoleStream, bytes: Vec<u8>) -> BoxFuture<()> {
-        match (&self.console, stream) {
-            (Console::Stdout, ConsoleStream::Output) => write_all(std::io::stdout().lock(), &bytes),
-            (Console::Stdout, ConsoleStream::Error) => write_all(std::io::stderr().lock(), &bytes),
-            (Console::Buffer(buffer), _) => append(buffer, &bytes),
+        match &self.console {
+            Console::Stdout => Box::pin(ConsoleWriter::get(stream).write(bytes)),
+            Console::Buffer(buffer) => {
+                buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(bytes);
+                Box::pin(std::future::ready(()))
+            }
         }
-        Box::pin(std::future::ready(()))
+    }
+
+    fn console_read(&self, max: usize) -> BoxFuture<Result<Vec<u8>, Errno>> {
+        match &self.console {
+            Console::Stdout => Box::pin(ConsoleInput::get().read(max)),
+            // A captured console has no input: end of file at once.
+            Console::Buffer(_) => Box::pin(async { Ok(Vec::new()) }),
+        }
     }
 
     fn thread_cpu_time(&self) -> i64 {
@@ -70,35 +91,22 @@ impl Platform for HostedPlatform {
 
     fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<i64> {
         let job = self.runtime.spawn_blocking(move || {
-            let start = thread_cpu_ns();
-            work();
-            thread_cpu_ns().saturating_sub(start)
+            fatal::or_abort(|| {
+                let start = thread_cpu_ns();
+                work();
+                thread_cpu_ns().saturating_sub(start)
+            })
         });
+        // A job never panics (that aborts); it fails only if the runtime shut down first.
         Box::pin(async move { job.await.unwrap_or(0) })
     }
 
-    fn console_read(&self, max: usize) -> BoxFuture<Result<Vec<u8>, Errno>> {
-        match &self.console {
-            // Reading stdin blocks: on a thread of its own, not on a worker of the executor.
-            Console::Stdout => Box::pin(async move {
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buffer = vec![0; max.min(1 << 16)];
-                    let count = std::io::stdin().lock().read(&mut buffer)?;
-                    buffer.truncate(count);
-                    Ok::<_, std::io::Error>(buffer)
-                });
-                match read.await {
-                    Ok(Ok(bytes)) => Ok(bytes),
-                    _ => Err(Errno::IO),
-                }
-            }),
-            // A captured console has no input: end of file at once.
-            Console::Buffer(_) => Box::pin(async { Ok(Vec::new()) }),
-        }
+    fn capacity(&self) -> Capacity {
+        self.capacity
     }
 
     fn spawn(&self, task: BoxFuture<()>) {
-        self.runtime.spawn(task);
+        self.runtime.spawn(fatal::guarded(task));
     }
 
     fn compile_module(
@@ -107,11 +115,10 @@ impl Platform for HostedPlatform {
         bytes: &[u8],
     ) -> Result<wasmtime::Module, CompileError> {
         // Text is a hosted convenience; the kernel's rewrite of atomic waits works on binaries.
-        let binary =
-            wat::parse_bytes(bytes).map_err(|error| CompileError::Invalid(error.to_string()))?;
+        let binary = crate::source::to_binary(bytes).map_err(CompileError::Invalid)?;
         let prepared = nebulet_kernel::prepare_module(&binary).map_err(CompileError::Invalid)?;
         wasmtime::Module::new(engine, &prepared)
-            .map_err(|error| CompileError::Invalid(format!("{error:#}")))
+            .map_err(|error| CompileError::Invalid(crate::source::one_line(&format!("{error:#}"))))
     }
 }
 
@@ -119,13 +126,4 @@ impl Platform for HostedPlatform {
 fn thread_cpu_ns() -> i64 {
     let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     time.tv_sec.saturating_mul(1_000_000_000).saturating_add(time.tv_nsec)
-}
-
-fn write_all(mut stream: impl Write, bytes: &[u8]) {
-    // A closed stream (a pipe whose reader left) must not take the kernel down.
-    let _ = stream.write_all(bytes).and_then(|()| stream.flush());
-}
-
-fn append(buffer: &Mutex<Vec<u8>>, bytes: &[u8]) {
-    buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend_from_slice(bytes);
 }

@@ -29,6 +29,10 @@ pub struct Capacity {
     /// Memory mappings processes may cause in all (hosted: Linux's `vm.max_map_count`, less
     /// what the host uses and a margin); `u64::MAX` where mappings are not limited.
     pub mappings: u64,
+    /// Linear memories that may exist in all: each reserves address space beyond its size
+    /// (hosted: the engine's reservation and guards, 4 GiB + 64 MiB by default), and only so
+    /// many reservations fit; `u64::MAX` where memories reserve nothing beyond their size.
+    pub linear_memories: u64,
     /// Threads (each has a stack) that may exist in all.
     pub threads: u64,
     /// Bytes of stack each thread takes (wasmtime's async stack size on this platform).
@@ -37,7 +41,13 @@ pub struct Capacity {
 
 impl Default for Capacity {
     fn default() -> Self {
-        Self { memory_bytes: u64::MAX, mappings: u64::MAX, threads: u64::MAX, stack_bytes: 0 }
+        Self {
+            memory_bytes: u64::MAX,
+            mappings: u64::MAX,
+            linear_memories: u64::MAX,
+            threads: u64::MAX,
+            stack_bytes: 0,
+        }
     }
 }
 

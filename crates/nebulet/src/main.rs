@@ -3,12 +3,15 @@
 #![forbid(unsafe_code)]
 use nebulet::image;
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use nebulet_hosted::{Console, Emulator, ExitStatus, HostDirectory, ProcessOptions};
+use nebulet_hosted::{
+    Capacity, Console, Emulator, ExitStatus, HostDirectory, ProcessOptions, ProcessRef,
+    module_binary,
+};
 use nebulet_kernel::vfs::{Directory, Preopens};
 
 /// Nebulet, a microkernel whose processes are WebAssembly modules, hosted on Linux.
@@ -31,8 +34,11 @@ enum Command {
     /// nothing outside them: `..` above one, absolute paths and symbolic links that lead out
     /// are refused. Without `--dir` it has no files at all.
     Run {
-        /// The module to run.
+        /// The module to run (at most 256 MiB).
         file: PathBuf,
+        /// Prints the root budget (what this host gives all processes) to stderr first.
+        #[arg(short, long)]
+        verbose: bool,
         /// Sets an environment variable of the program (repeatable).
         #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_environment)]
         environment: Vec<String>,
@@ -49,6 +55,9 @@ enum Command {
         /// A manifest file to use instead of the embedded one.
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// Prints the root budget (what this host gives all processes) to stderr first.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Lists the apps of the embedded image with their sizes.
     Apps,
@@ -88,57 +97,121 @@ fn preopens(directories: Vec<DirectoryArgument>) -> Result<Preopens, String> {
         .collect()
 }
 
-fn main() -> ExitCode {
+/// The largest module file `nebulet run` reads.
+const MAX_MODULE_BYTES: u64 = 256 << 20;
+
+/// How the command ends: the first process's exit code, or a one-line error (exit code 1).
+type Outcome = Result<u8, String>;
+
+fn main() {
     let arguments = Arguments::parse();
-    let result = match arguments.command.unwrap_or(Command::Demo { manifest: None }) {
-        Command::Run { file, environment, directories, args } => {
-            run(&file, environment, directories, args)
-        }
-        Command::Demo { manifest } => demo(manifest),
-        Command::Apps => {
-            for (name, bytes) in image::APPS {
-                println!("{name:<12} {:>8} bytes", bytes.len());
+    let outcome =
+        match arguments.command.unwrap_or(Command::Demo { manifest: None, verbose: false }) {
+            Command::Run { file, verbose, environment, directories, args } => {
+                run(&file, Report::chosen(verbose), environment, directories, args)
             }
-            Ok(ExitCode::SUCCESS)
-        }
-    };
-    result.unwrap_or_else(|message| {
-        eprintln!("nebulet: {message}");
-        ExitCode::FAILURE
-    })
+            Command::Demo { manifest, verbose } => demo(manifest, Report::chosen(verbose)),
+            Command::Apps => {
+                for (name, bytes) in image::APPS {
+                    println!("{name:<12} {:>8} bytes", bytes.len());
+                }
+                Ok(0)
+            }
+        };
+    exit(outcome)
 }
 
-fn emulator() -> Result<Emulator, String> {
-    Emulator::new(Console::Stdout).map_err(|error| format!("cannot start the kernel: {error:#}"))
+/// Ends the command. Whatever other processes still do (spin, wait for stdin, sit in a long
+/// call), the host process ends here at once: nothing waits for the runtime to shut down.
+fn exit(outcome: Outcome) -> ! {
+    let code = outcome.unwrap_or_else(|message| {
+        eprintln!("nebulet: {message}");
+        1
+    });
+    std::process::exit(i32::from(code))
+}
+
+/// Waits for `process`, writes out what processes printed until then, and ends the command.
+fn finish(emulator: &Emulator, process: &ProcessRef, name: &str) -> ! {
+    let status = emulator.block_on(process.wait());
+    emulator.flush_console();
+    exit(exit_code(name, &status))
+}
+
+/// What the command prints besides the programs' output and its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Nothing,
+    /// The root budget, first (`-v`).
+    Budget,
+}
+
+impl Report {
+    fn chosen(verbose: bool) -> Report {
+        if verbose { Report::Budget } else { Report::Nothing }
+    }
+}
+
+fn emulator(report: Report) -> Result<Emulator, String> {
+    let emulator = Emulator::new(Console::Stdout)
+        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    if report == Report::Budget {
+        let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes } =
+            emulator.capacity();
+        eprintln!(
+            "nebulet: root budget: {} MiB of memory, {mappings} mappings, {linear_memories} \
+             linear memories, {threads} threads of {} KiB of stack",
+            memory_bytes >> 20,
+            stack_bytes >> 10
+        );
+    }
+    Ok(emulator)
+}
+
+/// The module file's bytes: at most [`MAX_MODULE_BYTES`] (a device or a pipe without end is
+/// refused once it passes it), as a wasm binary (wat text is parsed).
+fn read_module(file: &Path) -> Result<Vec<u8>, String> {
+    let cannot_read = |error: std::io::Error| format!("cannot read {}: {error}", file.display());
+    let too_large = || format!("{} is larger than {} MiB", file.display(), MAX_MODULE_BYTES >> 20);
+    let opened = std::fs::File::open(file).map_err(cannot_read)?;
+    if opened.metadata().map_err(cannot_read)?.len() > MAX_MODULE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    opened.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes).map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_MODULE_BYTES {
+        return Err(too_large());
+    }
+    Ok(module_binary(&bytes, Some(file))?.into_owned())
 }
 
 fn run(
-    file: &PathBuf,
+    file: &Path,
+    report: Report,
     environment: Vec<String>,
     directories: Vec<DirectoryArgument>,
     args: Vec<String>,
-) -> Result<ExitCode, String> {
-    let bytes =
-        std::fs::read(file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+) -> Outcome {
+    let bytes = read_module(file)?;
     let preopens = preopens(directories)?;
-    let emulator = emulator()?;
+    let emulator = emulator(report)?;
     let module = emulator
         .compile(&bytes)
         .map_err(|reason| format!("cannot load {}: {reason}", file.display()))?;
     let name =
         file.file_stem().map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
-    let status =
-        emulator.run(module, ProcessOptions { name: name.clone(), args, environment, preopens });
-    exit_code(&name, &status)
+    let options = ProcessOptions { name: name.clone(), args, environment, preopens };
+    let process = emulator.kernel().spawn(module, options);
+    finish(&emulator, &process, &name)
 }
 
-fn demo(manifest: Option<PathBuf>) -> Result<ExitCode, String> {
+fn demo(manifest: Option<PathBuf>, report: Report) -> Outcome {
     let manifest = match manifest {
         Some(path) => std::fs::read_to_string(&path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
         None => image::MANIFEST.to_string(),
     };
-    let emulator = emulator()?;
+    let emulator = emulator(report)?;
     let mut init = None;
     let mut apps = Vec::new();
     for (name, bytes) in image::APPS {
@@ -155,15 +228,14 @@ fn demo(manifest: Option<PathBuf>) -> Result<ExitCode, String> {
         .kernel()
         .boot(init, &manifest, apps)
         .map_err(|error| format!("cannot boot the image: {error}"))?;
-    let status = emulator.block_on(process.wait());
-    exit_code("init", &status)
+    finish(&emulator, &process, "init")
 }
 
 /// The command's exit code for how the first process ended; prints why if it did not exit.
-fn exit_code(name: &str, status: &ExitStatus) -> Result<ExitCode, String> {
+fn exit_code(name: &str, status: &ExitStatus) -> Outcome {
     match (&status.message, status.reason) {
         (_, nebulet_abi::ExitReason::Exited) => match u8::try_from(status.code) {
-            Ok(code) => Ok(ExitCode::from(code)),
+            Ok(code) => Ok(code),
             Err(_) => {
                 Err(format!("process `{name}` exited with code {}, outside 0..=255", status.code))
             }

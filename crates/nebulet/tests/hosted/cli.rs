@@ -70,3 +70,55 @@ fn the_default_command_boots_the_demo_system() {
     );
     assert!(stdout.contains("init: all"), "{stdout}");
 }
+
+/// Runs `nebulet run PATH` and returns its one line of stderr, asserting it failed with code 1.
+fn run_fails_with_one_line(path: &std::path::Path) -> String {
+    let output = nebulet().arg("run").arg(path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn run_refuses_empty_and_garbage_files_on_one_line() {
+    let empty = write_temporary("empty.wasm", "");
+    assert_eq!(run_fails_with_one_line(&empty), format!("nebulet: {} is empty\n", empty.display()));
+    let garbage = write_temporary("garbage.wasm", "");
+    std::fs::write(&garbage, b"\x7fELF\x02\x01\x01\0\xff\xfe\xfd").unwrap();
+    assert_eq!(
+        run_fails_with_one_line(&garbage),
+        format!("nebulet: {} is neither a wasm module nor wat text\n", garbage.display())
+    );
+}
+
+#[test]
+fn run_reports_a_wat_syntax_error_on_one_line_with_its_place() {
+    let path = write_temporary("syntax.wat", "(module\n  (func (export \"_start\")\n    (oops)))");
+    let stderr = run_fails_with_one_line(&path);
+    assert!(stderr.starts_with("nebulet: "), "{stderr}");
+    assert!(stderr.ends_with(&format!(" at {}:3:6\n", path.display())), "{stderr}");
+}
+
+#[test]
+fn run_reads_at_most_a_bounded_module() {
+    let start = std::time::Instant::now();
+    let stderr = run_fails_with_one_line(std::path::Path::new("/dev/zero"));
+    println!("nebulet run /dev/zero failed after {:?}", start.elapsed());
+    assert_eq!(stderr, "nebulet: /dev/zero is larger than 256 MiB\n");
+}
+
+#[test]
+fn run_verbose_shows_the_root_budget_first() {
+    let path = write_temporary("quiet.wat", "(module (func (export \"_start\")))");
+    let output = nebulet().args(["run", "-v"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let numbers: Vec<u64> =
+        stderr.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+    assert!(stderr.starts_with("nebulet: root budget: "), "{stderr}");
+    assert_eq!(numbers.len(), 5, "{stderr}");
+    assert!(numbers.iter().all(|&number| number > 0), "{stderr}");
+    let quiet = nebulet().arg("run").arg(&path).output().unwrap();
+    assert!(quiet.stderr.is_empty(), "without -v nothing: {quiet:?}");
+}

@@ -9,6 +9,7 @@ mod fuzz;
 mod isolation;
 mod limits;
 mod programs;
+mod shutdown;
 mod system;
 mod threads;
 mod wasi;
