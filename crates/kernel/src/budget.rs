@@ -51,9 +51,11 @@ pub(crate) enum Resource {
     Threads,
     /// Host memory mappings (only the root budget limits them).
     Mappings,
+    /// Linear memories, each with its reserved address space (only the root budget limits them).
+    LinearMemories,
 }
 
-const RESOURCES: usize = 7;
+const RESOURCES: usize = 8;
 
 impl Resource {
     /// The resource a `process_set_limit` limit sets.
@@ -87,6 +89,7 @@ impl Budget {
         budget.set_limit(Resource::Handles, capacity.memory_bytes / 1024);
         budget.set_limit(Resource::Threads, capacity.threads);
         budget.set_limit(Resource::Mappings, capacity.mappings);
+        budget.set_limit(Resource::LinearMemories, capacity.linear_memories);
         Arc::new(budget)
     }
 

@@ -49,7 +49,8 @@ pub(crate) struct ThreadEnvironment {
     /// kernel (wasmtime calls no limiter for shared memories), so the growth is charged after
     /// each run of the process, which ends if its budget cannot hold it.
     charge: spin::Mutex<Charge>,
-    _mappings: Charge,
+    /// Its mappings, and its address-space reservation in the root budget.
+    _mappings: [Charge; 2],
 }
 
 #[cfg(feature = "threads")]
@@ -127,23 +128,43 @@ struct MemoryAccounting {
     /// Linear memories and tables of this store.
     memory: Charge,
     mappings: Charge,
+    /// Linear memories made (each reserves address space), charged to the root only.
+    reservations: Charge,
     /// Set when a growth past the budget was refused.
     denied: bool,
 }
 
 impl MemoryAccounting {
-    /// Charges `bytes` more, and the mappings of a new memory or table when `current` is 0.
-    fn grow(&mut self, current: usize, bytes: u64, mappings: u64) -> bool {
-        let mappings = if current == 0 { mappings } else { 0 };
-        let allowed = self.kernel.memory_allows(bytes)
-            && self.memory.grow(bytes).is_ok()
+    /// Charges `bytes` more, and the mappings (and, for a memory, the address-space reservation)
+    /// of a new memory or table when `current` is 0.
+    fn grow(&mut self, current: usize, bytes: u64, kind: Grown) -> bool {
+        let (mappings, reservations) = match (current, kind) {
+            (0, Grown::Memory) => (MEMORY_MAPPINGS, 1),
+            (0, Grown::Table) => (1, 0),
+            _ => (0, 0),
+        };
+        let allowed = self.kernel.memory_allows(bytes) && self.memory.grow(bytes).is_ok();
+        let allowed = allowed
             && (self.mappings.grow(mappings).is_ok() || {
                 self.memory.shrink(bytes);
+                false
+            });
+        let allowed = allowed
+            && (self.reservations.grow(reservations).is_ok() || {
+                self.memory.shrink(bytes);
+                self.mappings.shrink(mappings);
                 false
             });
         self.denied |= !allowed;
         allowed
     }
+}
+
+/// What a limiter call grows.
+#[derive(Clone, Copy)]
+enum Grown {
+    Memory,
+    Table,
 }
 
 impl wasmtime::ResourceLimiter for MemoryAccounting {
@@ -155,7 +176,7 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
     ) -> wasmtime::Result<bool> {
         // Refused, memory.grow returns -1; at instantiation the process ends "out of resources".
         let growth = desired.saturating_sub(current) as u64;
-        if !self.grow(current, growth, MEMORY_MAPPINGS) {
+        if !self.grow(current, growth, Grown::Memory) {
             return Ok(false);
         }
         self.process.memory_bytes.fetch_add(growth, Ordering::Relaxed);
@@ -169,7 +190,7 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
-        Ok(self.grow(current, growth, 1))
+        Ok(self.grow(current, growth, Grown::Table))
     }
 }
 
@@ -229,6 +250,7 @@ fn new_store(
         _thread: charges,
         memory: Charge::empty(&process.budget, Resource::Memory),
         mappings: Charge::empty(&process.budget, Resource::Mappings),
+        reservations: Charge::empty(&kernel.root, Resource::LinearMemories),
         denied: false,
     };
     kernel.live_threads.fetch_add(1, Ordering::Relaxed);
@@ -276,10 +298,11 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
                     Some((
                         budget.charge(Resource::Memory, minimum * 65_536).ok()?,
                         budget.charge(Resource::Mappings, MEMORY_MAPPINGS).ok()?,
+                        kernel.root.charge(Resource::LinearMemories, 1).ok()?,
                     ))
                 })
                 .flatten();
-            let Some((charge, mappings)) = charges else {
+            let Some((charge, mappings, reservation)) = charges else {
                 let message = alloc::format!(
                     "cannot start: {minimum} pages of shared memory pass the memory budget"
                 );
@@ -303,7 +326,7 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
                 memory,
                 linker,
                 charge: spin::Mutex::new(charge),
-                _mappings: mappings,
+                _mappings: [mappings, reservation],
             });
             environment.linker.instantiate_async(&mut store, &process.module).await
         }
