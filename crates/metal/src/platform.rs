@@ -61,6 +61,7 @@ impl Platform for MetalPlatform {
         Capacity {
             memory_bytes: crate::heap::free_bytes().saturating_sub(HEAP_MARGIN),
             mappings: u64::MAX,
+            linear_memories: u64::MAX,
             threads: u64::MAX,
             stack_bytes: nebulet_metal_image::STACK_BYTES,
         }
