@@ -246,6 +246,10 @@ impl Charge {
         self.amount -= less;
     }
 
+    #[cfg_attr(
+        not(any(test, feature = "threads")),
+        expect(dead_code, reason = "only shared memories read it")
+    )]
     pub(crate) fn amount(&self) -> u64 {
         self.amount
     }
