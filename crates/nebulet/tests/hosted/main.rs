@@ -6,6 +6,7 @@
 
 mod cli;
 mod fuzz;
+mod hostile;
 mod isolation;
 mod limits;
 mod programs;
