@@ -35,10 +35,15 @@ pub struct StressArguments {
     /// minutes); the default is the dev profile, whose dependencies are optimised.
     #[arg(long)]
     release: bool,
-    /// The root budget in bytes to hold the peak RSS to, when nebulet does not print it
-    /// (`root budget: N bytes` on its output).
+    /// The root budget in bytes to hold the peak RSS to, when the stress program cannot read
+    /// it (it prints `root budget: N bytes`, from the BUDGET of a new child).
     #[arg(long)]
     budget: Option<u64>,
+    /// Caps the memory budget of the jail the hostile programs run in, in MiB (by default
+    /// the jail gets all the root budget has left but 256 MiB: on a shared machine, that is
+    /// most of its free memory).
+    #[arg(long, value_name = "MIB")]
+    jail_memory: Option<u64>,
 }
 
 /// What one run showed.
@@ -71,20 +76,27 @@ pub fn stress(arguments: &StressArguments) -> Result<(), String> {
         arguments.seconds,
         program.display()
     );
-    let figures = run_host(&nebulet, &program, arguments.seconds, spinners)?;
+    let mut stress_arguments = vec![arguments.seconds.to_string(), spinners.to_string()];
+    if let Some(mebibytes) = arguments.jail_memory {
+        stress_arguments.push((mebibytes << 20).to_string());
+    }
+    let figures = run_host(&nebulet, &program, arguments.seconds, &stress_arguments)?;
     report(&figures, arguments.budget)
 }
 
+/// Runs `nebulet run PROGRAM -- stress ARGUMENTS` to its end, or `seconds` + [`GRACE`].
 fn run_host(
     nebulet: &Path,
     program: &Path,
     seconds: u64,
-    spinners: usize,
+    arguments: &[String],
 ) -> Result<Figures, String> {
     let mut child = Command::new(nebulet)
         .arg("run")
+        .args(verbose(nebulet))
         .arg(program)
-        .args(["--", "stress", &seconds.to_string(), &spinners.to_string()])
+        .args(["--", "stress"])
+        .args(arguments)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -116,6 +128,12 @@ fn run_host(
     figures.stderr =
         String::from_utf8_lossy(&stderr_text.lock().expect("no reader panicked")).into_owned();
     Ok(figures)
+}
+
+/// `-v`, if this `nebulet run` has it (it prints the root budget first).
+fn verbose(nebulet: &Path) -> Option<&'static str> {
+    let help = Command::new(nebulet).args(["run", "--help"]).output().ok()?;
+    String::from_utf8_lossy(&help.stdout).contains("-v,").then_some("-v")
 }
 
 fn stop(child: &mut Child) -> Result<std::process::ExitStatus, String> {
@@ -184,6 +202,10 @@ fn figure(lines: &[String], key: &str, word: &str) -> Option<u64> {
 fn report(figures: &Figures, budget: Option<u64>) -> Result<(), String> {
     let mebibytes = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     let budget = budget.or_else(|| figure(&figures.lines, "root budget", "budget:"));
+    // `nebulet run -v` prints the root budget too; its lines are shown as they are.
+    for line in figures.stderr.lines().filter(|line| line.contains("budget")) {
+        println!("stress: nebulet says: {line}");
+    }
     println!("stress: host peak RSS {:.0} MiB", mebibytes(figures.peak_rss_bytes));
     match budget {
         Some(bytes) => println!("stress: root budget {:.0} MiB", mebibytes(bytes)),

@@ -43,12 +43,16 @@ fn main() {
         "threads" => threads(),
         "bomb" => bomb(),
         "stress" => {
-            let number = |index: usize, default: usize| {
-                std::env::args().nth(index).map_or(default, |text| {
-                    text.parse().unwrap_or_else(|_| panic!("`{text}` is not a number"))
+            let number = |index: usize| {
+                std::env::args().nth(index).map(|text| {
+                    text.parse::<u64>().unwrap_or_else(|_| panic!("`{text}` is not a number"))
                 })
             };
-            stress::stress(number(2, 30) as i64, number(3, 2));
+            stress::stress(
+                number(2).unwrap_or(30) as i64,
+                number(3).unwrap_or(2) as usize,
+                number(4),
+            );
         }
         other => panic!("unknown case `{other}`"),
     }

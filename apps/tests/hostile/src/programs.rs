@@ -438,3 +438,42 @@ pub const PONG: &str = r#"(module
         (then (call $exit (i32.const 0))))
       (drop (call $write (i32.load (i32.const 0)) (i32.const 64) (i32.load (i32.const 4)) (i32.const 0) (i32.const 0)))
       (br $serve))))"#;
+
+/// A jail: starts a child for every message on its bootstrap channel, whose handles are a
+/// module and, if there is a second, the child's bootstrap handle; once that channel's peer
+/// closes, it kills every child it started and exits. Its budget bounds them all.
+pub const JAIL: &str = r#"(module
+  (import "nebulet" "process_bootstrap" (func $bootstrap (param i32) (result i32)))
+  (import "nebulet" "object_wait_one" (func $wait (param i32 i32 i64 i32) (result i32)))
+  (import "nebulet" "channel_read" (func $read (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "nebulet" "process_create" (func $create (param i32 i32 i32 i32) (result i32)))
+  (import "nebulet" "process_start" (func $start (param i32 i32) (result i32)))
+  (import "nebulet" "process_kill" (func $kill (param i32) (result i32)))
+  (import "nebulet" "handle_close" (func $close (param i32) (result i32)))
+  (import "nebulet" "process_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  ;; 0 bootstrap, 8 name length, 12 handle count, 16/20 handles, 24 new process,
+  ;; 64.. the name, 1024.. the children's handles
+  (func (export "_start")
+    (local $children i32) (local $index i32)
+    (if (call $bootstrap (i32.const 0)) (then (call $exit (i32.const 1))))
+    (block $closed
+      (loop $serve
+        (drop (call $wait (i32.load (i32.const 0)) (i32.const 5) (i64.const 0x7fffffffffffffff) (i32.const 0)))
+        (br_if $closed (call $read (i32.load (i32.const 0)) (i32.const 64) (i32.const 64) (i32.const 16) (i32.const 2) (i32.const 8) (i32.const 12)))
+        (if (i32.eqz (call $create (i32.load (i32.const 16)) (i32.const 64) (i32.load (i32.const 8)) (i32.const 24)))
+          (then
+            (if (i32.eqz (call $start (i32.load (i32.const 24))
+                  (select (i32.load (i32.const 20)) (i32.const 0) (i32.eq (i32.load (i32.const 12)) (i32.const 2)))))
+              (then
+                (i32.store (i32.add (i32.const 1024) (i32.shl (local.get $children) (i32.const 2))) (i32.load (i32.const 24)))
+                (local.set $children (i32.add (local.get $children) (i32.const 1)))))))
+        (drop (call $close (i32.load (i32.const 16))))
+        (br_if $serve (i32.lt_u (local.get $children) (i32.const 256)))))
+    (loop $kill
+      (if (i32.lt_u (local.get $index) (local.get $children))
+        (then
+          (drop (call $kill (i32.load (i32.add (i32.const 1024) (i32.shl (local.get $index) (i32.const 2))))))
+          (local.set $index (i32.add (local.get $index) (i32.const 1)))
+          (br $kill))))
+    (call $exit (i32.const 0))))"#;

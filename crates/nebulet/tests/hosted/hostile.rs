@@ -366,7 +366,7 @@ fn process_kill_ends_a_process_inside_long_writes() {
         system.module(WRITES_FOREVER),
         ProcessOptions { name: "writer".into(), ..Default::default() },
     );
-    eventually(&system, "the writer writes", || !system.console().is_empty());
+    eventually(&system, "the writer writes", || system.console_bytes() > 0);
     writer.kill();
     let status = system.wait(&writer);
     assert_eq!(status.reason, ExitReason::Killed, "{:?}", status.message);

@@ -122,6 +122,11 @@ impl System {
         self.wait(&process)
     }
 
+    /// How many bytes the system has printed so far (without copying them).
+    pub fn console_bytes(&self) -> usize {
+        self.console.lock().unwrap().len()
+    }
+
     /// Everything the system has printed so far.
     pub fn console(&self) -> String {
         String::from_utf8_lossy(&self.console.lock().unwrap()).into_owned()
