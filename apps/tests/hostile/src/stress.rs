@@ -119,14 +119,20 @@ pub fn stress(seconds: i64, spinners: usize, jail_memory: Option<u64>) {
 
     let mut failed_pings = 0u32;
     let end = now() + seconds * SECOND;
-    while now() < end && lateness.len() < lateness.capacity() {
-        let deadline = now() + MILLISECOND;
+    // Each deadline is 1 ms after the last wake, so lateness also counts the time this process
+    // waited for a worker while running its own code between two sleeps.
+    let mut deadline = now() + MILLISECOND;
+    while deadline < end && lateness.len() < lateness.capacity() {
         expect!(raw::nanosleep(deadline), Ok(()));
-        lateness.push(now() - deadline);
+        let woke = now();
+        lateness.push(woke - deadline);
+        deadline = woke + MILLISECOND;
         if lateness.len().is_multiple_of(10) && round_trips.len() < round_trips.capacity() {
             let start = now();
-            match ping(pong.reports) {
-                Ok(()) => round_trips.push(now() - start),
+            let result = ping(pong.reports);
+            deadline = now() + MILLISECOND;
+            match result {
+                Ok(()) => round_trips.push(deadline - MILLISECOND - start),
                 Err(status) => {
                     failed_pings += 1;
                     if failed_pings == 1 {
