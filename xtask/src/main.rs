@@ -6,7 +6,9 @@
 //!   x86_64-unknown-none, `target/metal/image.bin`) and the bare-metal kernel (`crates/metal`),
 //!   and boots them under QEMU;
 //! - `cargo xtask bench`: measures Nebulet against Linux (see `src/bench/mod.rs` and
-//!   `docs/benchmarks.md`).
+//!   `docs/benchmarks.md`);
+//! - `cargo xtask stress`: runs hostile programs on the hosted kernel and checks that it holds
+//!   (see `src/stress.rs` and `docs/stress.md`).
 
 #![forbid(unsafe_code)]
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "bench")]
 mod bench;
+mod stress;
 
 #[derive(Debug, Parser)]
 #[command(about = "Nebulet's build tasks")]
@@ -57,6 +60,12 @@ enum Task {
     /// the measuring code in release mode and runs it (`bench-run`); writes
     /// `target/bench/results.json`, and a full run rewrites `docs/benchmarks.md`.
     Bench(BenchArguments),
+    /// Runs a spawn bomb, a memory bomb, a table bomb, long-call writers and a spinner per core
+    /// on `nebulet run` for SECONDS, beside a well-behaved process that measures its sleep
+    /// lateness and a ping round trip; prints those, the host's peak RSS and the root budget,
+    /// and fails if the host dies or hangs, p99 lateness passes 5 ms, or peak RSS passes the
+    /// root budget.
+    Stress(stress::StressArguments),
     /// `cargo xtask bench` once built in release with the `bench` feature: the measurements.
     #[cfg(feature = "bench")]
     #[command(hide = true)]
@@ -386,6 +395,7 @@ fn main() -> ExitCode {
             qemu(Duration::from_secs(timeout), &cpu, manifest.as_deref(), &qemu_arguments)
         }
         Task::Bench(arguments) => bench_in_release(&arguments),
+        Task::Stress(arguments) => stress::stress(&arguments),
         #[cfg(feature = "bench")]
         Task::BenchRun(arguments) => bench::run(arguments.quick, arguments.idle),
         #[cfg(feature = "bench")]

@@ -6,6 +6,7 @@
 
 mod cli;
 mod fuzz;
+mod hostile;
 mod isolation;
 mod limits;
 mod programs;
@@ -120,6 +121,11 @@ impl System {
             .boot(init.expect("the image has init"), manifest, apps)
             .expect("boot");
         self.wait(&process)
+    }
+
+    /// How many bytes the system has printed so far (without copying them).
+    pub fn console_bytes(&self) -> usize {
+        self.console.lock().unwrap().len()
     }
 
     /// Everything the system has printed so far.
