@@ -77,7 +77,8 @@ pub enum ObjectType {
 pub enum ExitReason {
     /// It called `process_exit` or returned from `_start`.
     Exited = 1,
-    /// It was killed with `process_kill` (by another process, or itself through its own handle).
+    /// It was killed with `process_kill` (by another process, or itself through its own handle),
+    /// or the process that created it ended.
     Killed = 2,
     /// It trapped (a wasm fault, or a failure to instantiate).
     Trapped = 3,

@@ -1,7 +1,7 @@
 //! Processes: a module instance with its handle table, its life stage and how it ended.
 
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -67,6 +67,8 @@ pub(crate) struct Process {
     held: spin::Mutex<Vec<Charge>>,
     /// The service names it has registered, removed from the registry when it ends.
     pub(crate) services: spin::Mutex<Vec<String>>,
+    /// The processes it created: they end when it ends, as a job's processes end with the job.
+    children: spin::Mutex<Vec<Weak<Process>>>,
     /// The WASI descriptor table.
     pub(crate) files: spin::Mutex<crate::wasi::Descriptors>,
     pub(crate) futexes: Futexes,
@@ -108,6 +110,7 @@ impl Process {
             watchdog: Default::default(),
             held: spin::Mutex::new(held),
             services: spin::Mutex::new(Vec::new()),
+            children: spin::Mutex::new(Vec::new()),
             files: spin::Mutex::new(crate::wasi::Descriptors::new(preopens)),
             futexes: Futexes::default(),
             #[cfg(feature = "threads")]
@@ -131,6 +134,16 @@ impl Process {
         }
         self.budget.set_limit(Resource::of_limit(limit), value);
         Ok(())
+    }
+
+    /// Records a process it created, to end with it.
+    pub(crate) fn adopt(&self, child: &Arc<Process>) {
+        let mut children = self.children.lock();
+        // Forget the ended ones now and then: amortized, the list stays as long as the live ones.
+        if children.len().is_power_of_two() {
+            children.retain(|child| child.strong_count() > 0);
+        }
+        children.push(Arc::downgrade(child));
     }
 
     /// Moves from Created to Running with its bootstrap handle; `ERR_BAD_STATE` otherwise.
@@ -191,10 +204,15 @@ impl Process {
         };
         let handles = self.handles.lock().take_all();
         let held = core::mem::take(&mut *self.held.lock());
-        // Outside the locks: closing handles wakes and may free other objects.
+        let children = core::mem::take(&mut *self.children.lock());
+        // Outside the locks: closing handles wakes and may free other objects, and the
+        // subtree ends with its root (at most 32 levels deep, so the recursion is bounded).
         drop(handles);
         drop(bootstrap);
         drop(held);
+        for child in children.iter().filter_map(Weak::upgrade) {
+            child.kill(ExitReason::Killed);
+        }
         self.signals.update(Signals::NONE, Signals::TERMINATED);
     }
 
