@@ -23,8 +23,6 @@ const MIB: i64 = 1 << 20;
 /// The longest any child may take to end: not a benchmark, only a bound that turns a hang
 /// into a failure.
 const PATIENCE: i64 = 60 * SECOND;
-/// `Limit::Threads`, new with subtree budgets: the most threads in the subtree.
-const LIMIT_THREADS: u32 = 6;
 
 fn main() {
     let case = std::env::args().nth(1).unwrap_or_default();
@@ -253,7 +251,7 @@ fn cpu_writer() {
 /// `thread-spawn` fails.
 fn threads() {
     let child = create(compile(programs::SPAWNS_THREADS), "threads");
-    expect!(raw::process_set_limit(child, LIMIT_THREADS, 2), Ok(()));
+    expect!(raw::process_set_limit(child, Limit::Threads as u32, 2), Ok(()));
     expect!(raw::process_start(child, 0), Ok(()));
     assert_exited(&ended(child, "threads"), 0, "threads", programs::SPAWNS_THREADS_CODES);
 }

@@ -8,7 +8,8 @@
 use nebulet_raw as raw;
 use nebulet_raw::{channel, compile, create, expect, name, now, writable, write};
 
-use nebulet_abi::{Limit, Signals};
+use nebulet_abi::layout::InfoBudget;
+use nebulet_abi::{InfoTopic, Limit, Signals};
 
 use crate::programs;
 
@@ -20,9 +21,6 @@ const SECOND: i64 = 1_000 * MILLISECOND;
 const BOMB_LAST_GENERATION: u32 = 12;
 /// Memory the jail's budget leaves to this process and pong.
 const RESERVE_BYTES: u64 = 256 << 20;
-/// `object_get_info` topic BUDGET, new with subtree budgets, and the size of its record.
-const TOPIC_BUDGET: u32 = 3;
-const BUDGET_BYTES: usize = 144;
 
 /// A child, and the other end of its bootstrap channel (on which it may report).
 struct Child {
@@ -60,10 +58,12 @@ fn report(reports: u32) -> Option<i32> {
 
 /// What a charge of memory to `process` could still take (`memory_available` of its BUDGET).
 fn memory_available(process: u32) -> Option<u64> {
-    let mut bytes = [0u8; BUDGET_BYTES];
+    let mut bytes = [0u8; InfoBudget::SIZE];
+    let topic = InfoTopic::Budget as u32;
     let status =
-        raw::object_get_info(process, TOPIC_BUDGET, writable(&mut bytes), BUDGET_BYTES as u32, 0);
-    (status == 0).then(|| u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")))
+        raw::object_get_info(process, topic, writable(&mut bytes), InfoBudget::SIZE as u32, 0);
+    // The memory entry is the first of `Limit::ALL`.
+    (status == 0).then(|| InfoBudget::from_bytes(&bytes).available[0])
 }
 
 /// Median, 99th percentile and maximum of `samples` (sorted in place), in microseconds.
