@@ -143,6 +143,10 @@ impl Emulator {
         // are the timer thread's (see `timers`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_time()
+            // Woken processes (a timer, a message from another core) wait in the global queue;
+            // a worker busy with a spinning process looks there between every two polls (each
+            // at most an epoch tick long), not every few dozen.
+            .global_queue_interval(1)
             .thread_name("nebulet-cpu")
             .build()
             .map_err(wasmtime::Error::new)?;
