@@ -8,12 +8,15 @@ use crate::scratch::PAGE;
 
 /// WASI rights: all of preview 1's.
 const ALL_RIGHTS: i64 = (1 << 29) - 1;
+/// Plain files the steered `path_open` opens or creates.
+const FILES: [&str; 4] = ["a", "b", "c.txt", "dir/a"];
 
 impl Fuzzer {
     fn rights_mask(&mut self) -> i64 {
-        match self.random.weighted(&[40, 40, 20]) {
+        match self.random.weighted(&[30, 10, 40, 20]) {
             0 => ALL_RIGHTS,
-            1 => (self.random.next() as i64) & ALL_RIGHTS,
+            1 => 0,
+            2 => (self.random.next() as i64) & ALL_RIGHTS,
             _ => self.random.next() as i64,
         }
     }
@@ -208,11 +211,21 @@ impl Fuzzer {
     }
 
     fn open(&mut self, fd: u32, path: u32, length: u32) -> i32 {
+        let (mut fd, mut path, mut length) = (fd, path, length);
         let dirflags = self.small_flags(1);
-        let oflags = self.small_flags(4);
-        let (base, inheriting) = (self.rights_mask(), self.rights_mask());
-        let fdflags = self.small_flags(5);
-        let out = self.writable(4, false);
+        let (mut oflags, mut base, mut inheriting) =
+            (self.small_flags(4), self.rights_mask(), self.rights_mask());
+        let mut fdflags = self.small_flags(5);
+        let mut out = self.writable(4, false);
+        if self.random.percent(40) {
+            // Steered: a plain file in the preopen, created if need be, with every right, so
+            // the calls on descriptors have files to work on.
+            fd = self.files.preopen;
+            let file = self.random.pick(&FILES);
+            (path, length) = self.scratch_text(file.as_bytes());
+            (oflags, base, inheriting, fdflags) = (1, ALL_RIGHTS, ALL_RIGHTS, 0);
+            out = self.scratch_place(4);
+        }
         self.note(&[fd.into(), dirflags.into(), path.into(), oflags.into(), base, fdflags.into()]);
         let errno =
             wasi::path_open(fd, dirflags, path, length, oflags, base, inheriting, fdflags, out);

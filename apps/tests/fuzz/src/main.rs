@@ -13,7 +13,7 @@
 //! Checks: a `nebulet` status must be `OK` or one of that call's errors in `CALLS` (never
 //! `ERR_INTERNAL`); a WASI errno must be one of preview 1 (0 to 76). At the end each copy sends
 //! its figures to the first process, which adds them up and fails if fewer than the minimum of
-//! calls ran (default 100 a second per process) or if a call of the table never returned `OK`.
+//! calls ran (default 1,000 a second per process) or if a call of the table never returned `OK`.
 //!
 //! Arguments come from a pool of handles (channels, events, timers, modules of tiny WAT
 //! programs, processes, mostly unstarted), random numbers, 0, pointers into a scratch page at the
@@ -57,7 +57,7 @@ const POOL: usize = 48;
 /// Process handles outside the pool, one per process created, to kill them all at the end.
 const KEEPERS: usize = 128;
 /// Calls a process must make at least, per second of fuzzing.
-const MINIMUM_CALLS_PER_SECOND: u64 = 100;
+const MINIMUM_CALLS_PER_SECOND: u64 = 1_000;
 /// The percentage of calls that are WASI functions.
 const WASI_PERCENT: u64 = 35;
 
@@ -249,7 +249,8 @@ impl Fuzzer {
                 let index = self.random.below(wasi::FUNCTIONS.len() as u64) as usize;
                 let errno = self.wasi_call(index);
                 if !self.tally.wasi(index, errno) {
-                    self.fail(number, wasi::FUNCTIONS[index], errno, "a WASI preview 1 errno");
+                    let errno = format!("errno {errno}");
+                    self.fail(number, wasi::FUNCTIONS[index], &errno, "a WASI preview 1 errno");
                 }
             } else {
                 let index = self.pick_call();
@@ -286,11 +287,12 @@ impl Fuzzer {
             self.dispatch(name)
         };
         if !self.tally.nebulet(index, status) {
-            self.fail(number, name, status, "OK or an error the contract lists for this call");
+            let status = raw::name(status);
+            self.fail(number, name, &status, "OK or an error the contract lists for this call");
         }
     }
 
-    fn fail(&self, number: u64, name: &str, status: i32, allowed: &str) -> ! {
+    fn fail(&self, number: u64, name: &str, status: &str, allowed: &str) -> ! {
         panic!(
             "fuzz: call {number}: {name}{:?} returned {status}, which is not {allowed} \
              ({}, seed {:016x})",
