@@ -160,7 +160,8 @@ impl Fuzzer {
             let reason = ExitReason::from_raw(info.exit_reason).map_or("unknown", ExitReason::word);
             assert!(
                 status == 0 && self.tally.add_report(&report[..length as usize]),
-                "fuzz: copy {index} failed: {reason}, exit code {} (its panic is above)",
+                "fuzz: copy {index} failed: {reason}, exit code {} (if it panicked, the report \
+                 above has a line `fuzz: copy {index} panicked`)",
                 info.exit_code
             );
             assert_eq!(

@@ -128,23 +128,23 @@ fn random_seed() -> u64 {
 
 fn main() {
     let (role, seconds, seed) = match copies::copy_from_name() {
-        Some((index, seconds, seed)) => (Role::Copy { index }, seconds, seed),
+        Some((index, seconds, seed)) => {
+            println!("fuzz: copy {index}: seed {seed:016x}, {seconds} s");
+            (Role::Copy { index }, seconds, seed)
+        }
         None => {
             let options = options();
             let seed = options.seed.unwrap_or_else(random_seed);
-            (Role::First { options }, 0, seed)
+            let seconds = options.seconds;
+            println!("fuzz: seed {seed:016x}, {seconds} s, {} copies", options.copies);
+            (Role::First { options }, seconds, seed)
         }
     };
-    let seconds = match &role {
-        Role::First { options } => options.seconds,
-        Role::Copy { .. } => seconds,
-    };
-    match &role {
-        Role::First { options } => {
-            println!("fuzz: seed {seed:016x}, {seconds} s, {} copies", options.copies)
-        }
-        Role::Copy { index } => println!("fuzz: copy {index}: seed {seed:016x}, {seconds} s"),
-    }
+    // One line per panic, marked like the report, so the test shows it with the figures.
+    let label = role.to_string();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("fuzz: {label} panicked: {}", info.to_string().replace('\n', " "));
+    }));
     let waker = waker::start();
     let mut fuzzer = Fuzzer::new(seed, role);
     let start = raw::clock_monotonic();

@@ -174,30 +174,41 @@ impl Fuzzer {
     }
 
     /// An iovec array for `fd`: `(address, count)`. Buffers lie in the scratch page (the kernel
-    /// may write them) or outside memory; for the console each holds at most one byte.
+    /// may write them) or outside memory. For the console the array is always the fuzzer's own
+    /// (or outside memory), and each buffer is at most one dot.
     pub(crate) fn io_vectors(&mut self, fd: u32) -> (u32, u32) {
         let console = fd == 1 || fd == 2;
         let count = match self.random.weighted(&[10, 75, 10, 5]) {
             0 => 0,
             1 => 1 + self.random.below32(4),
-            2 if !console => 1025 + self.random.below32(8),
+            2 => 1025 + self.random.below32(8),
             _ => self.random.u32(),
         };
         if count > 8 || self.random.percent(5) {
-            return (self.readable(), count);
+            let array = if console {
+                self.scratch.end() + self.random.below32(64)
+            } else {
+                self.readable()
+            };
+            return (array, count);
         }
         let address = self.scratch_place(count * 8);
         for index in 0..count {
-            let length = match self.random.weighted(&[20, 60, 20]) {
-                _ if console => self.random.below32(2),
-                0 => 0,
-                1 => self.random.below32(4096),
-                _ => self.random.below32(PAGE + 1),
-            };
-            let buffer = if self.random.percent(90) {
-                self.scratch_place(length.min(PAGE))
+            let (buffer, length) = if console {
+                let (dot, _) = self.scratch_text(b".");
+                (dot, self.random.below32(2))
             } else {
-                self.writable(length, false)
+                let length = match self.random.weighted(&[20, 60, 20]) {
+                    0 => 0,
+                    1 => self.random.below32(4096),
+                    _ => self.random.below32(PAGE + 1),
+                };
+                let buffer = if self.random.percent(90) {
+                    self.scratch_place(length.min(PAGE))
+                } else {
+                    self.writable(length, false)
+                };
+                (buffer, length)
             };
             self.scratch.write(address + index * 8, &buffer.to_le_bytes());
             self.scratch.write(address + index * 8 + 4, &length.to_le_bytes());
