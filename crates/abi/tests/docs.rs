@@ -2,9 +2,11 @@
 //!
 //! The document is prose for people, but its headings, signature lines and tables have a fixed
 //! shape, so this test can parse them and compare every name and number with the crate: the call
-//! sections against `calls::CALLS`, every `ERR_*` name against `Error::ALL`, the tables of status
-//! codes, rights, signals, object types, process states, exit reasons, info topics, layouts,
-//! limits, resource limits, constants and default rights against the crate's definitions.
+//! sections against `calls::CALLS` (signatures, arguments, and error lists: the crate is their
+//! source, and each call's `Errors:` bullets must name its `errors` in the same order), every
+//! `ERR_*` name against `Error::ALL`, the tables of status codes, rights, signals, object types,
+//! process states, exit reasons, info topics, layouts, limits, resource limits, constants and
+//! default rights against the crate's definitions.
 //!
 //! Each test collects every difference it finds and fails with all of them, naming the line of
 //! the document where it can.
@@ -346,6 +348,52 @@ fn check_call_section(
             }
         }
     }
+    let documented: Vec<Line<'_>> = bullets
+        .iter()
+        .filter_map(|&(number, line)| bullet_name(line).map(|error| (number, error)))
+        .collect();
+    check_error_list(call, errors_line, &documented, problems);
+}
+
+/// Compares the `ERR_*` bullets of a call's `Errors:` paragraph (line, name) with the call's
+/// `errors` in `calls::CALLS`: the same names in the same order, naming the first line that
+/// differs.
+fn check_error_list(
+    call: &Call,
+    errors_line: usize,
+    documented: &[Line<'_>],
+    problems: &mut Vec<String>,
+) {
+    let expected: Vec<&str> = call.errors.iter().map(|error| error.name()).collect();
+    let names: Vec<&str> = documented.iter().map(|&(_, error)| error).collect();
+    if names == expected {
+        return;
+    }
+    let name = call.name;
+    let position = names.iter().zip(&expected).take_while(|(doc, crate_)| doc == crate_).count();
+    let (number, what) = match (documented.get(position), expected.get(position)) {
+        (Some(&(number, error)), Some(wanted)) => {
+            (number, format!("lists `{error}` where calls::CALLS has `{wanted}`"))
+        }
+        (Some(&(number, error)), None) => {
+            (number, format!("lists `{error}`, past the end of the list in calls::CALLS"))
+        }
+        (None, Some(wanted)) => (
+            documented.last().map_or(errors_line, |&(number, _)| number),
+            format!("ends before `{wanted}`, which calls::CALLS lists next"),
+        ),
+        (None, None) => (errors_line, String::from("differs")),
+    };
+    let missing: Vec<&str> =
+        expected.iter().filter(|error| !names.contains(error)).copied().collect();
+    let extra: Vec<&str> =
+        names.iter().filter(|error| !expected.contains(error)).copied().collect();
+    problems.push(format!(
+        "line {number}: the error list of `{name}` {what} (error {}); the doc lists {names:?}, \
+         calls::CALLS lists {expected:?}; missing from the doc: {missing:?}, not in the crate: \
+         {extra:?}",
+        position + 1
+    ));
 }
 
 #[test]

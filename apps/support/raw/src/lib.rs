@@ -1,7 +1,10 @@
 //! The `nebulet` imports with plain integer parameters, for the test programs that must pass
 //! what the SDK never would (bad pointers, bad handles): every call of
-//! `nebulet_abi::calls::CALLS` but `process_exit`, whose callers use the SDK or WASI.
+//! `nebulet_abi::calls::CALLS` but `process_exit`, whose callers use the SDK or WASI; and, in
+//! [`wasi`], the WASI preview 1 functions.
 #![allow(unsafe_code, reason = "the raw imports; every call passes integers the kernel must check")]
+
+pub mod wasi;
 
 mod imports {
     #[link(wasm_import_module = "nebulet")]
