@@ -118,6 +118,7 @@ pub const CALLS: &[Call] = &[
             AccessDenied,
             InvalidArgs,
             NoResources,
+            BadState,
             PeerClosed,
             ShouldWait,
         ],
@@ -157,7 +158,7 @@ pub const CALLS: &[Call] = &[
     status(
         "module_compile",
         &[("bytes", I32), ("length", I32), ("out_handle", I32)],
-        &[InvalidArgs, NotSupported, BadModule, NoResources],
+        &[InvalidArgs, NotSupported, NoResources, BadModule, NoResources],
     ),
     status(
         "process_create",
@@ -212,7 +213,16 @@ pub const CALLS: &[Call] = &[
     status(
         "service_register",
         &[("name", I32), ("name_length", I32), ("channel", I32)],
-        &[OutOfRange, InvalidArgs, BadHandle, WrongType, AccessDenied, PeerClosed, AlreadyExists],
+        &[
+            OutOfRange,
+            InvalidArgs,
+            BadHandle,
+            WrongType,
+            AccessDenied,
+            PeerClosed,
+            NoResources,
+            AlreadyExists,
+        ],
     ),
     status(
         "service_connect",
@@ -225,6 +235,7 @@ pub const CALLS: &[Call] = &[
             AccessDenied,
             NotFound,
             InvalidArgs,
+            BadState,
             ShouldWait,
         ],
     ),

@@ -60,13 +60,13 @@ pub(super) fn register(
     if registered.len() >= SERVICES_PER_PROCESS {
         return Err(Error::NoResources);
     }
+    let size = name.len() as u64 + SERVICE_OVERHEAD_BYTES;
+    let charge = call.process.budget.charge(Resource::Memory, size)?;
     let mut services = call.kernel.services.lock();
     // A name whose server has gone (the registered endpoint's peer closed) is free again.
     if services.get(&name).is_some_and(|service| !service.endpoint.is_peer_closed()) {
         return Err(Error::AlreadyExists);
     }
-    let size = name.len() as u64 + SERVICE_OVERHEAD_BYTES;
-    let charge = call.process.budget.charge(Resource::Memory, size)?;
     table.remove(channel)?;
     registered.push(name.clone());
     let service = Service { endpoint, owner: call.process.koid, _charge: charge };
