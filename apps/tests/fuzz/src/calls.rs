@@ -116,10 +116,13 @@ impl Fuzzer {
                     2 => 60 + self.random.below32(8),
                     _ => self.random.u32(),
                 };
+                // The handles move: the array is always the fuzzer's own (built from the pool,
+                // never a kept handle) or outside memory. An array read from anywhere in its
+                // memory would send its keepers and copies away.
                 let handles = if handle_count <= 80 && self.random.percent(80) {
                     self.handle_array(handle_count)
                 } else {
-                    self.readable()
+                    self.scratch.end() + self.random.below32(u32::MAX - self.scratch.end())
                 };
                 self.note(&[
                     handle.into(),

@@ -5,6 +5,7 @@ use nebulet_raw::wasi;
 
 use crate::Fuzzer;
 use crate::scratch::PAGE;
+use crate::wasi::Direction;
 
 /// WASI rights: all of preview 1's.
 const ALL_RIGHTS: i64 = (1 << 29) - 1;
@@ -131,7 +132,8 @@ impl Fuzzer {
     /// `fd_read`, `fd_write`, `fd_pread` and `fd_pwrite`.
     fn transfer(&mut self, name: &str) -> i32 {
         let fd = self.fd();
-        let (iovs, count) = self.io_vectors(fd);
+        let direction = if name.ends_with("read") { Direction::Read } else { Direction::Write };
+        let (iovs, count) = self.io_vectors(fd, direction);
         let offset = self.offset();
         let out = self.writable(4, false);
         self.note(&[fd.into(), iovs.into(), count.into(), offset, out.into()]);

@@ -94,6 +94,13 @@ pub(crate) const TARGETS: [&str; 9] =
 /// Offsets and sizes: small ones in a file's first MiB, and extremes.
 const EXTREMES: [i64; 6] = [0, -1, i64::MIN, i64::MAX, 1 << 40, i64::MAX - 4096];
 
+/// Whether a call reads into its iovecs' buffers or writes from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Read,
+    Write,
+}
+
 /// The descriptor side of the fuzzer's WASI state.
 #[derive(Debug)]
 pub struct Files {
@@ -174,10 +181,12 @@ impl Fuzzer {
     }
 
     /// An iovec array for `fd`: `(address, count)`. Buffers lie in the scratch page (the kernel
-    /// may write them) or outside memory. For the console the array is always the fuzzer's own
-    /// (or outside memory), and each buffer is at most one dot.
-    pub(crate) fn io_vectors(&mut self, fd: u32) -> (u32, u32) {
+    /// may write them) or outside memory. The array itself lies anywhere only for writes to
+    /// files: for reads its entries would let the kernel write anywhere in the fuzzer's memory,
+    /// and for the console each buffer must be at most one dot.
+    pub(crate) fn io_vectors(&mut self, fd: u32, direction: Direction) -> (u32, u32) {
         let console = fd == 1 || fd == 2;
+        let anywhere = direction == Direction::Write && !console;
         let count = match self.random.weighted(&[10, 75, 10, 5]) {
             0 => 0,
             1 => 1 + self.random.below32(4),
@@ -185,10 +194,10 @@ impl Fuzzer {
             _ => self.random.u32(),
         };
         if count > 8 || self.random.percent(5) {
-            let array = if console {
-                self.scratch.end() + self.random.below32(64)
-            } else {
+            let array = if anywhere {
                 self.readable()
+            } else {
+                self.scratch.end() + self.random.below32(64)
             };
             return (array, count);
         }
