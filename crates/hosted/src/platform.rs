@@ -26,6 +26,9 @@ pub struct HostedPlatform {
     runtime: tokio::runtime::Handle,
     console: Console,
     capacity: Capacity,
+    /// Blocking jobs (compiles, file I/O) running at once: at most one per core, so that however
+    /// many processes compile at once, the executor's workers keep most of the machine.
+    blocking: Arc<tokio::sync::Semaphore>,
 }
 
 impl HostedPlatform {
@@ -33,7 +36,9 @@ impl HostedPlatform {
     /// gives processes at most `capacity` in all (see [`HostedPlatform::measure_capacity`]).
     pub fn new(runtime: tokio::runtime::Handle, console: Console, capacity: Capacity) -> Self {
         fatal::install_location_hook();
-        Self { start: Instant::now(), runtime, console, capacity }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let blocking = Arc::new(tokio::sync::Semaphore::new(cores));
+        Self { start: Instant::now(), runtime, console, capacity, blocking }
     }
 
     /// What this host can give processes now, for an engine configured by `options`: the
@@ -90,15 +95,22 @@ impl Platform for HostedPlatform {
     }
 
     fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<i64> {
-        let job = self.runtime.spawn_blocking(move || {
-            fatal::or_abort(|| {
-                let start = thread_cpu_ns();
-                work();
-                thread_cpu_ns().saturating_sub(start)
-            })
-        });
-        // A job never panics (that aborts); it fails only if the runtime shut down first.
-        Box::pin(async move { job.await.unwrap_or(0) })
+        let (runtime, blocking) = (self.runtime.clone(), self.blocking.clone());
+        Box::pin(async move {
+            // The semaphore is never closed, so this waits for a turn and never fails.
+            let Ok(turn) = blocking.acquire_owned().await else { return 0 };
+            let job = runtime.spawn_blocking(move || {
+                fatal::or_abort(|| {
+                    lower_priority();
+                    let start = thread_cpu_ns();
+                    work();
+                    drop(turn);
+                    thread_cpu_ns().saturating_sub(start)
+                })
+            });
+            // A job never panics (that aborts); it fails only if the runtime shut down first.
+            job.await.unwrap_or(0)
+        })
     }
 
     fn capacity(&self) -> Capacity {
@@ -119,6 +131,18 @@ impl Platform for HostedPlatform {
         let prepared = nebulet_kernel::prepare_module(&binary).map_err(CompileError::Invalid)?;
         wasmtime::Module::new(engine, &prepared)
             .map_err(|error| CompileError::Invalid(crate::source::one_line(&format!("{error:#}"))))
+    }
+}
+
+/// Makes the calling blocking thread yield the CPU to the executor's workers: a compile or a
+/// file transfer done for one process must not take time from every other process's
+/// wake-ups. Once per thread (tokio reuses its blocking threads); a refusal leaves it as it was.
+fn lower_priority() {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !LOWERED.replace(true) {
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
     }
 }
 
