@@ -195,6 +195,26 @@ pub fn process_info(handle: u32) -> nebulet_abi::layout::InfoProcess {
     nebulet_abi::layout::InfoProcess::from_bytes(&buffer)
 }
 
+/// Waits until `deadline` for a child to end and returns how it ended; a child that has not
+/// ended by then is killed, and the caller panics naming `what`.
+pub fn ended(child: u32, what: &str, deadline: i64) -> nebulet_abi::layout::InfoProcess {
+    let terminated = nebulet_abi::Signals::TERMINATED.bits();
+    let result = object_wait_one(child, terminated, deadline, 0);
+    if result != 0 {
+        let _ = process_kill(child);
+        panic!("{what}: did not end in time: {}", name(result));
+    }
+    let info = process_info(child);
+    assert_eq!(info.state, nebulet_abi::ProcessState::Ended as u32, "{what}");
+    info
+}
+
+/// How a process ended, as a word for messages ("exited", "killed", ...).
+pub fn reason(info: &nebulet_abi::layout::InfoProcess) -> String {
+    nebulet_abi::ExitReason::from_raw(info.exit_reason)
+        .map_or(format!("reason {}", info.exit_reason), |reason| reason.word().into())
+}
+
 /// A module compiled from wasm or (hosted) WAT text (asserting the call succeeds).
 pub fn compile(source: &str) -> u32 {
     let mut module = 0u32;

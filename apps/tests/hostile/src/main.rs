@@ -11,11 +11,11 @@ mod stress;
 
 use nebulet_raw as raw;
 use nebulet_raw::{
-    address, channel, compile, create, expect, name, now, process_info, writable, write,
+    address, channel, compile, create, expect, name, now, process_info, reason, writable, write,
 };
 
 use nebulet_abi::layout::InfoProcess;
-use nebulet_abi::{Error, ExitReason, Limit, ProcessState, Signals};
+use nebulet_abi::{Error, ExitReason, Limit, Signals};
 
 const MILLISECOND: i64 = 1_000_000;
 const SECOND: i64 = 1_000 * MILLISECOND;
@@ -64,19 +64,7 @@ fn set_limit(process: u32, limit: Limit, value: i64) {
 /// Waits (at most [`PATIENCE`]) for a child to end and returns how it ended; a child that does
 /// not end in time is killed, and the case fails.
 fn ended(child: u32, what: &str) -> InfoProcess {
-    let result = raw::object_wait_one(child, Signals::TERMINATED.bits(), now() + PATIENCE, 0);
-    if result != 0 {
-        let _ = raw::process_kill(child);
-        panic!("{what}: did not end within {} s: {}", PATIENCE / SECOND, name(result));
-    }
-    let info = process_info(child);
-    assert_eq!(info.state, ProcessState::Ended as u32, "{what}");
-    info
-}
-
-fn reason(info: &InfoProcess) -> String {
-    ExitReason::from_raw(info.exit_reason)
-        .map_or(format!("reason {}", info.exit_reason), |reason| reason.word().into())
+    raw::ended(child, what, now() + PATIENCE)
 }
 
 /// Starts `source` with `limits` (and `bootstrap`, 0 for none) and returns how it ended.

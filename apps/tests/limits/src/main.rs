@@ -6,13 +6,14 @@
 
 use nebulet_raw as raw;
 use nebulet_raw::{
-    channel, compile, create, duplicate, event, expect, name, now, process_info, writable, write,
+    channel, compile, create, duplicate, event, expect, name, now, process_info, reason, writable,
+    write,
 };
 
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{
     CHANNEL_MAX_MESSAGE_BYTES, CHANNEL_MAX_QUEUED_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, Error,
-    ExitReason, Limit, ProcessState, Rights, Signals,
+    ExitReason, Limit, Rights, Signals,
 };
 
 /// A handle value no process holds (values are random; a clash is a 1 in 2^32 event).
@@ -74,19 +75,7 @@ fn set_limit(process: u32, limit: Limit, value: i64) {
 /// Waits (at most `patience` nanoseconds) for a child to end and returns how it ended; a child
 /// that does not end in time is killed, and the case fails.
 fn ended(child: u32, what: &str, patience: i64) -> InfoProcess {
-    let result = wait_until(child, Signals::TERMINATED, now() + patience);
-    if result != 0 {
-        let _ = raw::process_kill(child);
-        panic!("{what}: did not end within {} ms: {}", patience / MILLISECOND, name(result));
-    }
-    let info = process_info(child);
-    assert_eq!(info.state, ProcessState::Ended as u32, "{what}");
-    info
-}
-
-fn reason(info: &InfoProcess) -> String {
-    ExitReason::from_raw(info.exit_reason)
-        .map_or(format!("reason {}", info.exit_reason), |reason| reason.word().into())
+    raw::ended(child, what, now() + patience)
 }
 
 /// Asserts that a child ended with `want` (and, for "exited", with code 0).
