@@ -239,11 +239,11 @@ impl Charge {
         Ok(())
     }
 
-    /// Gives back `less` (at most what it holds).
-    pub(crate) fn shrink(&mut self, less: u64) {
-        let less = less.min(self.amount);
-        self.budget.give(self.resource, less);
-        self.amount -= less;
+    /// Takes over what `other` holds (of the same budget and resource), to give it back with
+    /// this charge.
+    pub(crate) fn absorb(&mut self, mut other: Charge) {
+        debug_assert!(Arc::ptr_eq(&self.budget, &other.budget) && self.resource == other.resource);
+        self.amount += core::mem::take(&mut other.amount);
     }
 
     #[cfg_attr(

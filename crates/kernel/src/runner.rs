@@ -143,20 +143,23 @@ impl MemoryAccounting {
             (0, Grown::Table) => (1, 0),
             _ => (0, 0),
         };
-        let allowed = self.kernel.memory_allows(bytes) && self.memory.grow(bytes).is_ok();
-        let allowed = allowed
-            && (self.mappings.grow(mappings).is_ok() || {
-                self.memory.shrink(bytes);
-                false
-            });
-        let allowed = allowed
-            && (self.reservations.grow(reservations).is_ok() || {
-                self.memory.shrink(bytes);
-                self.mappings.shrink(mappings);
-                false
-            });
-        self.denied |= !allowed;
-        allowed
+        let budget = &self.process.budget;
+        // Each charge taken before a refused one is given back as it drops.
+        let charges = self.kernel.memory_allows(bytes).then(|| -> Result<_, nebulet_abi::Error> {
+            Ok([
+                budget.charge(Resource::Memory, bytes)?,
+                budget.charge(Resource::Mappings, mappings)?,
+                self.kernel.root.charge(Resource::LinearMemories, reservations)?,
+            ])
+        });
+        let Some(Ok([memory, mappings, reservations])) = charges else {
+            self.denied = true;
+            return false;
+        };
+        self.memory.absorb(memory);
+        self.mappings.absorb(mappings);
+        self.reservations.absorb(reservations);
+        true
     }
 }
 
