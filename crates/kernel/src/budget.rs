@@ -233,6 +233,10 @@ impl Charge {
     }
 
     /// Takes `more`, or nothing and `ERR_NO_RESOURCES`.
+    #[cfg_attr(
+        not(any(test, feature = "threads")),
+        expect(dead_code, reason = "only shared memories grow a charge in place")
+    )]
     pub(crate) fn grow(&mut self, more: u64) -> Result<(), Error> {
         self.budget.take(self.resource, more)?;
         self.amount += more;

@@ -21,6 +21,11 @@ const SECOND: i64 = 1_000 * MILLISECOND;
 const BOMB_LAST_GENERATION: u32 = 12;
 /// Memory the jail's budget leaves to this process and pong.
 const RESERVE_BYTES: u64 = 256 << 20;
+/// The most threads in the jail. Their stacks are charged to the root budget, not to the jail's
+/// memory, so the jail's memory limit leaves room for them too.
+const JAIL_THREADS: u64 = 2_048;
+/// The stack of each thread on the hosted platform (wasmtime's async stack size by default).
+const STACK_BYTES: u64 = 2 << 20;
 
 /// A child, and the other end of its bootstrap channel (on which it may report).
 struct Child {
@@ -36,14 +41,14 @@ fn start(source: &str, what: &str) -> Child {
     Child { process, reports }
 }
 
-/// Has the jail start `source` with `message` queued on its bootstrap channel; returns the
+/// Has the jail start `module` with `message` queued on its bootstrap channel; returns the
 /// other end of that channel.
-fn jailed(jail: u32, source: &str, what: &str, message: &[u8]) -> u32 {
+fn jailed(jail: u32, module: u32, what: &str, message: &[u8]) -> u32 {
     let (reports, theirs) = channel();
     if !message.is_empty() {
         expect!(write(reports, message, &[]), Ok(()));
     }
-    expect!(write(jail, what.as_bytes(), &[compile(source), theirs]), Ok(()));
+    expect!(write(jail, what.as_bytes(), &[module, theirs]), Ok(()));
     reports
 }
 
@@ -95,26 +100,33 @@ pub fn stress(seconds: i64, spinners: usize, jail_memory: Option<u64>) {
         Some(bytes) => println!("stress: root budget: {bytes} bytes available to a new child"),
         None => println!("stress: root budget: unknown (no BUDGET topic)"),
     }
-    // The hostile programs run in a jail whose budget leaves this process and pong room.
+    // The hostile programs run in a jail whose budget leaves this process and pong room, with
+    // every module compiled before the bombs start (a compile needs room in the budget).
     let jail = create(compile(programs::JAIL), "jail");
-    let limit = [available.map(|bytes| bytes.saturating_sub(RESERVE_BYTES)), jail_memory]
+    let stacks = JAIL_THREADS * STACK_BYTES;
+    let limit = [available.map(|bytes| bytes.saturating_sub(RESERVE_BYTES + stacks)), jail_memory]
         .into_iter()
         .flatten()
         .min();
     if let Some(bytes) = limit {
-        println!("stress: jail memory limit: {bytes} bytes");
+        println!("stress: jail memory limit: {bytes} bytes, {JAIL_THREADS} threads");
         expect!(raw::process_set_limit(jail, Limit::MemoryBytes as u32, bytes as i64), Ok(()));
     }
+    expect!(raw::process_set_limit(jail, Limit::Threads as u32, JAIL_THREADS as i64), Ok(()));
+    let bomb = compile(programs::BOMB);
+    let bombs = [compile(programs::MEMORY_BOMB), compile(programs::TABLE_BOMB)];
+    let writers = [compile(programs::WRITES_FOREVER), compile(programs::WRITES_FOREVER)];
+    let spinning: Vec<u32> = (0..spinners).map(|_| compile(programs::SPINNER)).collect();
     let (cell, theirs) = channel();
     expect!(raw::process_start(jail, theirs), Ok(()));
-    jailed(cell, programs::BOMB, "bomb", &programs::bomb_message(BOMB_LAST_GENERATION));
-    let memory_bomb = jailed(cell, programs::MEMORY_BOMB, "memory-bomb", &[]);
-    let table_bomb = jailed(cell, programs::TABLE_BOMB, "table-bomb", &[]);
-    for _ in 0..2 {
-        jailed(cell, programs::WRITES_FOREVER, "writer", &[]);
+    jailed(cell, bomb, "bomb", &programs::bomb_message(BOMB_LAST_GENERATION));
+    let memory_bomb = jailed(cell, bombs[0], "memory-bomb", &[]);
+    let table_bomb = jailed(cell, bombs[1], "table-bomb", &[]);
+    for writer in writers {
+        jailed(cell, writer, "writer", &[]);
     }
-    for _ in 0..spinners {
-        jailed(cell, programs::SPINNER, "spinner", &[]);
+    for spinner in spinning {
+        jailed(cell, spinner, "spinner", &[]);
     }
 
     let mut failed_pings = 0u32;
