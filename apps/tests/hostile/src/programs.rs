@@ -240,20 +240,7 @@ pub const LEAVES_A_NAME_CODES: &str =
     "1: bootstrap, 2: channel_create, 3: service_register, 4: channel_write failed";
 
 /// Writes 1,024 iovecs that alias one 64 KiB buffer to stdout, forever.
-pub const WRITES_FOREVER: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (local $index i32)
-    (memory.fill (i32.const 65536) (i32.const 46) (i32.const 65536))
-    (loop $iovecs
-      (i32.store (i32.shl (local.get $index) (i32.const 3)) (i32.const 65536))
-      (i32.store (i32.add (i32.shl (local.get $index) (i32.const 3)) (i32.const 4)) (i32.const 65536))
-      (local.set $index (i32.add (local.get $index) (i32.const 1)))
-      (br_if $iovecs (i32.lt_u (local.get $index) (i32.const 1024))))
-    (loop $forever
-      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1024) (i32.const 8192)))
-      (br $forever))))"#;
+pub const WRITES_FOREVER: &str = include_str!("writes_forever.wat");
 
 /// Spawns a thread that waits for a flag, then a second one; releases the first and exits.
 pub const SPAWNS_THREADS: &str = r#"(module

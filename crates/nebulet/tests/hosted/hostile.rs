@@ -373,21 +373,9 @@ fn process_kill_ends_a_process_inside_long_writes() {
     assert_all_gone(&system);
 }
 
-/// Writes 1,024 iovecs aliasing one 64 KiB buffer to stdout, forever.
-const WRITES_FOREVER: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (local $index i32)
-    (memory.fill (i32.const 65536) (i32.const 46) (i32.const 65536))
-    (loop $iovecs
-      (i32.store (i32.shl (local.get $index) (i32.const 3)) (i32.const 65536))
-      (i32.store (i32.add (i32.shl (local.get $index) (i32.const 3)) (i32.const 4)) (i32.const 65536))
-      (local.set $index (i32.add (local.get $index) (i32.const 1)))
-      (br_if $iovecs (i32.lt_u (local.get $index) (i32.const 1024))))
-    (loop $forever
-      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1024) (i32.const 8192)))
-      (br $forever))))"#;
+/// Writes 1,024 iovecs aliasing one 64 KiB buffer to stdout, forever (the stress run's writer).
+const WRITES_FOREVER: &str =
+    include_str!("../../../../apps/tests/hostile/src/writes_forever.wat");
 
 /// Sleeps 10 ms ten times, then exits 0.
 const SLEEPS_TEN_TIMES: &str = r#"(module
