@@ -127,16 +127,8 @@ impl Kernel {
         args.push(options.name.clone());
         args.extend(options.args);
         let handles = HandleTable::new(self.random.seed(), budget.clone());
-        Ok(Arc::new(Process::new(
-            options.name,
-            module,
-            args,
-            options.environment,
-            options.preopens,
-            handles,
-            budget,
-            held,
-        )))
+        let options = ProcessOptions { args, ..options };
+        Ok(Arc::new(Process::new(module, options, handles, (budget, held))))
     }
 
     /// A process of the platform's (below the root budget) that is started, or, if the machine
@@ -154,16 +146,9 @@ impl Kernel {
                 // The machine is full: a process with no budget of its own, ended at once.
                 let budget = Budget::detached();
                 let handles = HandleTable::new(self.random.seed(), budget.clone());
-                let process = Arc::new(Process::new(
-                    name,
-                    module,
-                    Vec::new(),
-                    Vec::new(),
-                    Vec::new(),
-                    handles,
-                    budget,
-                    Vec::new(),
-                ));
+                let options = ProcessOptions { name, ..Default::default() };
+                let process =
+                    Arc::new(Process::new(module, options, handles, (budget, Vec::new())));
                 process.finish(ExitStatus::ended(
                     ExitReason::OutOfResources,
                     Some(alloc::format!("cannot start: {error}")),

@@ -211,10 +211,10 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         let start = platform.thread_cpu_time();
         let poll = scheduler.poll(&process.threads, context);
         process.charge_cpu(platform.thread_cpu_time().saturating_sub(start));
-        if poll.is_pending() {
-            if let Some(message) = over_budget(&process) {
-                return Poll::Ready(ExitStatus::ended(ExitReason::OutOfResources, Some(message)));
-            }
+        if poll.is_pending()
+            && let Some(message) = over_budget(&process)
+        {
+            return Poll::Ready(ExitStatus::ended(ExitReason::OutOfResources, Some(message)));
         }
         poll
     })

@@ -78,16 +78,14 @@ pub(crate) struct Process {
 }
 
 impl Process {
+    /// A process in state Created. `options.args` are its whole WASI arguments, its name first.
     pub(crate) fn new(
-        name: String,
         module: wasmtime::Module,
-        args: Vec<String>,
-        environment: Vec<String>,
-        preopens: crate::vfs::Preopens,
+        options: crate::kernel::ProcessOptions,
         handles: HandleTable,
-        budget: Arc<Budget>,
-        held: Vec<Charge>,
+        (budget, held): (Arc<Budget>, Vec<Charge>),
     ) -> Self {
+        let crate::kernel::ProcessOptions { name, args, environment, preopens } = options;
         Self {
             koid: super::new_koid(),
             name,

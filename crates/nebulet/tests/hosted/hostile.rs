@@ -374,8 +374,7 @@ fn process_kill_ends_a_process_inside_long_writes() {
 }
 
 /// Writes 1,024 iovecs aliasing one 64 KiB buffer to stdout, forever (the stress run's writer).
-const WRITES_FOREVER: &str =
-    include_str!("../../../../apps/tests/hostile/src/writes_forever.wat");
+const WRITES_FOREVER: &str = include_str!("../../../../apps/tests/hostile/src/writes_forever.wat");
 
 /// Sleeps 10 ms ten times, then exits 0.
 const SLEEPS_TEN_TIMES: &str = r#"(module
