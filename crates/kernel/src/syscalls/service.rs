@@ -57,18 +57,24 @@ pub(super) fn register(
         return Err(Error::PeerClosed);
     }
     let mut registered = call.process.services.lock();
+    let mut services = call.kernel.services.lock();
+    // Names this process no longer holds (removed once their server went, or taken over since)
+    // do not count: at most 256 lookups.
+    let koid = call.process.koid;
+    registered.retain(|held| services.get(held).is_some_and(|service| service.owner == koid));
     if registered.len() >= SERVICES_PER_PROCESS {
         return Err(Error::NoResources);
     }
     let size = name.len() as u64 + SERVICE_OVERHEAD_BYTES;
     let charge = call.process.budget.charge(Resource::Memory, size)?;
-    let mut services = call.kernel.services.lock();
     // A name whose server has gone (the registered endpoint's peer closed) is free again.
     if services.get(&name).is_some_and(|service| !service.endpoint.is_peer_closed()) {
         return Err(Error::AlreadyExists);
     }
     table.remove(channel)?;
-    registered.push(name.clone());
+    if !registered.contains(&name) {
+        registered.push(name.clone());
+    }
     let service = Service { endpoint, owner: call.process.koid, _charge: charge };
     services.insert(name, service);
     Ok(())
