@@ -117,6 +117,10 @@ impl Platform for HostedPlatform {
         self.capacity
     }
 
+    fn processors(&self) -> usize {
+        self.runtime.metrics().num_workers()
+    }
+
     fn spawn(&self, task: BoxFuture<()>) {
         self.runtime.spawn(fatal::guarded(task));
     }

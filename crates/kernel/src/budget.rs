@@ -140,6 +140,11 @@ impl Budget {
         info
     }
 
+    /// The budget this one is part of; `None` for the root.
+    pub(crate) fn parent(&self) -> Option<&Arc<Budget>> {
+        self.parent.as_ref()
+    }
+
     /// This budget and its ancestors, nearest first.
     fn chain(&self) -> impl Iterator<Item = &Budget> {
         core::iter::successors(Some(self), |budget| budget.parent.as_deref())

@@ -49,6 +49,10 @@ pub struct Kernel {
     pub(crate) root: Arc<Budget>,
     /// Bytes of stack each thread takes, charged to its process.
     pub(crate) stack_bytes: u64,
+    /// Turns on the processors, shared fairly between budgets.
+    pub(crate) processors: crate::processors::Processors,
+    /// Makes running processes yield early, for a process that woke or a kill.
+    pub(crate) preemption: Arc<crate::processors::Preemption>,
     live_processes: AtomicUsize,
     /// Thread stores alive (each thread of each process has one).
     pub(crate) live_threads: AtomicUsize,
@@ -75,6 +79,9 @@ impl Kernel {
             wasmtime::Error::msg(alloc::format!("no entropy to seed the kernel: {error}"))
         })?;
         let capacity = platform.capacity();
+        let processors = crate::processors::Processors::new(platform.processors());
+        let preemption =
+            Arc::new(crate::processors::Preemption::new(platform.clone(), engine.clone()));
         Ok(Arc::new(Self {
             platform,
             engine,
@@ -83,6 +90,8 @@ impl Kernel {
             random,
             root: Budget::root(&capacity),
             stack_bytes: capacity.stack_bytes,
+            processors,
+            preemption,
             live_processes: AtomicUsize::new(0),
             live_threads: AtomicUsize::new(0),
         }))

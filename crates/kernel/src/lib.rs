@@ -19,6 +19,7 @@ mod kernel;
 mod objects;
 mod platform;
 mod prepare;
+mod processors;
 mod random;
 mod runner;
 mod syscalls;

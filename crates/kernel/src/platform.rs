@@ -105,6 +105,12 @@ pub trait Platform: Send + Sync + 'static {
         Box::pin(async move { spent })
     }
 
+    /// How many processes may run at once: the executor's worker threads (hosted) or cores.
+    /// Past that, processes take turns by the fair share of their budgets.
+    fn processors(&self) -> usize {
+        1
+    }
+
     /// What the machine can give the kernel: the root of every process's budget.
     fn capacity(&self) -> Capacity {
         Capacity::default()

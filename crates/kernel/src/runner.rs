@@ -3,17 +3,19 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::sync::atomic::Ordering;
-use core::task::Poll;
+use core::task::{Context, Poll, Waker};
+use alloc::task::Wake;
 
 use nebulet_abi::ExitReason;
 
 use crate::budget::{Charge, MEMORY_MAPPINGS, Resource, TABLE_ELEMENT_BYTES, THREAD_MAPPINGS};
 use crate::kernel::Kernel;
 use crate::objects::process::{ExitStatus, Process};
+use crate::processors::Waiting;
 use crate::threads::{Scheduler, ThreadEnd, ThreadFuture};
 
 /// The data of one thread's wasmtime store: who is calling, and where its memory is.
@@ -203,13 +205,29 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     let platform = kernel.platform.clone();
     let main: ThreadFuture = Box::pin(main_thread(kernel.clone(), process.clone()));
     let mut scheduler = Scheduler::new(&process.threads, main);
+    // The process's threads wake this, which queues the process for a turn; the task's own
+    // waker is woken only when the turn comes (or for a kill, which needs none).
+    let queued = Arc::new(Queued {
+        kernel: Arc::downgrade(&kernel),
+        budget: process.budget.clone(),
+        task: spin::Mutex::new(None),
+    });
+    let waker = Waker::from(queued.clone());
     let status = poll_fn(|context| {
         if let Some(reason) = process.poll_kill(context.waker()) {
             return Poll::Ready(ExitStatus::ended(reason, None));
         }
+        let task = queued.task.lock().replace(context.waker().clone());
+        if task.is_none() {
+            // The first poll: the process has its first run to make.
+            waker.wake_by_ref();
+        }
+        let Some(_turn) = kernel.processors.begin(&process.budget, context.waker()) else {
+            return Poll::Pending;
+        };
         // CPU time, not wall time: time the OS takes the worker away is not the process's.
         let start = platform.thread_cpu_time();
-        let poll = scheduler.poll(&process.threads, context);
+        let poll = scheduler.poll(&process.threads, &mut Context::from_waker(&waker));
         process.charge_cpu(platform.thread_cpu_time().saturating_sub(start));
         if poll.is_pending()
             && let Some(message) = over_budget(&process)
@@ -219,12 +237,37 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         poll
     })
     .await;
+    kernel.processors.forget(&process.budget);
     // Dropping the threads unwinds their suspended fibers and frees their stores and instances.
     drop(scheduler);
     // Counted out before TERMINATED is asserted, so whoever sees the end sees the count too.
     kernel.process_ended();
     crate::syscalls::unregister_services(&kernel, &process);
     process.finish(status);
+}
+
+/// The waker a process's threads are polled with: a wake queues the process for a turn on a
+/// processor, past as many runs as there are processors in the fair order of their budgets.
+struct Queued {
+    /// Weak: wakers sit in objects' wait queues, which the kernel may hold.
+    kernel: Weak<Kernel>,
+    budget: Arc<crate::budget::Budget>,
+    /// The process's task's own waker, once it was first polled.
+    task: spin::Mutex<Option<Waker>>,
+}
+
+impl Wake for Queued {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let Some(task) = self.task.lock().clone() else { return };
+        let Some(kernel) = self.kernel.upgrade() else { return };
+        if kernel.processors.wake(&self.budget, &task) == Waiting::Fresh {
+            kernel.preemption.request();
+        }
+    }
 }
 
 /// Why the process must end for its budget after a run, if it must: its subtree's CPU time, or

@@ -11,6 +11,7 @@ use nebulet_abi::{Error, ExitReason};
 
 use crate::objects::process::Process;
 use crate::platform::Platform;
+use crate::processors::Preemption;
 use crate::wait::Deadline;
 
 /// The shortest interval a program may ask for.
@@ -38,6 +39,7 @@ impl Watchdog {
         &self,
         process: &Arc<Process>,
         platform: &Arc<dyn Platform>,
+        preemption: &Arc<Preemption>,
         interval: i64,
     ) -> Result<(), Error> {
         if interval != 0 && interval < MINIMUM_INTERVAL {
@@ -56,7 +58,11 @@ impl Watchdog {
             waker.wake();
         }
         if start_task {
-            platform.spawn(Box::pin(run(Arc::downgrade(process), platform.clone())));
+            platform.spawn(Box::pin(run(
+                Arc::downgrade(process),
+                platform.clone(),
+                preemption.clone(),
+            )));
         }
         Ok(())
     }
@@ -78,7 +84,7 @@ enum Wake {
     Gone,
 }
 
-async fn run(process: Weak<Process>, platform: Arc<dyn Platform>) {
+async fn run(process: Weak<Process>, platform: Arc<dyn Platform>, preemption: Arc<Preemption>) {
     loop {
         let (deadline, generation) = {
             let Some(strong) = process.upgrade() else { return };
@@ -120,6 +126,8 @@ async fn run(process: Weak<Process>, platform: Arc<dyn Platform>) {
                 };
                 if expired {
                     strong.kill(ExitReason::Watchdog);
+                    // It is most likely spinning: it notices at its next loop or call.
+                    preemption.request();
                     return;
                 }
             }

@@ -69,7 +69,8 @@ impl<'a> Call<'a> {
 }
 
 fn watchdog_setup(call: &mut Call<'_>, interval: i64) -> Result<(), Error> {
-    call.process.watchdog.setup(call.process, &call.kernel.platform, interval)
+    let kernel = call.kernel;
+    call.process.watchdog.setup(call.process, &kernel.platform, &kernel.preemption, interval)
 }
 
 fn watchdog_alive(call: &mut Call<'_>) -> Result<(), Error> {

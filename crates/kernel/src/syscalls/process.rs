@@ -76,6 +76,8 @@ pub(super) fn kill(mut caller: Caller<'_, ThreadContext>, process: u32) -> wasmt
         Err(error) => return Ok(super::status(Err(error))),
     };
     target.kill(ExitReason::Killed);
+    // The target may be running on another processor: it notices at its next loop or call.
+    caller.data().kernel.preemption.request();
     if Arc::ptr_eq(&target, &caller.data().process) {
         return Err(wasmtime::Error::new(ProcessKilled));
     }
