@@ -20,6 +20,11 @@ pub(crate) const MAX_DEPTH: u32 = 32;
 /// Bytes charged for each element of a table (wasmtime keeps a pointer and a type per element).
 pub(crate) const TABLE_ELEMENT_BYTES: u64 = 16;
 
+/// The most elements one table may hold, as in the JavaScript API's limits (browsers): growing a
+/// table initialises every new element in one instruction, so this bounds what one `table.grow`
+/// does (10,000,000 elements, 160 MB) whatever the budget has left.
+pub(crate) const TABLE_MAXIMUM_ELEMENTS: usize = 10_000_000;
+
 /// Bytes charged for a message besides its payload, and for each handle it carries.
 pub(crate) const MESSAGE_OVERHEAD_BYTES: u64 = 64;
 pub(crate) const MESSAGE_HANDLE_BYTES: u64 = 16;

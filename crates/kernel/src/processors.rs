@@ -446,7 +446,8 @@ mod tests {
         }
         let mut order = Vec::new();
         for _ in 0..turns {
-            let woken: Vec<usize> = (0..tasks.len()).filter(|index| tasks[*index].woken()).collect();
+            let woken: Vec<usize> =
+                (0..tasks.len()).filter(|index| tasks[*index].woken()).collect();
             assert_eq!(woken.len(), 1, "one processor, one turn at a time");
             let task = &tasks[woken[0]];
             let turn = processors.begin(&task.budget, &task.waker).expect("its turn");

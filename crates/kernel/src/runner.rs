@@ -4,15 +4,17 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::{Arc, Weak};
+use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::sync::atomic::Ordering;
 use core::task::{Context, Poll, Waker};
-use alloc::task::Wake;
 
 use nebulet_abi::ExitReason;
 
-use crate::budget::{Charge, MEMORY_MAPPINGS, Resource, TABLE_ELEMENT_BYTES, THREAD_MAPPINGS};
+use crate::budget::{
+    Charge, MEMORY_MAPPINGS, Resource, TABLE_ELEMENT_BYTES, TABLE_MAXIMUM_ELEMENTS, THREAD_MAPPINGS,
+};
 use crate::kernel::Kernel;
 use crate::objects::process::{ExitStatus, Process};
 use crate::processors::Waiting;
@@ -194,6 +196,9 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if desired > TABLE_MAXIMUM_ELEMENTS {
+            return Ok(false);
+        }
         let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
         Ok(self.grow(current, growth, Grown::Table))
     }

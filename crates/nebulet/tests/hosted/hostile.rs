@@ -105,6 +105,29 @@ fn table_grow_stops_at_the_memory_budget() {
 }
 
 #[test]
+fn a_table_holds_at_most_10_million_elements_whatever_the_budget() {
+    let system = System::new();
+    let source = r#"(module
+      (import "nebulet" "process_exit" (func $exit (param i32)))
+      (table $table 0 funcref)
+      (func (export "_start")
+        (if (i32.ne (table.grow $table (ref.null func) (i32.const 10000001)) (i32.const -1))
+          (then (call $exit (i32.const 1))))
+        (if (i32.ne (table.grow $table (ref.null func) (i32.const 9999999)) (i32.const 0))
+          (then (call $exit (i32.const 2))))
+        (if (i32.ne (table.grow $table (ref.null func) (i32.const 2)) (i32.const -1))
+          (then (call $exit (i32.const 3))))
+        (if (i32.ne (table.grow $table (ref.null func) (i32.const 1)) (i32.const 9999999))
+          (then (call $exit (i32.const 4))))
+        (call $exit (i32.const 0))))"#;
+    let status = run(&system, source, "tables");
+    let meanings = "1: 10,000,001 elements given, 2: 9,999,999 refused, 3: growth past 10,000,000 \
+                    given, 4: the last element refused";
+    assert_exited(&status, 0, meanings, &system);
+    assert_all_gone(&system);
+}
+
+#[test]
 fn module_compile_is_charged_to_its_caller() {
     hostile("compile");
 }
