@@ -55,6 +55,22 @@ pub const NAME_MAX_BYTES: u32 = 64;
 /// The most bytes one `random_fill`, `cprng_fill` or `debug_write` call takes.
 pub const BUFFER_MAX_BYTES: u32 = 65_536;
 
+/// The most bytes buffered at one socket end before writers get `ERR_SHOULD_WAIT`.
+pub const SOCKET_MAX_BUFFERED_BYTES: u32 = 256 << 10;
+
+/// The most bytes one `socket_write` or `socket_read` call moves.
+pub const SOCKET_MAX_TRANSFER_BYTES: u32 = 65_536;
+
+/// The most connections waiting at one listener to be accepted.
+pub const LISTENER_BACKLOG: u32 = 128;
+
+/// `socket_shutdown` option: this end writes no more; its peer reads to the end, then sees it.
+pub const SOCKET_SHUTDOWN_WRITE: u32 = 1 << 0;
+
+/// `socket_shutdown` option: this end reads no more; what is buffered for it is dropped, and
+/// its peer's writes fail.
+pub const SOCKET_SHUTDOWN_READ: u32 = 1 << 1;
+
 /// The kinds of kernel object a handle can refer to (`object_get_info` BASIC `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -69,6 +85,12 @@ pub enum ObjectType {
     Module = 4,
     /// A process.
     Process = 5,
+    /// One end of a stream socket.
+    Socket = 6,
+    /// A listener: where connections wait to be accepted as sockets.
+    Listener = 7,
+    /// A connector: the capability to open connections to one listener or one host address.
+    Connector = 8,
 }
 
 /// How a process ended (`object_get_info` PROCESS `exit_reason`; 0 while it runs).

@@ -67,6 +67,24 @@ impl Rights {
             | Rights::EXECUTE.bits()
             | Rights::INSPECT.bits(),
     );
+    /// The rights of each new socket end.
+    pub const SOCKET_DEFAULT: Rights = Rights::CHANNEL_DEFAULT;
+    /// The rights of a new listener: READ is to accept.
+    pub const LISTENER_DEFAULT: Rights = Rights::from_bits(
+        Rights::DUPLICATE.bits()
+            | Rights::TRANSFER.bits()
+            | Rights::READ.bits()
+            | Rights::WAIT.bits()
+            | Rights::INSPECT.bits(),
+    );
+    /// The rights of a new connector: WRITE is to connect.
+    pub const CONNECTOR_DEFAULT: Rights = Rights::from_bits(
+        Rights::DUPLICATE.bits()
+            | Rights::TRANSFER.bits()
+            | Rights::WRITE.bits()
+            | Rights::WAIT.bits()
+            | Rights::INSPECT.bits(),
+    );
     /// The rights of a new process handle: every right but SIGNAL.
     pub const PROCESS_DEFAULT: Rights = Rights::ALL.difference(Rights::SIGNAL);
 }

@@ -5,16 +5,22 @@ use crate::flags::bit_set;
 bit_set! {
     /// The signals of an object (bits of a `u32`).
     Signals {
-        /// A channel endpoint has a message to read.
+        /// A channel endpoint has a message to read, a socket end has bytes to read, or a
+        /// listener has a connection to accept.
         READABLE = 1 << 0,
-        /// A channel endpoint's peer has room for a message.
+        /// A channel endpoint's peer has room for a message, or a socket end's peer has room
+        /// for bytes.
         WRITABLE = 1 << 1,
-        /// A channel endpoint's peer is closed.
+        /// A channel endpoint's or socket end's peer is closed, a listener will have no more
+        /// connections, or a connector's listener is gone.
         PEER_CLOSED = 1 << 2,
         /// An event was signaled, or a timer's deadline passed.
         SIGNALED = 1 << 3,
         /// A process has ended.
         TERMINATED = 1 << 4,
+        /// A socket end's peer writes no more (`socket_shutdown` with WRITE): once READABLE is
+        /// clear, the stream has ended.
+        PEER_WRITE_DISABLED = 1 << 5,
         /// User signal 0.
         USER_0 = 1 << 24,
         /// User signal 1.

@@ -17,8 +17,9 @@ use nebulet_abi::layout::{InfoBasic, InfoBudget, InfoProcess, WaitItem};
 use nebulet_abi::{
     BUFFER_MAX_BYTES, CHANNEL_MAX_MESSAGE_BYTES, CHANNEL_MAX_MESSAGE_HANDLES,
     CHANNEL_MAX_QUEUED_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, DEADLINE_INFINITE, Error, ExitReason,
-    HANDLE_INVALID, IMPORT_MODULE, InfoTopic, Limit, NAME_MAX_BYTES, OK, ObjectType, ProcessState,
-    Rights, Signals, WAIT_MANY_MAX_ITEMS,
+    HANDLE_INVALID, IMPORT_MODULE, InfoTopic, LISTENER_BACKLOG, Limit, NAME_MAX_BYTES, OK,
+    ObjectType, ProcessState, Rights, SOCKET_MAX_BUFFERED_BYTES, SOCKET_MAX_TRANSFER_BYTES,
+    SOCKET_SHUTDOWN_READ, SOCKET_SHUTDOWN_WRITE, Signals, WAIT_MANY_MAX_ITEMS,
 };
 use std::collections::BTreeMap;
 
@@ -535,6 +536,11 @@ fn limits_and_constants_match() {
         ("WAIT_MANY_MAX_ITEMS", WAIT_MANY_MAX_ITEMS),
         ("NAME_MAX_BYTES", NAME_MAX_BYTES),
         ("BUFFER_MAX_BYTES", BUFFER_MAX_BYTES),
+        ("SOCKET_MAX_BUFFERED_BYTES", SOCKET_MAX_BUFFERED_BYTES),
+        ("SOCKET_MAX_TRANSFER_BYTES", SOCKET_MAX_TRANSFER_BYTES),
+        ("LISTENER_BACKLOG", LISTENER_BACKLOG),
+        ("SOCKET_SHUTDOWN_WRITE", SOCKET_SHUTDOWN_WRITE),
+        ("SOCKET_SHUTDOWN_READ", SOCKET_SHUTDOWN_READ),
     ]
     .iter()
     .map(|&(name, value)| (name.to_owned(), value.into()))
@@ -587,6 +593,9 @@ fn default_rights_match() {
         ("timer", Rights::TIMER_DEFAULT),
         ("module", Rights::MODULE_DEFAULT),
         ("process", Rights::PROCESS_DEFAULT),
+        ("socket end", Rights::SOCKET_DEFAULT),
+        ("listener", Rights::LISTENER_DEFAULT),
+        ("connector", Rights::CONNECTOR_DEFAULT),
     ];
     let mut problems = Vec::new();
     for (kind, rights) in expected {
@@ -640,6 +649,9 @@ fn enumeration_tables_match() {
         ("timer", ObjectType::Timer as u32),
         ("module", ObjectType::Module as u32),
         ("process", ObjectType::Process as u32),
+        ("socket", ObjectType::Socket as u32),
+        ("listener", ObjectType::Listener as u32),
+        ("connector", ObjectType::Connector as u32),
     ];
     let rows = first_table(&section(&lines, 2, "Object types"), "object types");
     check_named_values(&rows, &owned(&object_types), "object type", &mut problems);

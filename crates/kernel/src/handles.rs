@@ -63,6 +63,9 @@ typed_object!(channel, Channel, crate::objects::channel::Endpoint);
 typed_object!(timer, Timer, crate::objects::timer::Timer);
 typed_object!(module, Module, crate::objects::module::ModuleObject);
 typed_object!(process, Process, crate::objects::process::Process);
+typed_object!(socket, Socket, crate::objects::socket::SocketEnd);
+typed_object!(listener, Listener, crate::objects::listener::Listener);
+typed_object!(connector, Connector, crate::objects::listener::Connector);
 
 /// The handles of one process, each charged to its budget (and so to its ancestors').
 #[derive(Debug)]

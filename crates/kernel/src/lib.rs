@@ -30,7 +30,9 @@ mod wasi;
 mod watchdog;
 
 pub use kernel::{Kernel, ProcessOptions};
+pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};
+pub use objects::socket::SocketEnd;
 pub use platform::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
 pub use prepare::{MEMORY_EXPORT, prepare_module};
 

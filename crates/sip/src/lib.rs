@@ -66,6 +66,7 @@ mod objects;
 pub mod process;
 pub mod random;
 pub mod service;
+mod socket;
 #[allow(unsafe_code)]
 mod sys;
 pub mod thread;
@@ -76,6 +77,7 @@ pub use channel::{Channel, Message};
 pub use clock::{sleep, sleep_until};
 pub use handle::{Failed, Handle};
 pub use objects::{Event, InfoProcessExt, Module, Process, Timer};
+pub use socket::{Connector, Listener, Socket};
 pub use wait::{WaitItem, wait_many};
 
 /// The contract crate, for its constants and the bootstrap protocol.

@@ -59,6 +59,18 @@ mod imports {
             actual_bytes_out: *mut u32,
             actual_handles_out: *mut u32,
         ) -> i32;
+        pub fn socket_create(options: u32, out0: *mut u32, out1: *mut u32) -> i32;
+        pub fn socket_write(
+            handle: u32,
+            bytes: *const u8,
+            length: u32,
+            actual_out: *mut u32,
+        ) -> i32;
+        pub fn socket_read(handle: u32, buffer: *mut u8, length: u32, actual_out: *mut u32) -> i32;
+        pub fn socket_shutdown(handle: u32, options: u32) -> i32;
+        pub fn listener_create(out_listener: *mut u32, out_connector: *mut u32) -> i32;
+        pub fn listener_accept(handle: u32, out_socket: *mut u32) -> i32;
+        pub fn connector_connect(handle: u32, out_socket: *mut u32) -> i32;
         pub fn event_create(out_handle: *mut u32) -> i32;
         pub fn timer_create(out_handle: *mut u32) -> i32;
         pub fn timer_set(handle: u32, deadline: i64) -> i32;
@@ -125,6 +137,13 @@ mod host_stubs {
             actual_bytes_out: *mut u32,
             actual_handles_out: *mut u32
         );
+        socket_create(options: u32, out0: *mut u32, out1: *mut u32);
+        socket_write(handle: u32, bytes: *const u8, length: u32, actual_out: *mut u32);
+        socket_read(handle: u32, buffer: *mut u8, length: u32, actual_out: *mut u32);
+        socket_shutdown(handle: u32, options: u32);
+        listener_create(out_listener: *mut u32, out_connector: *mut u32);
+        listener_accept(handle: u32, out_socket: *mut u32);
+        connector_connect(handle: u32, out_socket: *mut u32);
         event_create(out_handle: *mut u32);
         timer_create(out_handle: *mut u32);
         timer_set(handle: u32, deadline: i64);
@@ -245,6 +264,59 @@ pub(crate) fn channel_create() -> Result<(RawHandle, RawHandle), Error> {
     // SAFETY: both out-pointers are live, distinct, writable `u32`s during the call.
     check(unsafe { raw::channel_create(&mut first, &mut second) })?;
     Ok((first, second))
+}
+
+/// Makes a pair: a socket's two ends (`socket_create`), or a listener and its connector.
+pub(crate) fn socket_create() -> Result<(RawHandle, RawHandle), Error> {
+    let (mut first, mut second) = (0u32, 0u32);
+    // SAFETY: both out-pointers are live, distinct, writable `u32`s during the call.
+    check(unsafe { raw::socket_create(0, &mut first, &mut second) })?;
+    Ok((first, second))
+}
+
+pub(crate) fn listener_create() -> Result<(RawHandle, RawHandle), Error> {
+    let (mut first, mut second) = (0u32, 0u32);
+    // SAFETY: both out-pointers are live, distinct, writable `u32`s during the call.
+    check(unsafe { raw::listener_create(&mut first, &mut second) })?;
+    Ok((first, second))
+}
+
+/// Writes the front of `bytes` (at most `SOCKET_MAX_TRANSFER_BYTES`); how many were taken.
+pub(crate) fn socket_write(handle: RawHandle, bytes: &[u8]) -> Result<usize, Error> {
+    let length = length(bytes.len().min(nebulet_abi::SOCKET_MAX_TRANSFER_BYTES as usize))?;
+    let mut actual = 0u32;
+    // SAFETY: `bytes` is readable for `length` bytes and `actual` is a live `u32`.
+    check(unsafe { raw::socket_write(handle, bytes.as_ptr(), length, &mut actual) })?;
+    Ok(actual as usize)
+}
+
+/// Reads into `buffer` (at most `SOCKET_MAX_TRANSFER_BYTES`); how many bytes came.
+pub(crate) fn socket_read(handle: RawHandle, buffer: &mut [u8]) -> Result<usize, Error> {
+    let length = length(buffer.len().min(nebulet_abi::SOCKET_MAX_TRANSFER_BYTES as usize))?;
+    let mut actual = 0u32;
+    // SAFETY: `buffer` is writable for `length` bytes and `actual` is a live `u32`.
+    check(unsafe { raw::socket_read(handle, buffer.as_mut_ptr(), length, &mut actual) })?;
+    Ok(actual as usize)
+}
+
+pub(crate) fn socket_shutdown(handle: RawHandle, options: u32) -> Result<(), Error> {
+    // SAFETY: integers only.
+    check(unsafe { raw::socket_shutdown(handle, options) })
+}
+
+/// `listener_accept` or `connector_connect`: a new socket end.
+pub(crate) fn listener_accept(handle: RawHandle) -> Result<RawHandle, Error> {
+    let mut socket = 0u32;
+    // SAFETY: the out-pointer is a live, writable `u32` during the call.
+    check(unsafe { raw::listener_accept(handle, &mut socket) })?;
+    Ok(socket)
+}
+
+pub(crate) fn connector_connect(handle: RawHandle) -> Result<RawHandle, Error> {
+    let mut socket = 0u32;
+    // SAFETY: the out-pointer is a live, writable `u32` during the call.
+    check(unsafe { raw::connector_connect(handle, &mut socket) })?;
+    Ok(socket)
 }
 
 /// Writes a message. The handles move to the message only if this returns `Ok`.

@@ -39,6 +39,13 @@ mod imports {
             actual_bytes: u32,
             actual_handles: u32,
         ) -> i32;
+        pub fn socket_create(options: u32, out0: u32, out1: u32) -> i32;
+        pub fn socket_write(handle: u32, bytes: u32, length: u32, actual: u32) -> i32;
+        pub fn socket_read(handle: u32, buffer: u32, length: u32, actual: u32) -> i32;
+        pub fn socket_shutdown(handle: u32, options: u32) -> i32;
+        pub fn listener_create(out_listener: u32, out_connector: u32) -> i32;
+        pub fn listener_accept(handle: u32, out: u32) -> i32;
+        pub fn connector_connect(handle: u32, out: u32) -> i32;
         pub fn event_create(out: u32) -> i32;
         pub fn timer_create(out: u32) -> i32;
         pub fn timer_set(handle: u32, deadline: i64) -> i32;
@@ -90,6 +97,13 @@ wrap! {
     channel_create(out0: u32, out1: u32) -> i32;
     channel_write(handle: u32, bytes: u32, count: u32, handles: u32, handle_count: u32) -> i32;
     channel_read(handle: u32, bytes: u32, capacity: u32, handles: u32, handle_capacity: u32, actual_bytes: u32, actual_handles: u32) -> i32;
+    socket_create(options: u32, out0: u32, out1: u32) -> i32;
+    socket_write(handle: u32, bytes: u32, length: u32, actual: u32) -> i32;
+    socket_read(handle: u32, buffer: u32, length: u32, actual: u32) -> i32;
+    socket_shutdown(handle: u32, options: u32) -> i32;
+    listener_create(out_listener: u32, out_connector: u32) -> i32;
+    listener_accept(handle: u32, out: u32) -> i32;
+    connector_connect(handle: u32, out: u32) -> i32;
     event_create(out: u32) -> i32;
     timer_create(out: u32) -> i32;
     timer_set(handle: u32, deadline: i64) -> i32;

@@ -197,6 +197,70 @@ impl Fuzzer {
                 }
                 status
             }
+            "socket_create" | "listener_create" => {
+                let options = if self.random.percent(85) { 0 } else { self.random.u32() };
+                let (first, second) = (self.writable(4, false), self.writable(4, false));
+                let status = if name == "socket_create" {
+                    self.note(&[options.into(), first.into(), second.into()]);
+                    raw::socket_create(options, first, second)
+                } else {
+                    self.note(&[first.into(), second.into()]);
+                    raw::listener_create(first, second)
+                };
+                if status == 0 {
+                    let (one, other) = (self.read_scratch(first), self.read_scratch(second));
+                    self.harvest(one);
+                    self.harvest(other);
+                }
+                status
+            }
+            "socket_write" | "socket_read" => {
+                let handle = self.handle_of(ObjectType::Socket, 70);
+                let length = match self.random.weighted(&[70, 20, 10]) {
+                    0 => self.random.below32(PAGE / 2),
+                    1 => 65_536 + self.random.below32(2),
+                    _ => self.length(),
+                };
+                let bytes = if length <= PAGE / 2 && self.random.percent(80) {
+                    self.scratch_place(length)
+                } else if name == "socket_write" {
+                    self.readable()
+                } else {
+                    self.writable(length.min(65_536), true)
+                };
+                let actual = self.writable(4, true);
+                self.note(&[handle.into(), bytes.into(), length.into(), actual.into()]);
+                if name == "socket_write" {
+                    raw::socket_write(handle, bytes, length, actual)
+                } else {
+                    raw::socket_read(handle, bytes, length, actual)
+                }
+            }
+            "socket_shutdown" => {
+                let handle = self.handle_of(ObjectType::Socket, 70);
+                let options = match self.random.weighted(&[80, 20]) {
+                    0 => 1 + self.random.below32(3),
+                    _ => self.random.u32(),
+                };
+                self.note(&[handle.into(), options.into()]);
+                raw::socket_shutdown(handle, options)
+            }
+            "listener_accept" | "connector_connect" => {
+                let kind =
+                    if name == "listener_accept" { ObjectType::Listener } else { ObjectType::Connector };
+                let handle = self.handle_of(kind, 70);
+                let out = self.writable(4, false);
+                self.note(&[handle.into(), out.into()]);
+                let status = if name == "listener_accept" {
+                    raw::listener_accept(handle, out)
+                } else {
+                    raw::connector_connect(handle, out)
+                };
+                if status == 0 {
+                    self.harvest_at(out);
+                }
+                status
+            }
             "event_create" | "timer_create" => {
                 let out = self.writable(4, false);
                 self.note(&[out.into()]);
@@ -430,6 +494,13 @@ pub(crate) const KNOWN: &[&str] = &[
     "channel_create",
     "channel_write",
     "channel_read",
+    "socket_create",
+    "socket_write",
+    "socket_read",
+    "socket_shutdown",
+    "listener_create",
+    "listener_accept",
+    "connector_connect",
     "event_create",
     "timer_create",
     "timer_set",

@@ -54,14 +54,18 @@ impl Fuzzer {
         self.handle()
     }
 
-    /// A new object for pool slot `slot`: a channel end, an event, a timer, a module, or an
-    /// unstarted process (with its keeper).
+    /// A new object for pool slot `slot`: a channel end, a socket end, a listener or connector,
+    /// an event, a timer, a module, or an unstarted process (with its keeper).
     pub(crate) fn fresh_object(&mut self, slot: usize) -> u32 {
         let mut handle = 0u32;
-        let status = match slot % 6 {
-            0 | 1 => {
+        let status = match slot % 8 {
+            0 | 1 | 6 | 7 => {
                 let mut peer = 0u32;
-                let status = raw::channel_create(writable(&mut handle), writable(&mut peer));
+                let status = match slot % 8 {
+                    0 | 1 => raw::channel_create(writable(&mut handle), writable(&mut peer)),
+                    6 => raw::socket_create(0, writable(&mut handle), writable(&mut peer)),
+                    _ => raw::listener_create(writable(&mut handle), writable(&mut peer)),
+                };
                 // The other end goes to a random slot: both ends stay reachable.
                 if status == 0 {
                     let other = (slot + 1 + self.random.below(POOL as u64 - 1) as usize) % POOL;

@@ -11,7 +11,8 @@ use nebulet_raw::{
 use nebulet_abi::layout::{InfoBasic, WaitItem};
 use nebulet_abi::{
     CHANNEL_MAX_MESSAGE_BYTES, CHANNEL_MAX_QUEUED_MESSAGES, DEADLINE_INFINITE, Error, ExitReason,
-    ObjectType, ProcessState, Rights, Signals,
+    LISTENER_BACKLOG, ObjectType, ProcessState, Rights, SOCKET_MAX_BUFFERED_BYTES,
+    SOCKET_MAX_TRANSFER_BYTES, Signals,
 };
 
 /// A pointer no memory contains.
@@ -29,6 +30,7 @@ fn main() {
         "queue" => queue(),
         "processes" => processes(),
         "services" => services(),
+        "sockets" => sockets(),
         "misc" => misc(),
         other => panic!("unknown case `{other}`"),
     }
@@ -579,4 +581,138 @@ fn misc() {
     expect!(raw::debug_write(OUT_OF_BOUNDS, 8), Err(Error::InvalidArgs));
     let start = now();
     assert!(start > 0 && now() >= start, "the clock is monotonic");
+}
+
+/// Two new handles from a pair-making call.
+fn pair(make: fn(u32, u32) -> i32) -> (u32, u32) {
+    let (mut first, mut second) = (0u32, 0u32);
+    expect!(make(writable(&mut first), writable(&mut second)), Ok(()));
+    (first, second)
+}
+
+/// `socket_write` of `bytes`; the status and how many were taken.
+fn socket_write(handle: u32, bytes: &[u8]) -> (i32, u32) {
+    let mut actual = u32::MAX;
+    let status = raw::socket_write(
+        handle,
+        bytes.as_ptr() as usize as u32,
+        bytes.len() as u32,
+        writable(&mut actual),
+    );
+    (status, actual)
+}
+
+/// `socket_read` of up to `length` bytes; the status and the bytes.
+fn socket_read(handle: u32, length: usize) -> (i32, Vec<u8>) {
+    let mut buffer = vec![0u8; length];
+    let mut actual = 0u32;
+    let status =
+        raw::socket_read(handle, writable(buffer.as_mut_slice()), length as u32, writable(&mut actual));
+    buffer.truncate(if status == 0 { actual as usize } else { 0 });
+    (status, buffer)
+}
+
+fn sockets() {
+    let code = |error: Error| error.code();
+    // socket_create: options, pointers, types.
+    let (mut first, mut second) = (0u32, 0u32);
+    expect!(raw::socket_create(1, writable(&mut first), writable(&mut second)), Err(Error::InvalidArgs));
+    expect!(raw::socket_create(0, OUT_OF_BOUNDS, writable(&mut second)), Err(Error::InvalidArgs));
+    let (a, b) = pair(|x, y| raw::socket_create(0, x, y));
+    assert_eq!(basic(a).object_type, ObjectType::Socket as u32);
+    assert_eq!(signals_of(a), Signals::WRITABLE);
+    // Bytes arrive in order, as a stream.
+    assert_eq!(socket_write(a, b"hello "), (0, 6));
+    assert_eq!(socket_write(a, b"world"), (0, 5));
+    assert!(signals_of(b).contains(Signals::READABLE));
+    assert_eq!(socket_read(b, 8), (0, b"hello wo".to_vec()));
+    assert_eq!(socket_read(b, 8), (0, b"rld".to_vec()));
+    assert_eq!(socket_read(b, 8).0, code(Error::ShouldWait));
+    // Errors in their order.
+    let big = vec![1u8; SOCKET_MAX_TRANSFER_BYTES as usize + 1];
+    assert_eq!(socket_write(a, &big).0, code(Error::OutOfRange));
+    expect!(raw::socket_write(a, OUT_OF_BOUNDS, 8, 0), Err(Error::InvalidArgs));
+    assert_eq!(socket_write(BOGUS, b"x").0, code(Error::BadHandle));
+    let event = event();
+    assert_eq!(socket_write(event, b"x").0, code(Error::WrongType));
+    let read_only = duplicate(a, Rights::READ | Rights::WAIT);
+    assert_eq!(socket_write(read_only, b"x").0, code(Error::AccessDenied));
+    let write_only = duplicate(a, Rights::WRITE);
+    assert_eq!(socket_read(write_only, 1).0, code(Error::AccessDenied));
+    // A full buffer takes what fits, then waits.
+    let chunk = vec![7u8; SOCKET_MAX_TRANSFER_BYTES as usize];
+    let mut buffered = 0;
+    while buffered < SOCKET_MAX_BUFFERED_BYTES {
+        let (status, taken) = socket_write(a, &chunk);
+        assert_eq!(status, 0);
+        buffered += taken;
+    }
+    assert_eq!(buffered, SOCKET_MAX_BUFFERED_BYTES);
+    assert!(!signals_of(a).contains(Signals::WRITABLE));
+    assert_eq!(socket_write(a, b"x").0, code(Error::ShouldWait));
+    assert_eq!(socket_read(b, 10).1.len(), 10);
+    assert_eq!(socket_write(a, &chunk), (0, 10), "as much as was read");
+    // Shutdown: options, then the stream's end after the buffered bytes.
+    expect!(raw::socket_shutdown(a, 0), Err(Error::InvalidArgs));
+    expect!(raw::socket_shutdown(a, 4), Err(Error::InvalidArgs));
+    expect!(raw::socket_shutdown(read_only, 1), Err(Error::AccessDenied));
+    expect!(raw::socket_shutdown(a, 1), Ok(()));
+    assert_eq!(socket_write(a, b"x").0, code(Error::BadState));
+    assert!(signals_of(b).contains(Signals::PEER_WRITE_DISABLED | Signals::READABLE));
+    let mut drained = 0;
+    loop {
+        let (status, bytes) = socket_read(b, SOCKET_MAX_TRANSFER_BYTES as usize);
+        if status != 0 {
+            assert_eq!(status, code(Error::PeerClosed), "the end of the stream");
+            break;
+        }
+        drained += bytes.len() as u32;
+    }
+    assert_eq!(drained, SOCKET_MAX_BUFFERED_BYTES);
+    // The other way still works; then shutting down reads drops and fails the writer.
+    assert_eq!(socket_write(b, b"back"), (0, 4));
+    assert_eq!(socket_read(a, 8), (0, b"back".to_vec()));
+    expect!(raw::socket_shutdown(a, 2), Ok(()));
+    assert_eq!(socket_read(a, 1).0, code(Error::BadState));
+    assert_eq!(socket_write(b, b"x").0, code(Error::PeerClosed));
+    // Closing an end: its peer sees PEER_CLOSED.
+    expect!(raw::handle_close(a), Ok(()));
+    expect!(raw::handle_close(read_only), Ok(()));
+    assert!(!signals_of(b).contains(Signals::PEER_CLOSED), "an end closes with its last handle");
+    expect!(raw::handle_close(write_only), Ok(()));
+    assert!(signals_of(b).contains(Signals::PEER_CLOSED));
+    expect!(raw::handle_close(b), Ok(()));
+
+    // Listeners and connectors.
+    let (listener, connector) = pair(raw::listener_create);
+    assert_eq!(basic(listener).object_type, ObjectType::Listener as u32);
+    assert_eq!(basic(connector).object_type, ObjectType::Connector as u32);
+    let mut out = 0u32;
+    expect!(raw::listener_accept(listener, writable(&mut out)), Err(Error::ShouldWait));
+    expect!(raw::listener_accept(listener, OUT_OF_BOUNDS), Err(Error::InvalidArgs));
+    expect!(raw::listener_accept(connector, writable(&mut out)), Err(Error::WrongType));
+    expect!(raw::connector_connect(listener, writable(&mut out)), Err(Error::WrongType));
+    expect!(raw::connector_connect(duplicate(connector, Rights::WAIT), writable(&mut out)), Err(Error::AccessDenied));
+    let mut client = 0u32;
+    expect!(raw::connector_connect(connector, writable(&mut client)), Ok(()));
+    assert!(wait(listener, Signals::READABLE).contains(Signals::READABLE));
+    let mut server = 0u32;
+    expect!(raw::listener_accept(listener, writable(&mut server)), Ok(()));
+    assert_eq!(socket_write(client, b"ping"), (0, 4));
+    assert_eq!(socket_read(server, 4), (0, b"ping".to_vec()));
+    // The backlog is bounded.
+    let mut waiting = Vec::new();
+    for _ in 0..LISTENER_BACKLOG {
+        let mut socket = 0u32;
+        expect!(raw::connector_connect(connector, writable(&mut socket)), Ok(()));
+        waiting.push(socket);
+    }
+    expect!(raw::connector_connect(connector, writable(&mut out)), Err(Error::ShouldWait));
+    // A connector whose listener is gone.
+    expect!(raw::handle_close(listener), Ok(()));
+    assert!(signals_of(connector).contains(Signals::PEER_CLOSED));
+    expect!(raw::connector_connect(connector, writable(&mut out)), Err(Error::PeerClosed));
+    for socket in waiting {
+        assert!(signals_of(socket).contains(Signals::PEER_CLOSED), "dropped with the listener");
+    }
 }

@@ -2,8 +2,10 @@
 
 pub(crate) mod channel;
 pub(crate) mod event;
+pub mod listener;
 pub(crate) mod module;
 pub(crate) mod process;
+pub mod socket;
 pub(crate) mod timer;
 
 use alloc::sync::Arc;
@@ -28,6 +30,9 @@ pub(crate) enum Object {
     Timer(Arc<timer::Timer>),
     Module(Arc<module::ModuleObject>),
     Process(Arc<process::Process>),
+    Socket(Arc<socket::SocketEnd>),
+    Listener(Arc<listener::Listener>),
+    Connector(Arc<listener::Connector>),
 }
 
 impl Object {
@@ -38,6 +43,9 @@ impl Object {
             Object::Timer(timer) => timer.koid,
             Object::Module(module) => module.koid,
             Object::Process(process) => process.koid,
+            Object::Socket(socket) => socket.koid(),
+            Object::Listener(listener) => listener.koid,
+            Object::Connector(connector) => connector.koid,
         }
     }
 
@@ -48,6 +56,9 @@ impl Object {
             Object::Timer(_) => ObjectType::Timer,
             Object::Module(_) => ObjectType::Module,
             Object::Process(_) => ObjectType::Process,
+            Object::Socket(_) => ObjectType::Socket,
+            Object::Listener(_) => ObjectType::Listener,
+            Object::Connector(_) => ObjectType::Connector,
         }
     }
 
@@ -59,6 +70,9 @@ impl Object {
             Object::Timer(timer) => timer.signals.get(),
             Object::Module(module) => module.signals.get(),
             Object::Process(process) => process.signals.get(),
+            Object::Socket(socket) => socket.signals(),
+            Object::Listener(listener) => listener.signals(),
+            Object::Connector(connector) => connector.signals(),
         }
     }
 
@@ -70,6 +84,9 @@ impl Object {
             Object::Timer(timer) => timer.signals.queue(),
             Object::Module(module) => module.signals.queue(),
             Object::Process(process) => process.signals.queue(),
+            Object::Socket(socket) => socket.wait_queue(),
+            Object::Listener(listener) => listener.wait_queue(),
+            Object::Connector(connector) => connector.wait_queue(),
         }
     }
 
@@ -89,6 +106,9 @@ impl Object {
             Object::Timer(timer) => timer.signals.update(clear, set),
             Object::Module(module) => module.signals.update(clear, set),
             Object::Process(process) => process.signals.update(clear, set),
+            Object::Socket(socket) => socket.update_user_signals(clear, set),
+            Object::Listener(listener) => listener.update_user_signals(clear, set),
+            Object::Connector(connector) => connector.update_user_signals(clear, set),
         }
     }
 }

@@ -15,6 +15,7 @@ mod object;
 mod process;
 mod random;
 mod service;
+mod socket;
 mod thread;
 mod timer;
 
@@ -124,6 +125,12 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         channel_write(handle: u32, bytes: u32, byte_count: u32, handles: u32, handle_count: u32) => channel::write;
         channel_read(handle: u32, bytes: u32, byte_capacity: u32, handles: u32, handle_capacity: u32,
             actual_bytes: u32, actual_handles: u32) => channel::read;
+        socket_create(options: u32, out0: u32, out1: u32) => socket::create;
+        socket_write(handle: u32, bytes: u32, length: u32, actual: u32) => socket::write;
+        socket_read(handle: u32, buffer: u32, length: u32, actual: u32) => socket::read;
+        socket_shutdown(handle: u32, options: u32) => socket::shutdown;
+        listener_create(out_listener: u32, out_connector: u32) => socket::listener_create;
+        listener_accept(handle: u32, out: u32) => socket::accept;
         event_create(out: u32) => event::create;
         timer_create(out: u32) => timer::create;
         timer_set(handle: u32, deadline: i64) => timer::set;
@@ -148,6 +155,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         nanosleep(deadline: i64) => clock::nanosleep;
         debug_write(buffer: u32, length: u32) => debug::write;
         module_compile(bytes: u32, length: u32, out: u32) => module::compile;
+        connector_connect(handle: u32, out: u32) => socket::connect;
         thread_yield() => thread::yield_now;
         futex_wait(address: u32, expected: u32, deadline: i64) => thread::futex_wait;
     }

@@ -46,6 +46,11 @@ fn service_registry() {
 }
 
 #[test]
+fn socket_listener_and_connector_calls() {
+    conformance("sockets");
+}
+
+#[test]
 fn random_debug_and_clock() {
     let system = System::new();
     system.pass("syscalls", &["misc"]);
