@@ -11,6 +11,7 @@ mod capacity;
 mod console;
 mod fatal;
 mod files;
+pub mod network;
 mod platform;
 mod source;
 mod timers;
@@ -21,7 +22,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use files::{HostDirectory, HostFile, errno};
-pub use nebulet_kernel::{Capacity, ExitStatus, Kernel, ProcessOptions, ProcessRef, wasmtime};
+pub use nebulet_kernel::{
+    Capacity, Connector, ExitStatus, Grant, Kernel, Listener, ProcessOptions, ProcessRef,
+    SocketEnd, wasmtime,
+};
 pub use platform::{Console, HostedPlatform};
 pub use source::module_binary;
 
@@ -143,6 +147,8 @@ impl Emulator {
         // are the timer thread's (see `timers`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_time()
+            // The network's listeners and connectors (see `network`).
+            .enable_io()
             // Woken processes (a timer, a message from another core) wait in the global queue;
             // a worker busy with a spinning process looks there between every two polls (each
             // at most an epoch tick long), not every few dozen.
@@ -200,6 +206,20 @@ impl Emulator {
             nebulet_kernel::CompileError::Invalid(reason) => reason,
             nebulet_kernel::CompileError::NotSupported => "compiling is not supported".into(),
         })
+    }
+
+    /// The runtime processes and the network's tasks run on.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        self.runtime.as_ref().expect("the runtime runs until the emulator is dropped").handle()
+    }
+
+    /// Listens on a TCP address of the host (port 0: any free port) for a process to accept
+    /// connections from: the listener to grant, and the address it is bound to.
+    pub fn listen(
+        &self,
+        address: std::net::SocketAddr,
+    ) -> std::io::Result<(Arc<Listener>, std::net::SocketAddr)> {
+        network::listen(self.runtime(), address)
     }
 
     /// Runs `future` on the kernel's runtime until it completes.

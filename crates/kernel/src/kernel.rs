@@ -38,6 +38,33 @@ pub struct ProcessOptions {
     pub preopens: crate::vfs::Preopens,
 }
 
+/// An object of the host's that a process is given a handle to.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// A socket end (the host holds, or bridges, its peer).
+    Socket(Arc<crate::SocketEnd>),
+    /// A listener the host feeds.
+    Listener(Arc<crate::Listener>),
+    /// A connector to an address of the host's.
+    Connector(Arc<crate::Connector>),
+}
+
+impl Grant {
+    fn entry(self) -> HandleEntry {
+        match self {
+            Grant::Socket(socket) => {
+                HandleEntry::new(Object::Socket(socket), Rights::SOCKET_DEFAULT)
+            }
+            Grant::Listener(listener) => {
+                HandleEntry::new(Object::Listener(listener), Rights::LISTENER_DEFAULT)
+            }
+            Grant::Connector(connector) => {
+                HandleEntry::new(Object::Connector(connector), Rights::CONNECTOR_DEFAULT)
+            }
+        }
+    }
+}
+
 /// One running kernel. Platforms make one with [`Kernel::new`] and start processes on it.
 pub struct Kernel {
     pub(crate) platform: Arc<dyn Platform>,
@@ -207,6 +234,30 @@ impl Kernel {
         options: ProcessOptions,
     ) -> ProcessRef {
         self.start_root_process(module, options, None)
+    }
+
+    /// Starts a process of `module` whose bootstrap channel holds one message: `bytes`, and
+    /// handles to the objects of `grants` (the host's sockets, listeners and connectors), with
+    /// their default rights. The host keeps no end of the channel: the process reads the
+    /// message, then sees PEER_CLOSED. `ERR_OUT_OF_RANGE` past the limits of a message.
+    pub fn spawn_with_message(
+        self: &Arc<Self>,
+        module: wasmtime::Module,
+        options: ProcessOptions,
+        bytes: Vec<u8>,
+        grants: Vec<Grant>,
+    ) -> Result<ProcessRef, Error> {
+        if bytes.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES as usize
+            || grants.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
+        {
+            return Err(Error::OutOfRange);
+        }
+        let (host_end, process_end) = Endpoint::create();
+        let handles = grants.into_iter().map(Grant::entry).collect();
+        host_end.write(Message { bytes, handles, charge: None }).map_err(|(error, _)| error)?;
+        drop(host_end);
+        let bootstrap = HandleEntry::new(Object::Channel(process_end), Rights::CHANNEL_DEFAULT);
+        Ok(self.start_root_process(module, options, Some(bootstrap)))
     }
 
     /// Boots a system image: starts `init` with a bootstrap channel that carries the manifest

@@ -31,6 +31,7 @@ fn main() {
         "processes" => processes(),
         "services" => services(),
         "sockets" => sockets(),
+        "echo" => echo(),
         "misc" => misc(),
         other => panic!("unknown case `{other}`"),
     }
@@ -714,5 +715,51 @@ fn sockets() {
     expect!(raw::connector_connect(connector, writable(&mut out)), Err(Error::PeerClosed));
     for socket in waiting {
         assert!(signals_of(socket).contains(Signals::PEER_CLOSED), "dropped with the listener");
+    }
+}
+
+/// `syscalls echo`: takes a listener from its bootstrap message, and echoes the bytes of each
+/// connection it accepts back to it until the connection ends; ends when the listener does.
+fn echo() {
+    let mut bootstrap = 0u32;
+    expect!(raw::process_bootstrap(writable(&mut bootstrap)), Ok(()));
+    wait(bootstrap, Signals::READABLE);
+    let message = read(bootstrap, 64, 1);
+    assert_eq!((message.status, message.bytes.as_slice()), (0, b"listener".as_slice()));
+    let listener = message.handles[0];
+    loop {
+        let mut socket = 0u32;
+        match raw::listener_accept(listener, writable(&mut socket)) {
+            0 => {}
+            status if status == Error::ShouldWait.code() => {
+                wait(listener, Signals::READABLE | Signals::PEER_CLOSED);
+                continue;
+            }
+            status if status == Error::PeerClosed.code() => return,
+            status => panic!("listener_accept: {}", name(status)),
+        }
+        loop {
+            let (status, bytes) = socket_read(socket, 4096);
+            if status == Error::ShouldWait.code() {
+                wait(socket, Signals::READABLE | Signals::PEER_CLOSED | Signals::PEER_WRITE_DISABLED);
+                continue;
+            }
+            if status == Error::PeerClosed.code() {
+                break;
+            }
+            assert_eq!(status, 0, "socket_read: {}", name(status));
+            let mut rest = bytes.as_slice();
+            while !rest.is_empty() {
+                let (status, taken) = socket_write(socket, rest);
+                if status == Error::ShouldWait.code() {
+                    wait(socket, Signals::WRITABLE | Signals::PEER_CLOSED);
+                    continue;
+                }
+                assert_eq!(status, 0, "socket_write: {}", name(status));
+                rest = &rest[taken as usize..];
+            }
+        }
+        expect!(raw::socket_shutdown(socket, 1), Ok(()));
+        expect!(raw::handle_close(socket), Ok(()));
     }
 }

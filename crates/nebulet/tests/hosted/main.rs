@@ -9,6 +9,7 @@ mod fuzz;
 mod hostile;
 mod isolation;
 mod limits;
+mod network;
 mod programs;
 mod shutdown;
 mod system;
