@@ -114,6 +114,11 @@ pub struct OpenOptions {
     pub directory: bool,
     /// Follow a symbolic link in the last component.
     pub follow: bool,
+    /// Writes reach storage, data only, before they return (`fdflags.dsync`).
+    pub sync_data: bool,
+    /// Writes reach storage, data and metadata, before they return (`fdflags.sync` and
+    /// `fdflags.rsync`).
+    pub sync_all: bool,
 }
 
 /// A new time for `set_times`.

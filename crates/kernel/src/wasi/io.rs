@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use wasmtime::Caller;
 
 use super::fds::{APPEND, Kind};
+use super::rights;
 use crate::guest_memory::GuestMemory;
 use crate::platform::ConsoleStream;
 use crate::runner::ThreadContext;
@@ -100,19 +101,19 @@ fn target(
 ) -> Result<Target, Errno> {
     let descriptor = call.process.files.lock().get(fd)?.clone();
     match (&descriptor.kind, offset) {
-        (Kind::Stdin | Kind::Stdout | Kind::Stderr, Some(_)) => Err(Errno::SPIPE),
-        (Kind::Stdin, None) if transfer == Transfer::Read => Ok(Target::Stdin),
-        (Kind::Stdout, None) if transfer == Transfer::Write => {
-            Ok(Target::Console(ConsoleStream::Output))
-        }
-        (Kind::Stderr, None) if transfer == Transfer::Write => {
-            Ok(Target::Console(ConsoleStream::Error))
-        }
-        (Kind::File { file, readable, writable }, _) => {
-            let allowed = if transfer == Transfer::Read { *readable } else { *writable };
-            if !allowed {
-                return Err(Errno::BADF);
-            }
+        (Kind::Stdin | Kind::Stdout | Kind::Stderr, Some(_)) => return Err(Errno::SPIPE),
+        (Kind::Directory { .. }, _) => return Err(Errno::ISDIR),
+        _ => {}
+    }
+    let bytes = if transfer == Transfer::Read { rights::FD_READ } else { rights::FD_WRITE };
+    // At an offset also needs `fd_seek` (preview 1: `fd_read` with `fd_seek` is `fd_pread`).
+    let seek = if offset.is_some() { rights::FD_SEEK } else { 0 };
+    descriptor.rights.require(bytes | seek)?;
+    match &descriptor.kind {
+        Kind::Stdin if transfer == Transfer::Read => Ok(Target::Stdin),
+        Kind::Stdout if transfer == Transfer::Write => Ok(Target::Console(ConsoleStream::Output)),
+        Kind::Stderr if transfer == Transfer::Write => Ok(Target::Console(ConsoleStream::Error)),
+        Kind::File { file } => {
             let at = match offset {
                 Some(offset) => u64::try_from(offset).map_err(|_| Errno::INVAL)?,
                 None if transfer == Transfer::Write && descriptor.flags & APPEND != 0 => {
@@ -122,7 +123,6 @@ fn target(
             };
             Ok(Target::File { file: file.clone(), offset: at, moves: offset.is_none() })
         }
-        (Kind::Directory { .. }, _) => Err(Errno::ISDIR),
         _ => Err(Errno::BADF),
     }
 }

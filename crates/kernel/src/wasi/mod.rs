@@ -10,6 +10,7 @@ pub(crate) mod fds;
 mod io;
 mod path;
 mod poll;
+mod rights;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -76,7 +77,7 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         fd_advise(fd: u32, offset: i64, length: i64, advice: u32) => fd::advise;
         fd_allocate(fd: u32, offset: i64, length: i64) => fd::allocate;
         fd_close(fd: u32) => fd::close;
-        fd_datasync(fd: u32) => fd::sync;
+        fd_datasync(fd: u32) => fd::datasync;
         fd_sync(fd: u32) => fd::sync;
         fd_fdstat_get(fd: u32, out: u32) => fd::fdstat_get;
         fd_fdstat_set_flags(fd: u32, flags: u32) => fd::fdstat_set_flags;
