@@ -24,7 +24,7 @@ use std::time::Duration;
 pub use files::{HostDirectory, HostFile, errno};
 pub use nebulet_kernel::{
     Capacity, Connector, ExitStatus, Grant, Kernel, Listener, ProcessOptions, ProcessRef,
-    SocketEnd, wasmtime,
+    SocketEnd, Stdio, wasmtime,
 };
 pub use platform::{Console, HostedPlatform};
 pub use source::module_binary;

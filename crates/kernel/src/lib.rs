@@ -29,7 +29,7 @@ mod wait;
 mod wasi;
 mod watchdog;
 
-pub use kernel::{Grant, Kernel, ProcessOptions};
+pub use kernel::{Grant, Kernel, ProcessOptions, Stdio};
 pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use objects::socket::SocketEnd;

@@ -200,7 +200,8 @@ fn run(
         .map_err(|reason| format!("cannot load {}: {reason}", file.display()))?;
     let name =
         file.file_stem().map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
-    let options = ProcessOptions { name: name.clone(), args, environment, preopens };
+    let options =
+        ProcessOptions { name: name.clone(), args, environment, preopens, ..Default::default() };
     let process = emulator.kernel().spawn(module, options);
     finish(&emulator, &process, &name)
 }

@@ -65,6 +65,7 @@ fn sync_with(call: &mut Call<'_>, fd: u32, needed: u64) -> Result<(), Errno> {
         }
         Kind::Directory { .. } => Ok(()),
         Kind::Stdin | Kind::Stdout | Kind::Stderr => Err(Errno::INVAL),
+        Kind::Socket { .. } | Kind::Listener { .. } => Err(Errno::INVAL),
     }
 }
 
@@ -139,10 +140,18 @@ pub(super) fn filestat_get(call: &mut Call<'_>, fd: u32, out: u32) -> Result<(),
     let metadata = match &files.get(fd)?.with_rights(rights::FD_FILESTAT_GET)?.kind {
         Kind::File { file } => file.metadata()?,
         Kind::Directory { directory, .. } => directory.own_metadata()?,
-        Kind::Stdin | Kind::Stdout | Kind::Stderr => Metadata {
+        kind @ (Kind::Stdin
+        | Kind::Stdout
+        | Kind::Stderr
+        | Kind::Socket { .. }
+        | Kind::Listener { .. }) => Metadata {
             device: 0,
             inode: 0,
-            file_type: FileType::CharacterDevice,
+            file_type: if matches!(kind, Kind::Socket { .. } | Kind::Listener { .. }) {
+                FileType::SocketStream
+            } else {
+                FileType::CharacterDevice
+            },
             links: 1,
             size: 0,
             accessed: 0,
@@ -176,7 +185,10 @@ pub(super) fn filestat_set_times(
     let (accessed, modified) = set_times_arguments(accessed, modified, flags)?;
     let files = call.process.files.lock();
     let descriptor = files.get(fd)?;
-    if matches!(descriptor.kind, Kind::Stdin | Kind::Stdout | Kind::Stderr) {
+    if matches!(
+        descriptor.kind,
+        Kind::Stdin | Kind::Stdout | Kind::Stderr | Kind::Socket { .. } | Kind::Listener { .. }
+    ) {
         return Err(Errno::BADF);
     }
     match &descriptor.with_rights(rights::FD_FILESTAT_SET_TIMES)?.kind {

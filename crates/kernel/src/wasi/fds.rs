@@ -6,6 +6,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::rights::{self, Rights};
+use crate::kernel::Stdio;
+use crate::objects::listener::Listener;
+use crate::objects::socket::SocketEnd;
 use crate::vfs::{Directory, Errno, File, FileType, Preopens};
 
 /// `fdflags`: `append`, `dsync`, `nonblock`, `rsync` and `sync`.
@@ -21,12 +24,25 @@ pub(super) enum Kind {
     Stdin,
     Stdout,
     Stderr,
-    File { file: Arc<dyn File> },
-    Directory { directory: Arc<dyn Directory>, preopen: Option<String> },
+    File {
+        file: Arc<dyn File>,
+    },
+    Directory {
+        directory: Arc<dyn Directory>,
+        preopen: Option<String>,
+    },
+    /// A connected stream socket.
+    Socket {
+        socket: Arc<SocketEnd>,
+    },
+    /// A listening socket: `sock_accept` takes its connections.
+    Listener {
+        listener: Arc<Listener>,
+    },
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct Descriptor {
+pub(crate) struct Descriptor {
     pub(super) kind: Kind,
     pub(super) position: u64,
     pub(super) flags: u16,
@@ -45,6 +61,8 @@ impl Descriptor {
     pub(super) fn applicable_rights(&self) -> (u64, u64) {
         match self.kind {
             Kind::Directory { .. } => (rights::DIRECTORY, rights::DIRECTORY | rights::FILE),
+            Kind::Socket { .. } => (rights::SOCKET, 0),
+            Kind::Listener { .. } => (rights::LISTENER, 0),
             _ => (rights::FILE, 0),
         }
     }
@@ -62,6 +80,7 @@ impl Descriptor {
                 file.metadata().map_or(FileType::RegularFile, |metadata| metadata.file_type)
             }
             Kind::Directory { .. } => FileType::Directory,
+            Kind::Socket { .. } | Kind::Listener { .. } => FileType::SocketStream,
         }
     }
 
@@ -89,15 +108,33 @@ pub(crate) struct Descriptors {
 }
 
 impl Descriptors {
-    /// Stdin, stdout and stderr as 0, 1 and 2, then the preopens from 3 in order.
-    pub(crate) fn new(preopens: Preopens) -> Self {
+    /// Stdin, stdout and stderr as 0, 1 and 2 (the console, or the sockets of `stdio`), then
+    /// the listeners from 3 in order, then the preopens.
+    pub(crate) fn new(
+        stdio: Option<Stdio>,
+        listeners: Vec<Arc<Listener>>,
+        preopens: Preopens,
+    ) -> Self {
         let mut table = BTreeMap::new();
-        for (fd, kind) in [(0, Kind::Stdin), (1, Kind::Stdout), (2, Kind::Stderr)] {
-            table.insert(fd, Descriptor::new(kind, Rights::CONSOLE));
+        match stdio {
+            None => {
+                for (fd, kind) in [(0, Kind::Stdin), (1, Kind::Stdout), (2, Kind::Stderr)] {
+                    table.insert(fd, Descriptor::new(kind, Rights::CONSOLE));
+                }
+            }
+            Some(Stdio { input, output, error }) => {
+                for (fd, socket) in [(0, input), (1, output), (2, error)] {
+                    table.insert(fd, Descriptor::new(Kind::Socket { socket }, Rights::SOCKET));
+                }
+            }
         }
-        for (index, (name, directory)) in preopens.into_iter().enumerate() {
-            let kind = Kind::Directory { directory, preopen: Some(name) };
-            table.insert(3 + index as u32, Descriptor::new(kind, Rights::PREOPEN));
+        let granted =
+            listeners.into_iter().map(|listener| (Kind::Listener { listener }, Rights::LISTENER));
+        let directories = preopens.into_iter().map(|(name, directory)| {
+            (Kind::Directory { directory, preopen: Some(name) }, Rights::PREOPEN)
+        });
+        for (index, (kind, rights)) in granted.chain(directories).enumerate() {
+            table.insert(3 + index as u32, Descriptor::new(kind, rights));
         }
         Self { table }
     }
@@ -108,6 +145,16 @@ impl Descriptors {
 
     pub(super) fn get_mut(&mut self, fd: u32) -> Result<&mut Descriptor, Errno> {
         self.table.get_mut(&fd).ok_or(Errno::BADF)
+    }
+
+    /// Takes every descriptor out, to close them (at the process's end).
+    pub(crate) fn take_all(&mut self) -> BTreeMap<u32, Descriptor> {
+        core::mem::take(&mut self.table)
+    }
+
+    /// Whether one more descriptor fits.
+    pub(super) fn has_room(&self) -> bool {
+        self.table.len() < DESCRIPTOR_LIMIT
     }
 
     /// Adds a descriptor at the lowest free number.

@@ -50,7 +50,7 @@ pub(super) fn io_vectors(
 }
 
 /// The bytes the vectors point at, in order.
-fn gather(memory: &GuestMemory<'_>, vectors: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
+pub(super) fn gather(memory: &GuestMemory<'_>, vectors: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
     let mut data = Vec::with_capacity(vectors.iter().map(|(_, length)| *length as usize).sum());
     for (pointer, length) in vectors {
         data.extend_from_slice(memory.slice(*pointer, *length)?);
@@ -59,7 +59,7 @@ fn gather(memory: &GuestMemory<'_>, vectors: &[(u32, u32)]) -> Result<Vec<u8>, E
 }
 
 /// Copies `data` into the vectors, in order; returns how many bytes it copied.
-fn scatter(
+pub(super) fn scatter(
     memory: &mut GuestMemory<'_>,
     vectors: &[(u32, u32)],
     data: &[u8],
@@ -76,6 +76,8 @@ fn scatter(
 /// Where a transfer goes, found while the call holds the caller's memory.
 enum Target {
     Console(ConsoleStream),
+    /// A connected socket, and whether its descriptor is nonblocking.
+    Socket(Arc<crate::objects::socket::SocketEnd>, bool),
     Stdin,
     /// A file at an offset, and whether the call moves the descriptor's position afterwards.
     File {
@@ -101,7 +103,10 @@ fn target(
 ) -> Result<Target, Errno> {
     let descriptor = call.process.files.lock().get(fd)?.clone();
     match (&descriptor.kind, offset) {
-        (Kind::Stdin | Kind::Stdout | Kind::Stderr, Some(_)) => return Err(Errno::SPIPE),
+        (Kind::Stdin | Kind::Stdout | Kind::Stderr | Kind::Socket { .. }, Some(_)) => {
+            return Err(Errno::SPIPE);
+        }
+        (Kind::Listener { .. }, _) => return Err(Errno::NOTCONN),
         (Kind::Directory { .. }, _) => return Err(Errno::ISDIR),
         _ => {}
     }
@@ -113,6 +118,9 @@ fn target(
         Kind::Stdin if transfer == Transfer::Read => Ok(Target::Stdin),
         Kind::Stdout if transfer == Transfer::Write => Ok(Target::Console(ConsoleStream::Output)),
         Kind::Stderr if transfer == Transfer::Write => Ok(Target::Console(ConsoleStream::Error)),
+        Kind::Socket { socket } => {
+            Ok(Target::Socket(socket.clone(), descriptor.flags & super::fds::NONBLOCK != 0))
+        }
         Kind::File { file } => {
             let at = match offset {
                 Some(offset) => u64::try_from(offset).map_err(|_| Errno::INVAL)?,
@@ -146,6 +154,9 @@ pub(super) async fn write(
             kernel.platform.console_write(stream, data).await;
             length
         }
+        Target::Socket(socket, nonblocking) => {
+            super::socket::send(&kernel, &process, &socket, &data, nonblocking).await?
+        }
         Target::File { file, offset, moves } => {
             let written =
                 crate::blocking::run(&kernel, &process, move || file.write_at(&data, offset))
@@ -177,6 +188,9 @@ pub(super) async fn read(
     let data = match target {
         _ if wanted == 0 => Vec::new(),
         Target::Stdin => kernel.platform.console_read(wanted).await?,
+        Target::Socket(socket, nonblocking) => {
+            super::socket::receive(&kernel, &socket, wanted, nonblocking, (false, false)).await?
+        }
         Target::File { file, offset, moves } => {
             let data = crate::blocking::run(&kernel, &process, move || {
                 let mut buffer = vec![0; wanted];

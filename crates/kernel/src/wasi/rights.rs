@@ -50,6 +50,16 @@ pub(crate) const PATH_SYMLINK: u64 = 1 << 24;
 pub(crate) const PATH_REMOVE_DIRECTORY: u64 = 1 << 25;
 pub(crate) const PATH_UNLINK_FILE: u64 = 1 << 26;
 pub(crate) const POLL_FD_READWRITE: u64 = 1 << 27;
+pub(crate) const SOCK_SHUTDOWN: u64 = 1 << 28;
+pub(crate) const SOCK_ACCEPT: u64 = 1 << 29;
+
+/// The rights a connected socket may hold: bytes both ways, polling, flags, shutdown.
+pub(crate) const SOCKET: u64 =
+    FD_READ | FD_WRITE | FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE | SOCK_SHUTDOWN;
+
+/// The rights a listening socket may hold: accepting, polling, flags.
+pub(crate) const LISTENER: u64 =
+    SOCK_ACCEPT | FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE;
 
 /// The rights a file (or the console) may hold: those of the `fd_*` calls on bytes.
 pub(crate) const FILE: u64 = FD_DATASYNC
@@ -103,6 +113,13 @@ impl Rights {
     /// The console: file rights less seek and tell (wasi-libc's `isatty` looks for exactly
     /// that, with the character-device file type).
     pub(crate) const CONSOLE: Rights = Rights { base: FILE & !(FD_SEEK | FD_TELL), inheriting: 0 };
+
+    /// A connected socket (accepted, or the standard streams of a process whose stdio the host
+    /// gives as sockets).
+    pub(crate) const SOCKET: Rights = Rights { base: SOCKET, inheriting: 0 };
+
+    /// A listening socket the host grants.
+    pub(crate) const LISTENER: Rights = Rights { base: LISTENER, inheriting: 0 };
 
     /// A directory opened through `self`.
     pub(crate) fn child_directory(self) -> Rights {

@@ -80,6 +80,7 @@ fn run(system: &System, program: &str, args: &[&str], scratch: &Scratch) -> Exit
         args: args.iter().map(|arg| arg.to_string()).collect(),
         environment: vec!["NEBULET_TEST=yes".into()],
         preopens: scratch.preopens(),
+        ..Default::default()
     };
     system.run_with(system.program(program), options)
 }
@@ -387,6 +388,7 @@ fn a_c_program_through_wasi_libc() {
         args: vec![GUEST.into(), "second".into()],
         environment: vec!["NEBULET_TEST=yes".into()],
         preopens: scratch.preopens(),
+        ..Default::default()
     };
     let status = system.run_with(system.module(bytes), options);
     let console = system.console();
