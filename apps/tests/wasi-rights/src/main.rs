@@ -105,7 +105,14 @@ fn address(bytes: &[u8]) -> u32 {
 }
 
 /// `path_open`: the new descriptor or the errno.
-fn open(dir: u32, path: &str, oflags: u32, base: u64, inheriting: u64, fdflags: u16) -> Result<u32, i32> {
+fn open(
+    dir: u32,
+    path: &str,
+    oflags: u32,
+    base: u64,
+    inheriting: u64,
+    fdflags: u16,
+) -> Result<u32, i32> {
     let mut fd = 0u32;
     let (pointer, length) = (address(path.as_bytes()), path.len() as u32);
     let errno = wasi::path_open(
@@ -198,7 +205,10 @@ fn preopen_and_console(preopen: u32) {
     // The official suite's helper: open "." with the rights fd_fdstat_get reported.
     let dot = opened(preopen, ".", OFLAGS_DIRECTORY, stat.base, stat.inheriting);
     let child = fdstat(dot);
-    assert_eq!((child.file_type, child.base, child.inheriting), (FILETYPE_DIRECTORY, stat.base, stat.inheriting));
+    assert_eq!(
+        (child.file_type, child.base, child.inheriting),
+        (FILETYPE_DIRECTORY, stat.base, stat.inheriting)
+    );
     // And without `oflags.directory`, with every right but writing: still a directory.
     let every = opened(preopen, ".", 0, !WRITING, u64::MAX);
     assert_eq!(fdstat(every), child);
@@ -215,12 +225,16 @@ fn preopen_and_console(preopen: u32) {
 fn files(preopen: u32) {
     let data = opened(preopen, "data.txt", OFLAGS_CREAT, FD_READ | FD_WRITE, 0);
     expect("write", write(data, b"hello"), 0);
-    let read_only = opened(preopen, "data.txt", 0, FD_READ | PATH_FILESTAT_GET | PATH_OPEN, u64::MAX);
+    let read_only =
+        opened(preopen, "data.txt", 0, FD_READ | PATH_FILESTAT_GET | PATH_OPEN, u64::MAX);
     let stat = fdstat(read_only);
     assert_eq!(stat.base & FD_READ, FD_READ, "{stat:x?}");
     assert_eq!(stat.base & (FD_WRITE | FD_ALLOCATE | FD_FILESTAT_SET_SIZE), 0, "not for writing");
     assert_eq!(stat.base & (PATH_FILESTAT_GET | PATH_OPEN), 0, "a file holds no path rights");
-    assert_eq!(stat.base & (FD_SEEK | FD_TELL | FD_FILESTAT_GET), FD_SEEK | FD_TELL | FD_FILESTAT_GET);
+    assert_eq!(
+        stat.base & (FD_SEEK | FD_TELL | FD_FILESTAT_GET),
+        FD_SEEK | FD_TELL | FD_FILESTAT_GET
+    );
     assert_eq!(stat.inheriting, 0, "a file passes nothing on");
     assert_eq!(read(read_only), Ok(b"hello".to_vec()));
     expect("write to a read-only file", write(read_only, b"x"), BADF);
@@ -262,7 +276,11 @@ fn narrow(preopen: u32) {
     expect("drop fd_tell", wasi::fd_fdstat_set_rights(file, rights as i64, 0), 0);
     expect("tell without fd_tell", tell(file), NOTCAPABLE);
     // Never back; nor anything it never held.
-    expect("add fd_read back", wasi::fd_fdstat_set_rights(file, (rights | FD_READ) as i64, 0), NOTCAPABLE);
+    expect(
+        "add fd_read back",
+        wasi::fd_fdstat_set_rights(file, (rights | FD_READ) as i64, 0),
+        NOTCAPABLE,
+    );
     assert_eq!(fdstat(file).base, rights, "a refused call changes nothing");
     // Rights that do not apply to a file are masked, not refused.
     let masked = wasi::fd_fdstat_set_rights(file, (rights | PATH_OPEN) as i64, FD_READ as i64);
@@ -276,21 +294,40 @@ fn narrow(preopen: u32) {
     expect("datasync without fd_datasync", wasi::fd_datasync(file), NOTCAPABLE);
     // The console too.
     let stdin = fdstat(0).base;
-    expect("add fd_seek to stdin", wasi::fd_fdstat_set_rights(0, (stdin | FD_SEEK) as i64, 0), NOTCAPABLE);
-    expect("drop fd_read from stdin", wasi::fd_fdstat_set_rights(0, (stdin & !FD_READ) as i64, 0), 0);
+    expect(
+        "add fd_seek to stdin",
+        wasi::fd_fdstat_set_rights(0, (stdin | FD_SEEK) as i64, 0),
+        NOTCAPABLE,
+    );
+    expect(
+        "drop fd_read from stdin",
+        wasi::fd_fdstat_set_rights(0, (stdin & !FD_READ) as i64, 0),
+        0,
+    );
     expect("read stdin without fd_read", read(0).err().unwrap_or(0), BADF);
     // A directory: base and inheriting shrink separately.
     let dir = opened(preopen, ".", OFLAGS_DIRECTORY, 0, 0);
     let narrowed = PREOPEN_BASE & !PATH_SYMLINK;
-    let set = wasi::fd_fdstat_set_rights(dir, (narrowed | FD_SEEK) as i64, (PREOPEN_INHERITING & !FD_WRITE) as i64);
+    let set = wasi::fd_fdstat_set_rights(
+        dir,
+        (narrowed | FD_SEEK) as i64,
+        (PREOPEN_INHERITING & !FD_WRITE) as i64,
+    );
     expect("narrow a directory", set, 0);
-    assert_eq!((fdstat(dir).base, fdstat(dir).inheriting), (narrowed, PREOPEN_INHERITING & !FD_WRITE));
+    assert_eq!(
+        (fdstat(dir).base, fdstat(dir).inheriting),
+        (narrowed, PREOPEN_INHERITING & !FD_WRITE)
+    );
     let widen = wasi::fd_fdstat_set_rights(dir, narrowed as i64, PREOPEN_INHERITING as i64);
     expect("widen inheriting", widen, NOTCAPABLE);
 }
 
 fn inherit(preopen: u32) {
-    expect("mkdir", with_path("sub", |path, length| wasi::path_create_directory(preopen, path, length)), 0);
+    expect(
+        "mkdir",
+        with_path("sub", |path, length| wasi::path_create_directory(preopen, path, length)),
+        0,
+    );
     let file = opened(preopen, "sub/kept.txt", OFLAGS_CREAT, FD_WRITE, 0);
     expect("write", write(file, b"kept"), 0);
     let sub = opened(preopen, "sub", OFLAGS_DIRECTORY, 0, 0);
@@ -308,14 +345,23 @@ fn inherit(preopen: u32) {
     let child = opened(sub, ".", OFLAGS_DIRECTORY, !WRITING, u64::MAX);
     assert_eq!(fdstat(child).base, PREOPEN_BASE & !PATH_CREATE_DIRECTORY);
     assert_eq!(fdstat(child).inheriting, inheriting);
-    let mkdir = |dir: u32| with_path("made", |path, length| wasi::path_create_directory(dir, path, length));
+    let mkdir =
+        |dir: u32| with_path("made", |path, length| wasi::path_create_directory(dir, path, length));
     expect("mkdir through the child", mkdir(child), NOTCAPABLE);
     expect("mkdir through sub (its base still has it)", mkdir(sub), 0);
     // Without path_create_file in its base, sub opens what exists but creates nothing.
     let base = PREOPEN_BASE & !PATH_CREATE_FILE;
     expect("narrow base", wasi::fd_fdstat_set_rights(sub, base as i64, inheriting as i64), 0);
-    expect("create without the right", open(sub, "new.txt", OFLAGS_CREAT, FD_WRITE, 0, 0).err().unwrap_or(0), NOTCAPABLE);
-    expect("create an existing file without the right", open(sub, "kept.txt", OFLAGS_CREAT, 0, 0, 0).err().unwrap_or(0), NOTCAPABLE);
+    expect(
+        "create without the right",
+        open(sub, "new.txt", OFLAGS_CREAT, FD_WRITE, 0, 0).err().unwrap_or(0),
+        NOTCAPABLE,
+    );
+    expect(
+        "create an existing file without the right",
+        open(sub, "kept.txt", OFLAGS_CREAT, 0, 0, 0).err().unwrap_or(0),
+        NOTCAPABLE,
+    );
     opened(sub, "kept.txt", 0, FD_READ, 0);
 }
 
@@ -335,7 +381,8 @@ fn directory_calls(preopen: u32) {
     expect("write", write(file, b"data"), 0);
     let symlink = two_paths("file", "link", |a, b| wasi::path_symlink(a.0, a.1, preopen, b.0, b.1));
     expect("symlink", symlink, 0);
-    let mkdir = with_path("empty", |path, length| wasi::path_create_directory(preopen, path, length));
+    let mkdir =
+        with_path("empty", |path, length| wasi::path_create_directory(preopen, path, length));
     expect("mkdir", mkdir, 0);
     // In order: each allowed call does its work, which a later one may build on.
     let calls: [DirectoryCall<'_>; 17] = [
@@ -362,7 +409,9 @@ fn directory_calls(preopen: u32) {
         (PATH_READLINK, 0, "path_readlink", &|dir| {
             let (mut contents, mut used) = ([0u8; 16], 0u32);
             let (buffer, used) = (writable(&mut contents), writable(&mut used));
-            with_path("link", |path, length| wasi::path_readlink(dir, path, length, buffer, 16, used))
+            with_path("link", |path, length| {
+                wasi::path_readlink(dir, path, length, buffer, 16, used)
+            })
         }),
         (PATH_RENAME_SOURCE, 0, "path_rename(source)", &|dir| {
             two_paths("file", "renamed", |a, b| wasi::path_rename(dir, a.0, a.1, preopen, b.0, b.1))
@@ -407,11 +456,15 @@ fn directory_calls(preopen: u32) {
 
 /// A path call with two path arguments.
 fn two_paths(first: &str, second: &str, call: impl FnOnce((u32, u32), (u32, u32)) -> i32) -> i32 {
-    call((address(first.as_bytes()), first.len() as u32), (address(second.as_bytes()), second.len() as u32))
+    call(
+        (address(first.as_bytes()), first.len() as u32),
+        (address(second.as_bytes()), second.len() as u32),
+    )
 }
 
 fn flags(preopen: u32) {
-    let file = open(preopen, "synced", OFLAGS_CREAT, FD_READ | FD_WRITE, 0, APPEND | SYNC).expect("open with sync");
+    let file = open(preopen, "synced", OFLAGS_CREAT, FD_READ | FD_WRITE, 0, APPEND | SYNC)
+        .expect("open with sync");
     assert_eq!(fdstat(file).flags, APPEND | SYNC);
     expect("write", write(file, b"abc"), 0);
     expect("seek", seek(file, 0, WHENCE_SET), 0);
