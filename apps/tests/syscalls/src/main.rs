@@ -33,6 +33,7 @@ fn main() {
         "sockets" => sockets(),
         "echo" => echo(),
         "wasi-sockets" => wasi_sockets(),
+        "connect" => connect(),
         "misc" => misc(),
         other => panic!("unknown case `{other}`"),
     }
@@ -846,4 +847,36 @@ fn wasi_sockets() {
     assert_eq!(wasi::sock_recv(fd, iovs, 1, RECV_WAITALL, writable(&mut length), writable(&mut flags)), 0);
     assert_eq!(length, 0, "the end of the stream");
     assert_eq!(wasi::fd_close(fd), 0);
+}
+
+/// `syscalls connect`: takes a connector from its bootstrap message, connects, sends `hello`,
+/// ends its stream, and prints what came back.
+fn connect() {
+    let mut bootstrap = 0u32;
+    expect!(raw::process_bootstrap(writable(&mut bootstrap)), Ok(()));
+    wait(bootstrap, Signals::READABLE);
+    let message = read(bootstrap, 64, 1);
+    assert_eq!((message.status, message.bytes.as_slice()), (0, b"connector".as_slice()));
+    let connector = message.handles[0];
+    assert_eq!(basic(connector).object_type, ObjectType::Connector as u32);
+    let mut socket = 0u32;
+    expect!(raw::connector_connect(connector, writable(&mut socket)), Ok(()));
+    assert_eq!(socket_write(socket, b"hello"), (0, 5));
+    expect!(raw::socket_shutdown(socket, 1), Ok(()));
+    let mut answer = Vec::new();
+    loop {
+        match socket_read(socket, 64) {
+            (0, bytes) => answer.extend(bytes),
+            (status, _) if status == Error::ShouldWait.code() => {
+                wait(socket, Signals::READABLE | Signals::PEER_CLOSED | Signals::PEER_WRITE_DISABLED);
+            }
+            (status, _) => {
+                assert_eq!(status, Error::PeerClosed.code(), "the end of the stream");
+                break;
+            }
+        }
+    }
+    println!("answer: {}", String::from_utf8_lossy(&answer));
+    // A second connection to an address nobody listens on any more fails with ERR_IO.
+    expect!(raw::connector_connect(connector, writable(&mut socket)), Err(Error::Io));
 }

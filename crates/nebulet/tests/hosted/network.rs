@@ -217,3 +217,45 @@ fn standard_streams_can_be_sockets_the_host_holds() {
     assert_eq!(stderr, b"done\n");
     assert_eq!(system.console(), "", "nothing reached the console");
 }
+
+#[test]
+fn a_granted_connector_reaches_its_one_host_address() {
+    use std::net::TcpListener;
+    let system = System::new();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = server.local_addr().unwrap();
+    let connector = nebulet_hosted::network::connector(system.emulator.runtime(), address);
+    let options = ProcessOptions {
+        name: "syscalls".into(),
+        args: vec!["connect".into()],
+        ..Default::default()
+    };
+    let process = system
+        .emulator
+        .kernel()
+        .spawn_with_message(
+            system.program("syscalls"),
+            options,
+            b"connector".to_vec(),
+            vec![Grant::Connector(connector)],
+        )
+        .unwrap();
+    let (mut stream, _) = server.accept().unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = Vec::new();
+    stream.read_to_end(&mut request).unwrap();
+    assert_eq!(request, b"hello");
+    stream.write_all(b"hello to you").unwrap();
+    // Nobody listens there any more before the program sees the end of its stream, so its
+    // second connection is refused.
+    drop(server);
+    drop(stream);
+    let status = system.wait(&process);
+    assert_eq!(
+        (status.reason, status.code),
+        (ExitReason::Exited, 0),
+        "{status:?}\n{}",
+        system.console()
+    );
+    assert!(system.console().contains("answer: hello to you\n"), "{}", system.console());
+}
