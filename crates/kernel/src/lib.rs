@@ -31,7 +31,7 @@ mod watchdog;
 pub use kernel::{Kernel, ProcessOptions};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use platform::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
-pub use prepare::{MEMORY_EXPORT, prepare_module};
+pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.
 pub use wasmtime;
