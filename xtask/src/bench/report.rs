@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use super::memory::IdleRun;
+use super::startup::{COLD_GOAL_FACTOR, Startup, WARM_GOAL_SECONDS};
 use super::{Comparison, Goal, Settings, output_directory, progress, root};
 
 /// The Singularity paper's cycle counts (Hunt and Larus et al., CACM 2010), Singularity and
@@ -135,6 +136,10 @@ pub struct Results {
     pub machine: Machine,
     pub comparisons: Vec<Comparison>,
     pub idle: Vec<IdleRun>,
+    /// Start-up of real programs against the wasmtime CLI.
+    pub startup: Vec<Startup>,
+    /// Which wasmtime CLI ran, and programs left out.
+    pub startup_note: String,
     /// What the Linux side of process creation spawned.
     pub spawn_note: String,
     /// The dense engine configuration, described.
@@ -258,12 +263,50 @@ fn tables(results: &Results) -> String {
         );
     }
     text.push('\n');
+    if !results.startup.is_empty() {
+        startup_table(&mut text, &results.startup);
+        text.push('\n');
+    }
     let _ = writeln!(text, "| goal (issue) | measured | |");
     let _ = writeln!(text, "|---|---|---|");
     for (goal, measured, met) in goals(results) {
         let _ = writeln!(text, "| {goal} | {measured} | {met} |");
     }
     text
+}
+
+/// The start-up table: seconds per run (medians), nebulet beside wasmtime.
+fn startup_table(text: &mut String, rows: &[Startup]) {
+    let _ = writeln!(
+        text,
+        "| start-up | wasm | Nebulet cold s | wasmtime cold s | cold, Nebulet / wasmtime | \
+         Nebulet warm s | wasmtime warm s |"
+    );
+    let _ = writeln!(text, "|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let cold = median(&row.nebulet_cold);
+        let wasmtime_cold = median(&row.wasmtime_cold);
+        let _ = writeln!(
+            text,
+            "| {} | {:.1} MiB | {cold:.3} | {wasmtime_cold:.3} | {:.2}x | {:.3} | {:.3} |",
+            row.program,
+            row.wasm_bytes as f64 / (1024.0 * 1024.0),
+            cold / wasmtime_cold,
+            median(&row.nebulet_warm),
+            median(&row.wasmtime_warm),
+        );
+    }
+}
+
+/// The median of some samples.
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        length if length % 2 == 1 => sorted[length / 2],
+        length => (sorted[length / 2 - 1] + sorted[length / 2]) / 2.0,
+    }
 }
 
 fn met(yes: bool) -> String {
@@ -286,6 +329,20 @@ fn goals(results: &Results) -> Vec<(String, String, String)> {
             format!("{}: {}", comparison.operation, goal.text()),
             measured,
             met(goal.met(comparison)),
+        ));
+    }
+    for startup in &results.startup {
+        let (cold, wasmtime_cold) = (median(&startup.nebulet_cold), median(&startup.wasmtime_cold));
+        rows.push((
+            format!("start-up, {}, cold: ≤ {COLD_GOAL_FACTOR}x wasmtime's", startup.program),
+            format!("{:.2}x ({cold:.3} s against {wasmtime_cold:.3} s)", cold / wasmtime_cold),
+            met(cold <= COLD_GOAL_FACTOR * wasmtime_cold),
+        ));
+        let warm = median(&startup.nebulet_warm);
+        rows.push((
+            format!("start-up, {}, warm: ≤ {} ms", startup.program, WARM_GOAL_SECONDS * 1000.0),
+            format!("{:.0} ms", warm * 1000.0),
+            met(warm <= WARM_GOAL_SECONDS),
         ));
     }
     // Memory: the dense configuration (the one meant for many processes) at the largest
@@ -388,11 +445,54 @@ fn to_json(results: &Results) -> Value {
         "cycles_note": "cycles = ns x the nominal `cpu MHz` of /proc/cpuinfo / 1000; not counted",
         "comparisons": comparisons,
         "idle": results.idle.iter().map(IdleRun::to_json).collect::<Vec<_>>(),
+        "startup": results.startup.iter().map(|row| json!({
+            "program": row.program,
+            "what": row.what,
+            "wasm_bytes": row.wasm_bytes,
+            "nebulet_cold_seconds": row.nebulet_cold,
+            "nebulet_warm_seconds": row.nebulet_warm,
+            "wasmtime_cold_seconds": row.wasmtime_cold,
+            "wasmtime_warm_seconds": row.wasmtime_warm,
+        })).collect::<Vec<_>>(),
+        "startup_wasmtime": results.startup_note,
         "linux_spawned": results.spawn_note,
         "dense_configuration": results.dense,
         "goals": goals,
         "seconds": results.seconds,
     })
+}
+
+/// The notes on the start-up rows.
+fn startup_notes(text: &mut String, results: &Results) {
+    let _ = writeln!(
+        text,
+        "- Start-up: each run is a fresh `nebulet run` or `wasmtime run` command, timed from \
+         spawn to exit (the program's own work included), median of {} run(s); both print the \
+         same output. Cold: Nebulet with an empty cache directory (`NEBULET_CACHE_DIR`), \
+         wasmtime with `-C cache=n`; both compile in parallel on every core. Warm: both with the \
+         cache filled by a run before. wasmtime: {}. The programs:",
+        results.settings.runs, results.startup_note
+    );
+    for row in &results.startup {
+        let range = |samples: &[f64]| {
+            let fastest = samples.iter().copied().fold(f64::INFINITY, f64::min);
+            let slowest = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{fastest:.3}–{slowest:.3} s")
+        };
+        let _ = writeln!(
+            text,
+            "  - {}: {}, {} bytes of wasm (runs: Nebulet cold {}, warm {}; wasmtime cold {}, \
+             warm {}).",
+            row.program,
+            row.what,
+            count(row.wasm_bytes),
+            range(&row.nebulet_cold),
+            range(&row.nebulet_warm),
+            range(&row.wasmtime_cold),
+            range(&row.wasmtime_warm)
+        );
+    }
+    text.push('\n');
 }
 
 /// The Markdown page.
@@ -569,6 +669,7 @@ fn page(results: &Results, tables: &str) -> String {
             .map_or("unknown".into(), count)
     );
 
+    startup_notes(&mut text, results);
     let _ = writeln!(text, "## Context: Singularity's numbers\n");
     let _ = writeln!(
         text,
