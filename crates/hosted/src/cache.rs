@@ -138,8 +138,10 @@ impl ModuleCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let mut bytes = Vec::new();
-        // An entry is never larger than the bound: a larger file is not one of ours.
+        // An entry is never larger than the bound: a larger file is not one of ours. Sized up
+        // front: entries are megabytes, and a growing buffer would copy them again and again.
+        let size = file.metadata().map_or(0, |metadata| metadata.len()).min(self.limit);
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         let read = (&file).take(self.limit.saturating_add(1)).read_to_end(&mut bytes);
         let loaded = match read {
             Ok(length) if (length as u64) <= self.limit => {

@@ -62,3 +62,40 @@ impl Compiler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module of `count` functions, each with a loop and some arithmetic.
+    fn many_functions(count: usize) -> String {
+        let body = "(local $i i32) (loop $again (local.set $i (i32.add (local.get $i) \
+                    (i32.mul (local.get 0) (i32.const 7)))) (br_if $again (i32.lt_u (local.get \
+                    $i) (i32.const 1000)))) (local.get $i)";
+        let functions: String = (0..count)
+            .map(|index| format!("(func (export \"f{index}\") (param i32) (result i32) {body})"))
+            .collect();
+        format!("(module {functions})")
+    }
+
+    #[test]
+    fn the_pool_threads_do_the_work_and_their_cpu_is_counted() {
+        let engine = Engine::new(&crate::engine_config()).unwrap();
+        let binary = wat::parse_str(many_functions(400)).unwrap();
+        let compiler = Compiler::new();
+        take_helpers_cpu();
+        let own_before = crate::platform::thread_cpu_ns();
+        let module = compiler.compile(&engine, &binary).unwrap();
+        let own = crate::platform::thread_cpu_ns() - own_before;
+        let helpers = take_helpers_cpu();
+        assert!(module.get_export("f399").is_some());
+        // The calling thread only waits while the pool compiles: what the compile cost is the
+        // pool's, and it is counted.
+        assert!(helpers > own, "pool threads {helpers} ns, calling thread {own} ns");
+        assert_eq!(take_helpers_cpu(), 0, "taken once");
+        // The pool is kept for the next compile, and counts again.
+        compiler.compile(&engine, &binary).unwrap();
+        assert!(take_helpers_cpu() > 0);
+        assert_eq!(compiler.idle.lock().unwrap().len(), 1);
+    }
+}

@@ -24,10 +24,12 @@ pub(crate) fn read(file: &Path) -> Result<Vec<u8>, String> {
     let cannot_read = |error: std::io::Error| format!("cannot read {}: {error}", file.display());
     let too_large = || format!("{} is larger than {} MiB", file.display(), MAX_MODULE_BYTES >> 20);
     let opened = std::fs::File::open(file).map_err(cannot_read)?;
-    if opened.metadata().map_err(cannot_read)?.len() > MAX_MODULE_BYTES {
+    let size = opened.metadata().map_err(cannot_read)?.len();
+    if size > MAX_MODULE_BYTES {
         return Err(too_large());
     }
-    let mut bytes = Vec::new();
+    // Sized up front (`take` hides the file's size from `read_to_end`).
+    let mut bytes = Vec::with_capacity(size as usize);
     opened.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes).map_err(cannot_read)?;
     if bytes.len() as u64 > MAX_MODULE_BYTES {
         return Err(too_large());

@@ -1,7 +1,10 @@
 //! Start-up of real programs: `nebulet run` against `wasmtime run`, each a fresh command timed
 //! from spawn to exit. Cold: nebulet with an empty cache directory, wasmtime with `-C cache=n`.
 //! Warm: both with their cache filled by a run before (wasmtime's in a directory of its own,
-//! `-C cache-config`).
+//! `-C cache-config`). A third cold column runs wasmtime with `-W epoch-interruption=y`, the
+//! setting nebulet compiles with (it preempts processes at epoch ticks): the checks it adds to
+//! every function entry and loop make Cranelift's work larger, so this is the like-for-like
+//! baseline, and the gap between the two wasmtime columns is the price of preemption.
 //!
 //! The programs, built once into `target/bench/programs/`: jaq 1.6 (a jq clone in Rust, a few
 //! MB of wasm; `cargo install --target wasm32-wasip1`), SQLite (its C amalgamation, from the
@@ -35,6 +38,8 @@ pub struct Startup {
     pub nebulet_cold: Vec<f64>,
     pub nebulet_warm: Vec<f64>,
     pub wasmtime_cold: Vec<f64>,
+    /// wasmtime cold with epoch interruption, as nebulet compiles.
+    pub wasmtime_cold_epoch: Vec<f64>,
     pub wasmtime_warm: Vec<f64>,
 }
 
@@ -136,9 +141,12 @@ impl Program {
                 command.env("NEBULET_CACHE_DIR", &nebulet_cache).arg("run");
                 command
             } else {
-                let cache = if what.ends_with("cold") { "cache=n" } else { &warm_config };
+                let cache = if what.contains("cold") { "cache=n" } else { &warm_config };
                 let mut command = Command::new(wasmtime);
                 command.args(["run", "-C", cache]);
+                if what.ends_with("epoch") {
+                    command.args(["-W", "epoch-interruption=y"]);
+                }
                 command
             };
             command.arg(wasm).args(self.arguments);
@@ -165,6 +173,7 @@ impl Program {
         };
         let nebulet_cold = measure("nebulet cold", Some(&nebulet_cache))?;
         let wasmtime_cold = measure("wasmtime cold", None)?;
+        let wasmtime_cold_epoch = measure("wasmtime cold epoch", None)?;
         // The cold runs left nebulet's cache filled; wasmtime's is filled by one run.
         self.run(command("wasmtime warm"))?;
         let nebulet_warm = measure("nebulet warm", None)?;
@@ -177,6 +186,7 @@ impl Program {
             nebulet_cold,
             nebulet_warm,
             wasmtime_cold,
+            wasmtime_cold_epoch,
             wasmtime_warm,
         })
     }
