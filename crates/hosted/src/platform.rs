@@ -30,7 +30,8 @@ pub struct HostedPlatform {
     console: Console,
     capacity: Capacity,
     /// Blocking jobs (compiles, file I/O) running at once: at most one per core, so that however
-    /// many processes compile at once, the executor's workers keep most of the machine.
+    /// many processes compile at once, the executor's workers keep most of the machine (a
+    /// compile's pool has a thread per core, all at the lowered priority of blocking jobs).
     blocking: Arc<tokio::sync::Semaphore>,
     compiler: Compiler,
     /// Where compiled modules are kept between runs, if anywhere.

