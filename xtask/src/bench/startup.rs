@@ -153,31 +153,36 @@ impl Program {
             command
         };
         let expected = self.run(command("wasmtime cold"))?;
-        let measure = |what: &str, fresh: Option<&Path>| -> Result<Vec<f64>, String> {
-            let mut samples = Vec::new();
+        // Runs each command once per round, in turn, so that a change in the machine's load
+        // falls on all of them alike. Nebulet's cold runs start with an empty cache.
+        let measure = |whats: &[&str]| -> Result<Vec<Vec<f64>>, String> {
+            let mut samples = vec![Vec::new(); whats.len()];
             for run in 1..=runs {
-                if let Some(directory) = fresh {
-                    let _ = std::fs::remove_dir_all(directory);
+                for (what, samples) in whats.iter().zip(&mut samples) {
+                    if *what == "nebulet cold" {
+                        let _ = std::fs::remove_dir_all(&nebulet_cache);
+                    }
+                    let command = command(what);
+                    let start = Instant::now();
+                    let output = self.run(command)?;
+                    let seconds = start.elapsed().as_secs_f64();
+                    if output != expected {
+                        return Err(format!("{what} printed {output:?}, wasmtime {expected:?}"));
+                    }
+                    progress(&format!("    {what} (run {run}/{runs}): {seconds:.3} s"));
+                    samples.push(seconds);
                 }
-                let command = command(what);
-                let start = Instant::now();
-                let output = self.run(command)?;
-                let seconds = start.elapsed().as_secs_f64();
-                if output != expected {
-                    return Err(format!("{what} printed {output:?}, wasmtime {expected:?}"));
-                }
-                progress(&format!("    {what} (run {run}/{runs}): {seconds:.3} s"));
-                samples.push(seconds);
             }
             Ok(samples)
         };
-        let nebulet_cold = measure("nebulet cold", Some(&nebulet_cache))?;
-        let wasmtime_cold = measure("wasmtime cold", None)?;
-        let wasmtime_cold_epoch = measure("wasmtime cold epoch", None)?;
+        let cold = measure(&["nebulet cold", "wasmtime cold", "wasmtime cold epoch"])?;
         // The cold runs left nebulet's cache filled; wasmtime's is filled by one run.
         self.run(command("wasmtime warm"))?;
-        let nebulet_warm = measure("nebulet warm", None)?;
-        let wasmtime_warm = measure("wasmtime warm", None)?;
+        let warm = measure(&["nebulet warm", "wasmtime warm"])?;
+        let [nebulet_cold, wasmtime_cold, wasmtime_cold_epoch] =
+            <[Vec<f64>; 3]>::try_from(cold).map_err(|_| "three cold columns")?;
+        let [nebulet_warm, wasmtime_warm] =
+            <[Vec<f64>; 2]>::try_from(warm).map_err(|_| "two warm columns")?;
         let _ = std::fs::remove_dir_all(&scratch);
         Ok(Startup {
             program: self.name.into(),

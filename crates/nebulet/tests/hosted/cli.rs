@@ -34,10 +34,12 @@ fn run_exits_with_the_program_exit_code_and_passes_arguments() {
 /// `nebulet run` with `arguments`, then the `wasi-std` program's `env` case with `after`:
 /// the program's output, and its exit code (its number of arguments).
 fn run_wasi_env(arguments: &[&str], after: &[&str], host: Option<&str>) -> (String, Option<i32>) {
-    let path = std::env::temp_dir()
-        .join(format!("nebulet-cli-{}", std::process::id()))
-        .join("wasi-std.wasm");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // A file per call: tests run at once, and one must not rewrite the file another reads.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let directory = write_temporary("placeholder", "").with_file_name(format!("call-{call}"));
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("wasi-std.wasm");
     std::fs::write(&path, nebulet::image::find("wasi-std").unwrap()).unwrap();
     let mut command = nebulet();
     match host {
