@@ -207,7 +207,7 @@ fn stdin_of_a_captured_console_is_empty() {
 
 /// The `nebulet` command.
 fn nebulet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nebulet"))
+    super::nebulet_command()
 }
 
 /// Runs a command with `input` on its stdin.
