@@ -69,6 +69,12 @@ pub(crate) struct RunArguments {
     /// HOST_DIR as written), e.g. `--dir .`, `--dir data::/data` (repeatable).
     #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]", value_parser = parse_directory)]
     pub(crate) directories: Vec<DirectoryArgument>,
+    /// Gives the program a TCP socket listening on ADDRESS (`127.0.0.1:8080`, `localhost:0`),
+    /// as WASI descriptor 3, the next one at 4, and so on, before the `--dir` directories (as
+    /// wasmtime's former `--tcplisten`); repeatable. Port 0 takes any free port (`-v` prints
+    /// it).
+    #[arg(long = "listen", value_name = "ADDRESS", value_parser = parse_listen_address)]
+    pub(crate) listen: Vec<std::net::SocketAddr>,
     /// Allows running a `.cwasm` file made by `nebulet compile`. Only for files made so: a
     /// `.cwasm` is machine code, which runs without the sandbox's checks.
     #[arg(long)]
@@ -109,6 +115,15 @@ impl CacheArguments {
 #[derive(Debug, Clone, Copy)]
 enum Codegen {
     Cache(bool),
+}
+
+/// An address to listen on: an IP address and port, or a host name and port (its first
+/// address).
+fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addresses =
+        text.to_socket_addrs().map_err(|error| format!("`{text}` is not HOST:PORT ({error})"))?;
+    addresses.next().ok_or_else(|| format!("`{text}` has no address"))
 }
 
 fn parse_codegen(text: &str) -> Result<Codegen, String> {

@@ -106,6 +106,7 @@ fn run(arguments: RunArguments) -> Outcome {
         verbose,
         environment,
         directories,
+        listen,
         allow_precompiled,
         cache,
         module_and_args,
@@ -128,8 +129,24 @@ fn run(arguments: RunArguments) -> Outcome {
     let module = modules::load(&emulator, &file, &bytes, precompiled)?;
     let name =
         file.file_stem().map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
-    let options =
-        ProcessOptions { name: name.clone(), args, environment, preopens, ..Default::default() };
+    let mut listeners = Vec::with_capacity(listen.len());
+    for (index, address) in listen.into_iter().enumerate() {
+        let (listener, bound) = emulator
+            .listen(address)
+            .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+        if verbose {
+            eprintln!("nebulet: listening on {bound} (descriptor {})", 3 + index);
+        }
+        listeners.push(listener);
+    }
+    let options = ProcessOptions {
+        name: name.clone(),
+        args,
+        environment,
+        preopens,
+        listeners,
+        ..Default::default()
+    };
     let process = emulator.kernel().spawn(module, options);
     finish(&emulator, &process, &name)
 }

@@ -182,3 +182,57 @@ fn run_verbose_shows_the_root_budget_first() {
     let quiet = nebulet().arg("run").arg(&path).output().unwrap();
     assert!(quiet.stderr.is_empty(), "without -v nothing: {quiet:?}");
 }
+
+#[test]
+fn run_listen_gives_the_program_listening_sockets_from_descriptor_3() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    let directory = write_temporary("placeholder", "").with_file_name("listen");
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("wasi-std.wasm");
+    std::fs::write(&path, nebulet::image::find("wasi-std").unwrap()).unwrap();
+    let mut child = nebulet()
+        .args(["run", "-v", "--listen", "127.0.0.1:0", "--listen", "localhost:0", "--no-cache"])
+        .arg(&path)
+        .args(["tcp", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `-v` names each listening address and its descriptor, after the root budget.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addresses = Vec::new();
+    while addresses.len() < 2 {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "stderr ended early");
+        if let Some(rest) = line.strip_prefix("nebulet: listening on ") {
+            let (address, descriptor) = rest.trim_end().split_once(" (descriptor ").unwrap();
+            addresses.push((address.to_string(), descriptor.trim_end_matches(')').to_string()));
+        }
+    }
+    assert_eq!([addresses[0].1.as_str(), addresses[1].1.as_str()], ["3", "4"]);
+    let mut stream = TcpStream::connect(&addresses[0].0).unwrap();
+    stream.set_read_timeout(Some(crate::PATIENCE)).unwrap();
+    stream.write_all(b"over the network").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "OVER THE NETWORK");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "wasi-std tcp: ok\n");
+}
+
+#[test]
+fn run_listen_on_a_bad_or_taken_address_is_one_line() {
+    let path = write_temporary("listen-args.wat", ARGUMENT_COUNTER);
+    let output = nebulet().args(["run", "--listen", "nowhere"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "clap's usage error: {output:?}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = nebulet().args(["run", "--listen", &address]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stderr.starts_with(&format!("nebulet: cannot listen on {address}:")), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
