@@ -61,6 +61,8 @@ enum Command {
     },
     /// Lists the apps of the embedded image with their sizes.
     Apps,
+    /// Serves HTTP/1.1, answering each request with a fresh process of a wasm app.
+    Serve(nebulet_serve::ServeArgs),
 }
 
 fn parse_environment(text: &str) -> Result<String, String> {
@@ -111,6 +113,7 @@ fn main() {
                 run(&file, Report::chosen(verbose), environment, directories, args)
             }
             Command::Demo { manifest, verbose } => demo(manifest, Report::chosen(verbose)),
+            Command::Serve(arguments) => nebulet_serve::run(arguments),
             Command::Apps => {
                 for (name, bytes) in image::APPS {
                     println!("{name:<12} {:>8} bytes", bytes.len());
