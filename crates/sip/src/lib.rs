@@ -62,6 +62,7 @@ mod channel;
 pub mod clock;
 pub mod debug;
 mod handle;
+pub mod http;
 mod objects;
 pub mod process;
 pub mod random;
