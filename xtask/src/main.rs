@@ -369,6 +369,13 @@ fn qemu(
 /// hidden `bench-run` task.
 fn bench_in_release(arguments: &BenchArguments) -> Result<(), String> {
     eprintln!("xtask: building the benchmark in release mode, then running it");
+    // The `nebulet` command too, for the start-up rows (the same features as xtask's build).
+    let mut build = cargo();
+    build
+        .args(["build", "--release", "--package", "xtask", "--package", "nebulet"])
+        .args(["--features", "xtask/bench"])
+        .current_dir(root());
+    run(build)?;
     let mut command = cargo();
     command
         .args(["run", "--release", "--package", "xtask", "--features", "bench", "--", "bench-run"])

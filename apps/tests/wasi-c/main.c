@@ -5,8 +5,15 @@
  * DIR/from-c.txt with stdio, reads it back, lists DIR with opendir/readdir, prints its
  * arguments and NEBULET_TEST, checks the clocks, and exits with WASI_C_EXIT (42) on success, or
  * prints `wasi-c: FAILED ...` to stderr and exits 1.
+ *
+ * `wasi-c --tcp COUNT`, with a listening socket at fd 3: waits for each of COUNT connections with
+ * poll, accepts it, reads it to its end (read and recv in turn), sends it all back with send,
+ * shuts down writing and closes it; exits WASI_C_EXIT.
  */
 #include <dirent.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +32,37 @@ static int compare(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int tcp_echo(int count) {
+    for (int connection = 0; connection < count; connection++) {
+        struct pollfd waiting = {.fd = 3, .events = POLLIN};
+        if (poll(&waiting, 1, -1) != 1 || !(waiting.revents & POLLIN)) fail("poll on the listener");
+        int socket = accept(3, NULL, NULL);
+        if (socket < 0) fail("accept");
+        static char data[1 << 20];
+        size_t length = 0;
+        for (int turn = 0;; turn++) {
+            ssize_t got = turn % 2 ? recv(socket, data + length, sizeof data - length, 0)
+                                   : read(socket, data + length, sizeof data - length);
+            if (got < 0) fail("read or recv");
+            if (got == 0) break;
+            length += (size_t)got;
+        }
+        for (size_t sent = 0; sent < length;) {
+            ssize_t put = send(socket, data + sent, length - sent, 0);
+            if (put <= 0) fail("send");
+            sent += (size_t)put;
+        }
+        if (shutdown(socket, SHUT_WR) != 0) fail("shutdown");
+        if (close(socket) != 0) fail("close");
+    }
+    printf("wasi-c: echoed %d connections\n", count);
+    return WASI_C_EXIT;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--tcp") == 0) {
+        return tcp_echo(atoi(argv[2]));
+    }
     if (argc < 2) {
         errno = 0;
         fail("usage: wasi-c DIR [ARGS...]");

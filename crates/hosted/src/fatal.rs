@@ -114,8 +114,12 @@ mod tests {
         if std::env::var_os(PANIC_IN).is_some() {
             let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
             let console = crate::Console::Buffer(Default::default());
-            let platform =
-                crate::HostedPlatform::new(runtime.handle().clone(), console, Default::default());
+            let platform = crate::HostedPlatform::new(
+                runtime.handle().clone(),
+                console,
+                Default::default(),
+                None,
+            );
             let spent = runtime.block_on(platform.run_blocking(Box::new(|| panic!("a job broke"))));
             unreachable!("the host survived a panic in blocking work ({spent} ns)");
         }

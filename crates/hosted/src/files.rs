@@ -5,8 +5,8 @@
 //! links whose target lies outside are refused; `cap-std` reports such a refusal as an
 //! `io::Error` of kind `PermissionDenied` that carries no OS error number (its
 //! `escape_attempt`, also what `openat2`'s `RESOLVE_BENEATH` `EXDEV` is turned into), which is
-//! mapped to [`Errno::NOTCAPABLE`]. A real `EACCES` carries its OS error number and stays
-//! [`Errno::ACCES`].
+//! mapped to [`Errno::PERM`], as wasi-common and wasmtime do (the official WASI test suite
+//! expects it). A real `EACCES` carries its OS error number and stays [`Errno::ACCES`].
 
 use std::io;
 use std::path::Path;
@@ -121,7 +121,7 @@ const ERRNOS: &[(rustix::io::Errno, Errno)] = {
 /// The WASI errno of a host I/O error.
 ///
 /// An OS error maps by its number. An error without one is `cap-std`'s own: `PermissionDenied`
-/// is its refusal of a path that leads outside the directory (`NOTCAPABLE`); the rest map by
+/// is its refusal of a path that leads outside the directory (`PERM`); the rest map by
 /// kind, falling back to `IO`.
 pub fn errno(error: &io::Error) -> Errno {
     if let Some(host) = rustix::io::Errno::from_io_error(error) {
@@ -131,7 +131,7 @@ pub fn errno(error: &io::Error) -> Errno {
             .map_or(Errno::IO, |&(_, wasi)| wasi);
     }
     match error.kind() {
-        io::ErrorKind::PermissionDenied => Errno::NOTCAPABLE,
+        io::ErrorKind::PermissionDenied => Errno::PERM,
         io::ErrorKind::NotFound => Errno::NOENT,
         io::ErrorKind::AlreadyExists => Errno::EXIST,
         io::ErrorKind::NotADirectory => Errno::NOTDIR,
@@ -231,7 +231,7 @@ impl HostDirectory {
             .truncate(options.truncate)
             .follow(follow_symlinks(options.follow))
             .maybe_dir(true)
-            .custom_flags(NONBLOCKING_OPEN);
+            .custom_flags(NONBLOCKING_OPEN | sync_flags(options));
         if options.create && options.exclusive {
             host.create_new(true);
         } else if options.create {
@@ -251,7 +251,7 @@ impl HostDirectory {
                     .read(true)
                     .follow(follow_symlinks(options.follow))
                     .maybe_dir(true)
-                    .custom_flags(NONBLOCKING_OPEN);
+                    .custom_flags(NONBLOCKING_OPEN | sync_flags(options));
                 self.0.open_with(path, &read_only).map_err(|_| error)
             }
             result => result,
@@ -263,6 +263,18 @@ impl HostDirectory {
 /// Opens never wait: opening a FIFO (or some devices) would wait for its other end, on an
 /// executor worker, since opens are quick calls. I/O then waits as usual, off the workers.
 const NONBLOCKING_OPEN: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+
+/// The host's `O_DSYNC` and `O_SYNC` for the WASI sync flags.
+fn sync_flags(options: &OpenOptions) -> i32 {
+    let mut flags = rustix::fs::OFlags::empty();
+    if options.sync_data {
+        flags |= rustix::fs::OFlags::DSYNC;
+    }
+    if options.sync_all {
+        flags |= rustix::fs::OFlags::SYNC;
+    }
+    flags.bits() as i32
+}
 
 /// `file` with the non-blocking flag of its open taken off again.
 fn blocking_again(file: cap_std::fs::File) -> io::Result<cap_std::fs::File> {
@@ -302,7 +314,10 @@ impl vfs::Directory for HostDirectory {
     }
 
     fn remove_directory(&self, path: &str) -> Result<(), Errno> {
-        map(self.0.remove_dir(path))
+        // `dir/` names `dir`, as `rmdir(2)` takes it; `cap-std` would look for an entry named
+        // `.` in it instead (`EINVAL`). Only directories are removed, so `file/` is `ENOTDIR`.
+        let trimmed = path.trim_end_matches('/');
+        map(self.0.remove_dir(if trimmed.is_empty() { path } else { trimmed }))
     }
 
     fn remove_file(&self, path: &str) -> Result<(), Errno> {
@@ -320,12 +335,12 @@ impl vfs::Directory for HostDirectory {
     }
 
     fn symlink(&self, contents: &str, link: &str) -> Result<(), Errno> {
-        // `cap-std` refuses absolute contents (`NOTCAPABLE`): they could never be followed here.
+        // `cap-std` refuses absolute contents (`PERM`): they could never be followed here.
         map(self.0.symlink(contents, link))
     }
 
     fn read_link(&self, path: &str) -> Result<String, Errno> {
-        // `cap-std` refuses to read absolute contents (`NOTCAPABLE`), not to reveal host paths.
+        // `cap-std` refuses to read absolute contents (`PERM`), not to reveal host paths.
         let contents = map(self.0.read_link(path))?;
         Ok(contents.to_string_lossy().into_owned())
     }
@@ -462,6 +477,8 @@ mod tests {
         truncate: false,
         directory: false,
         follow: true,
+        sync_data: false,
+        sync_all: false,
     };
     const WRITE: OpenOptions = OpenOptions { write: true, ..READ };
     const CREATE: OpenOptions = OpenOptions { create: true, ..WRITE };
@@ -611,8 +628,8 @@ mod tests {
         assert_eq!(dir.rename("missing", dir, "x").unwrap_err(), Errno::NOENT);
         assert_eq!(dir.hard_link("linked", dir, "sub/c").unwrap_err(), Errno::EXIST);
         // Out of the directory through either name: refused.
-        assert_eq!(dir.rename("linked", dir, "../out").unwrap_err(), Errno::NOTCAPABLE);
-        assert_eq!(dir.hard_link("../inside/linked", dir, "x").unwrap_err(), Errno::NOTCAPABLE);
+        assert_eq!(dir.rename("linked", dir, "../out").unwrap_err(), Errno::PERM);
+        assert_eq!(dir.hard_link("../inside/linked", dir, "x").unwrap_err(), Errno::PERM);
         assert!(!scratch.path.join("out").exists());
         // Another implementation: cross-device.
         assert_eq!(dir.rename("linked", &Foreign, "x").unwrap_err(), Errno::XDEV);
@@ -694,29 +711,25 @@ mod tests {
     }
 
     #[test]
-    fn escapes_are_refused_as_not_capable() {
+    fn escapes_are_refused_as_not_permitted() {
         let scratch = Scratch::new();
         let dir = &scratch.directory;
         std::fs::write(scratch.path.join("secret"), b"outside").unwrap();
         dir.create_directory("sub").unwrap();
         for path in ["../secret", "/etc/passwd", "sub/../../secret", "..", "/", "sub/../.."] {
-            assert_eq!(dir.open(path, &READ).unwrap_err(), Errno::NOTCAPABLE, "{path}");
-            assert_eq!(
-                dir.metadata(path, Follow::Symlinks).unwrap_err(),
-                Errno::NOTCAPABLE,
-                "{path}"
-            );
+            assert_eq!(dir.open(path, &READ).unwrap_err(), Errno::PERM, "{path}");
+            assert_eq!(dir.metadata(path, Follow::Symlinks).unwrap_err(), Errno::PERM, "{path}");
         }
-        assert_eq!(dir.open("../secret", &CREATE).unwrap_err(), Errno::NOTCAPABLE);
-        assert_eq!(dir.open("../new", &CREATE).unwrap_err(), Errno::NOTCAPABLE);
-        assert_eq!(dir.open("..", &DIRECTORY).unwrap_err(), Errno::NOTCAPABLE);
-        assert_eq!(dir.create_directory("../made").unwrap_err(), Errno::NOTCAPABLE);
-        assert_eq!(dir.remove_file("../secret").unwrap_err(), Errno::NOTCAPABLE);
-        assert_eq!(dir.symlink("/etc/passwd", "absolute").unwrap_err(), Errno::NOTCAPABLE);
+        assert_eq!(dir.open("../secret", &CREATE).unwrap_err(), Errno::PERM);
+        assert_eq!(dir.open("../new", &CREATE).unwrap_err(), Errno::PERM);
+        assert_eq!(dir.open("..", &DIRECTORY).unwrap_err(), Errno::PERM);
+        assert_eq!(dir.create_directory("../made").unwrap_err(), Errno::PERM);
+        assert_eq!(dir.remove_file("../secret").unwrap_err(), Errno::PERM);
+        assert_eq!(dir.symlink("/etc/passwd", "absolute").unwrap_err(), Errno::PERM);
         assert_eq!(
             dir.set_times("../secret", Follow::Symlinks, Timestamp::Now, Timestamp::Now)
                 .unwrap_err(),
-            Errno::NOTCAPABLE
+            Errno::PERM
         );
         // `..` that stays inside is fine.
         file(dir.open("sub/../a", &CREATE).unwrap());
@@ -726,24 +739,20 @@ mod tests {
         std::os::unix::fs::symlink("..", scratch.host("up")).unwrap();
         std::os::unix::fs::symlink("../../secret", scratch.host("sub/deep")).unwrap();
         for path in ["root", "root/etc/passwd", "up", "up/secret", "sub/deep"] {
-            assert_eq!(dir.open(path, &READ).unwrap_err(), Errno::NOTCAPABLE, "{path}");
-            assert_eq!(
-                dir.metadata(path, Follow::Symlinks).unwrap_err(),
-                Errno::NOTCAPABLE,
-                "{path}"
-            );
+            assert_eq!(dir.open(path, &READ).unwrap_err(), Errno::PERM, "{path}");
+            assert_eq!(dir.metadata(path, Follow::Symlinks).unwrap_err(), Errno::PERM, "{path}");
         }
         for path in ["root", "up"] {
-            assert_eq!(dir.open(path, &DIRECTORY).unwrap_err(), Errno::NOTCAPABLE, "{path}");
+            assert_eq!(dir.open(path, &DIRECTORY).unwrap_err(), Errno::PERM, "{path}");
         }
-        assert_eq!(dir.open("up/new", &CREATE).unwrap_err(), Errno::NOTCAPABLE);
-        assert_eq!(dir.create_directory("up/made").unwrap_err(), Errno::NOTCAPABLE);
+        assert_eq!(dir.open("up/new", &CREATE).unwrap_err(), Errno::PERM);
+        assert_eq!(dir.create_directory("up/made").unwrap_err(), Errno::PERM);
         // The links themselves are there; an absolute target is not revealed.
         assert_eq!(
             dir.metadata("root", Follow::Nothing).unwrap().file_type,
             FileType::SymbolicLink
         );
-        assert_eq!(dir.read_link("root").unwrap_err(), Errno::NOTCAPABLE);
+        assert_eq!(dir.read_link("root").unwrap_err(), Errno::PERM);
         assert_eq!(dir.read_link("up").unwrap(), "..");
         assert!(!scratch.path.join("new").exists() && !scratch.path.join("made").exists());
         assert_eq!(std::fs::read(scratch.path.join("secret")).unwrap(), b"outside");
@@ -762,7 +771,7 @@ mod tests {
         // cap-std's refusal: `PermissionDenied` without an OS error.
         let escape =
             io::Error::new(io::ErrorKind::PermissionDenied, "a path led outside of the filesystem");
-        assert_eq!(errno(&escape), Errno::NOTCAPABLE);
+        assert_eq!(errno(&escape), Errno::PERM);
         assert_eq!(errno(&io::Error::other("?")), Errno::IO);
 
         // A real permission error stays `ACCES` (unless running as root, who passes anyway).

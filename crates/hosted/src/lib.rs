@@ -5,9 +5,14 @@
 //! thread, the OS's entropy, stdout as the console, and Cranelift as the module compiler. A
 //! background thread advances the wasmtime epoch every millisecond, so a process that spins
 //! without calls still yields to the others. A panic in any task ends the host (a kernel panic).
-#![forbid(unsafe_code)]
+//! Modules compile in parallel, and may be kept compiled on disk ([`ModuleCache`]).
+// Denied, not forbidden: `compiled` holds the crate's one `unsafe`, wasmtime's deserialize.
+#![deny(unsafe_code)]
 
+mod cache;
 mod capacity;
+mod compiled;
+mod compiler;
 mod console;
 mod fatal;
 mod files;
@@ -21,10 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use cache::{CACHE_DIRECTORY_VARIABLE, CacheStatistics, DEFAULT_CACHE_LIMIT, ModuleCache};
+pub use compiled::{Fingerprint, LoadError, is_compiled};
 pub use files::{HostDirectory, HostFile, errno};
 pub use nebulet_kernel::{
     Capacity, Connector, ExitStatus, Grant, Kernel, Listener, ProcessOptions, ProcessRef,
-    SocketEnd, wasmtime,
+    SocketEnd, Stdio, wasmtime,
 };
 pub use platform::{Console, HostedPlatform};
 pub use source::module_binary;
@@ -41,6 +48,7 @@ pub struct Emulator {
     /// `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     kernel: Arc<Kernel>,
+    platform: Arc<HostedPlatform>,
     console: Console,
     capacity: Capacity,
     ticker_stop: Arc<AtomicBool>,
@@ -143,6 +151,16 @@ impl Emulator {
     /// (modules compiled by one engine run only on it). Fails if the options are inconsistent,
     /// e.g. `max_wasm_stack` above `async_stack_size`.
     pub fn with_options(console: Console, options: EngineOptions) -> wasmtime::Result<Self> {
+        Self::with_cache(console, options, None)
+    }
+
+    /// [`Emulator::with_options`], keeping the modules it compiles (the first program's, the
+    /// apps', and those processes compile with `module_compile`) in `cache`, if given.
+    pub fn with_cache(
+        console: Console,
+        options: EngineOptions,
+        cache: Option<ModuleCache>,
+    ) -> wasmtime::Result<Self> {
         // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
         // are the timer thread's (see `timers`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -158,9 +176,13 @@ impl Emulator {
             .map_err(wasmtime::Error::new)?;
         let engine = wasmtime::Engine::new(&options.config())?;
         let capacity = HostedPlatform::measure_capacity(&options);
-        let platform =
-            Arc::new(HostedPlatform::new(runtime.handle().clone(), console.clone(), capacity));
-        let kernel = Kernel::new(platform, engine.clone())?;
+        let platform = Arc::new(HostedPlatform::new(
+            runtime.handle().clone(),
+            console.clone(),
+            capacity,
+            cache,
+        ));
+        let kernel = Kernel::new(platform.clone(), engine.clone())?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
         let ticker = std::thread::Builder::new()
@@ -175,6 +197,7 @@ impl Emulator {
         Ok(Self {
             runtime: Some(runtime),
             kernel,
+            platform,
             console,
             capacity,
             ticker_stop,
@@ -193,6 +216,11 @@ impl Emulator {
         if let Console::Stdout = self.console {
             console::ConsoleWriter::flush_all();
         }
+    }
+
+    /// The cache of compiled modules, if this emulator has one.
+    pub fn cache(&self) -> Option<&ModuleCache> {
+        self.platform.cache()
     }
 
     /// The kernel.
@@ -220,6 +248,22 @@ impl Emulator {
         address: std::net::SocketAddr,
     ) -> std::io::Result<(Arc<Listener>, std::net::SocketAddr)> {
         network::listen(self.runtime(), address)
+    }
+
+    /// Compiles a `.wasm` or `.wat` module (through the cache, if there is one) and returns it as
+    /// a compiled-module file that [`Emulator::load_precompiled`] loads on an engine like this
+    /// one: of this nebulet version and engine configuration, on a CPU with the same features.
+    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let module = self.compile(bytes)?;
+        compiled::serialize(self.kernel.engine(), &module)
+    }
+
+    /// The module of a compiled-module file (see [`Emulator::precompile`]). The file must be
+    /// one that `precompile` wrote, as wasmtime's `--allow-precompiled` asks: its header and
+    /// checksum catch a damaged file or one of another engine, not a forged one.
+    pub fn load_precompiled(&self, bytes: &[u8]) -> Result<wasmtime::Module, LoadError> {
+        let engine = self.kernel.engine();
+        compiled::load(engine, Fingerprint::of(engine), bytes)
     }
 
     /// Runs `future` on the kernel's runtime until it completes.

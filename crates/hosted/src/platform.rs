@@ -1,4 +1,4 @@
-//! The hosted platform: tokio, the OS clock and entropy, stdout, Cranelift.
+//! The hosted platform: tokio, the OS clock and entropy, stdout, Cranelift and its cache.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -6,6 +6,9 @@ use std::time::{Duration, Instant, SystemTime};
 use nebulet_kernel::vfs::Errno;
 use nebulet_kernel::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
 
+use crate::cache::ModuleCache;
+use crate::compiled::Fingerprint;
+use crate::compiler::Compiler;
 use crate::console::{ConsoleInput, ConsoleWriter};
 use crate::fatal;
 
@@ -27,18 +30,34 @@ pub struct HostedPlatform {
     console: Console,
     capacity: Capacity,
     /// Blocking jobs (compiles, file I/O) running at once: at most one per core, so that however
-    /// many processes compile at once, the executor's workers keep most of the machine.
+    /// many processes compile at once, the executor's workers keep most of the machine (a
+    /// compile's pool has a thread per core, all at the lowered priority of blocking jobs).
     blocking: Arc<tokio::sync::Semaphore>,
+    compiler: Compiler,
+    /// Where compiled modules are kept between runs, if anywhere.
+    cache: Option<ModuleCache>,
 }
 
 impl HostedPlatform {
     /// A platform that runs tasks on `runtime` (its timer enabled), writes to `console`, and
-    /// gives processes at most `capacity` in all (see [`HostedPlatform::measure_capacity`]).
-    pub fn new(runtime: tokio::runtime::Handle, console: Console, capacity: Capacity) -> Self {
+    /// gives processes at most `capacity` in all (see [`HostedPlatform::measure_capacity`]),
+    /// and keeps the modules it compiles in `cache`, if given.
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        console: Console,
+        capacity: Capacity,
+        cache: Option<ModuleCache>,
+    ) -> Self {
         fatal::install_location_hook();
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let blocking = Arc::new(tokio::sync::Semaphore::new(cores));
-        Self { start: Instant::now(), runtime, console, capacity, blocking }
+        let compiler = Compiler::new();
+        Self { start: Instant::now(), runtime, console, capacity, blocking, compiler, cache }
+    }
+
+    /// The cache of compiled modules, if there is one.
+    pub fn cache(&self) -> Option<&ModuleCache> {
+        self.cache.as_ref()
     }
 
     /// What this host can give processes now, for an engine configured by `options`: the
@@ -103,9 +122,12 @@ impl Platform for HostedPlatform {
                 fatal::or_abort(|| {
                     lower_priority();
                     let start = thread_cpu_ns();
+                    crate::compiler::take_helpers_cpu();
                     work();
                     drop(turn);
-                    thread_cpu_ns().saturating_sub(start)
+                    // What this thread spent, and what compile threads spent for it.
+                    let helpers = crate::compiler::take_helpers_cpu();
+                    thread_cpu_ns().saturating_sub(start).saturating_add(helpers)
                 })
             });
             // A job never panics (that aborts); it fails only if the runtime shut down first.
@@ -132,16 +154,32 @@ impl Platform for HostedPlatform {
     ) -> Result<wasmtime::Module, CompileError> {
         // Text is a hosted convenience; the kernel's rewrite of atomic waits works on binaries.
         let binary = crate::source::to_binary(bytes).map_err(CompileError::Invalid)?;
+        // Keyed by the binary before the rewrite (which the fingerprint covers), so that a hit
+        // skips the rewrite too.
+        let cached = self.cache.as_ref().map(|cache| {
+            let fingerprint = Fingerprint::of(engine);
+            (cache, fingerprint, fingerprint.key(&binary))
+        });
+        if let Some((cache, fingerprint, key)) = &cached
+            && let Some(module) = cache.load(engine, *fingerprint, key)
+        {
+            return Ok(module);
+        }
         let prepared = nebulet_kernel::prepare_module(&binary).map_err(CompileError::Invalid)?;
-        wasmtime::Module::new(engine, &prepared)
-            .map_err(|error| CompileError::Invalid(crate::source::one_line(&format!("{error:#}"))))
+        let module = self.compiler.compile(engine, &prepared).map_err(|error| {
+            CompileError::Invalid(crate::source::one_line(&format!("{error:#}")))
+        })?;
+        if let Some((cache, _, key)) = &cached {
+            cache.store(engine, key, &module);
+        }
+        Ok(module)
     }
 }
 
 /// Makes the calling blocking thread yield the CPU to the executor's workers: a compile or a
 /// file transfer done for one process must not take time from every other process's
 /// wake-ups. Once per thread (tokio reuses its blocking threads); a refusal leaves it as it was.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     thread_local! {
         static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
@@ -151,7 +189,7 @@ fn lower_priority() {
 }
 
 /// The CPU time the calling OS thread has used, in nanoseconds.
-fn thread_cpu_ns() -> i64 {
+pub(crate) fn thread_cpu_ns() -> i64 {
     let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     time.tv_sec.saturating_mul(1_000_000_000).saturating_add(time.tv_nsec)
 }

@@ -36,6 +36,23 @@ pub struct ProcessOptions {
     pub environment: Vec<String>,
     /// Its WASI preopened directories, as (guest path, directory).
     pub preopens: crate::vfs::Preopens,
+    /// Listening sockets the host grants: its WASI descriptors from 3, before the preopened
+    /// directories (as wasmtime's former `--tcplisten` gave them).
+    pub listeners: Vec<Arc<crate::Listener>>,
+    /// Its standard streams as sockets, whose peers the host holds (an HTTP handler's body and
+    /// response); `None`: the console.
+    pub stdio: Option<Stdio>,
+}
+
+/// A process's standard streams as socket ends (WASI descriptors 0, 1 and 2).
+#[derive(Debug, Clone)]
+pub struct Stdio {
+    /// What the process reads as stdin.
+    pub input: Arc<crate::SocketEnd>,
+    /// Where its stdout goes.
+    pub output: Arc<crate::SocketEnd>,
+    /// Where its stderr goes.
+    pub error: Arc<crate::SocketEnd>,
 }
 
 /// An object of the host's that a process is given a handle to.

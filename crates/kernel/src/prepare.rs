@@ -25,6 +25,11 @@ use wasm_encoder::{
 };
 use wasmparser::{Operator, Parser, Payload};
 
+/// This file's own text: what a cache of compiled modules keys on, so that a module prepared
+/// by an older rewrite is never taken for one prepared by this one (the crate's version does
+/// not change with every commit).
+pub const PREPARE_SOURCE: &str = include_str!("prepare.rs");
+
 /// The import module of the rewritten instructions.
 pub const MODULE: &str = "nebulet:atomics";
 

@@ -19,6 +19,7 @@ impl Errno {
     pub const AGAIN: Errno = Errno(6);
     pub const BADF: Errno = Errno(8);
     pub const BUSY: Errno = Errno(10);
+    pub const CONNABORTED: Errno = Errno(13);
     pub const EXIST: Errno = Errno(20);
     pub const FAULT: Errno = Errno(21);
     pub const FBIG: Errno = Errno(22);
@@ -29,9 +30,11 @@ impl Errno {
     pub const MFILE: Errno = Errno(33);
     pub const NAMETOOLONG: Errno = Errno(37);
     pub const NOENT: Errno = Errno(44);
+    pub const NOBUFS: Errno = Errno(42);
     pub const NOMEM: Errno = Errno(48);
     pub const NOSPC: Errno = Errno(51);
     pub const NOSYS: Errno = Errno(52);
+    pub const NOTCONN: Errno = Errno(53);
     pub const NOTDIR: Errno = Errno(54);
     pub const NOTEMPTY: Errno = Errno(55);
     pub const NOTSOCK: Errno = Errno(57);
@@ -114,6 +117,11 @@ pub struct OpenOptions {
     pub directory: bool,
     /// Follow a symbolic link in the last component.
     pub follow: bool,
+    /// Writes reach storage, data only, before they return (`fdflags.dsync`).
+    pub sync_data: bool,
+    /// Writes reach storage, data and metadata, before they return (`fdflags.sync` and
+    /// `fdflags.rsync`).
+    pub sync_all: bool,
 }
 
 /// A new time for `set_times`.

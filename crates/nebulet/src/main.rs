@@ -3,124 +3,55 @@
 #![forbid(unsafe_code)]
 use nebulet::image;
 
-use std::io::Read;
+mod arguments;
+mod modules;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use nebulet_hosted::{
-    Capacity, Console, Emulator, ExitStatus, HostDirectory, ProcessOptions, ProcessRef,
-    module_binary,
+    Capacity, Console, Emulator, EngineOptions, ExitStatus, HostDirectory, ModuleCache,
+    ProcessOptions, ProcessRef, is_compiled, module_binary,
 };
 use nebulet_kernel::vfs::{Directory, Preopens};
 
-/// Nebulet, a microkernel whose processes are WebAssembly modules, hosted on Linux.
-///
-/// With no command it boots the demo system embedded in this binary: `init` starts the
-/// services and tasks of the image's manifest, which talk over channels and the service
-/// registry, and the command exits with init's exit code.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Arguments {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Runs a `.wasm` or `.wat` file as the first process and exits with its exit code.
-    ///
-    /// The program sees only the host directories given with `--dir` (as WASI preopens), and
-    /// nothing outside them: `..` above one, absolute paths and symbolic links that lead out
-    /// are refused. Without `--dir` it has no files at all.
-    Run {
-        /// The module to run (at most 256 MiB).
-        file: PathBuf,
-        /// Prints the root budget (what this host gives all processes) to stderr first.
-        #[arg(short, long)]
-        verbose: bool,
-        /// Sets an environment variable of the program (repeatable).
-        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_environment)]
-        environment: Vec<String>,
-        /// Gives the program the host directory HOST, under the name GUEST (default: HOST as
-        /// written), e.g. `--dir .`, `--dir data::/data` (repeatable).
-        #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_directory)]
-        directories: Vec<DirectoryArgument>,
-        /// Arguments for the program (after `--`).
-        #[arg(last = true)]
-        args: Vec<String>,
-    },
-    /// Boots the demo system (the default).
-    Demo {
-        /// A manifest file to use instead of the embedded one.
-        #[arg(long)]
-        manifest: Option<PathBuf>,
-        /// Prints the root budget (what this host gives all processes) to stderr first.
-        #[arg(short, long)]
-        verbose: bool,
-    },
-    /// Lists the apps of the embedded image with their sizes.
-    Apps,
-    /// Serves HTTP/1.1, answering each request with a fresh process of a wasm app.
-    Serve(nebulet_serve::ServeArgs),
-}
-
-fn parse_environment(text: &str) -> Result<String, String> {
-    match text.split_once('=') {
-        Some((key, _)) if !key.is_empty() => Ok(text.to_string()),
-        _ => Err(format!("`{text}` is not KEY=VALUE")),
-    }
-}
-
-/// A `--dir HOST[::GUEST]`.
-#[derive(Debug, Clone)]
-struct DirectoryArgument {
-    host: PathBuf,
-    guest: String,
-}
-
-fn parse_directory(text: &str) -> Result<DirectoryArgument, String> {
-    let (host, guest) = text.split_once("::").unwrap_or((text, text));
-    if host.is_empty() || guest.is_empty() {
-        return Err(format!("`{text}` is not HOST or HOST::GUEST"));
-    }
-    Ok(DirectoryArgument { host: host.into(), guest: guest.into() })
-}
+use self::arguments::{Arguments, CacheArguments, Command, DirectoryArgument, RunArguments};
+use self::modules::Precompiled;
 
 /// Opens the `--dir` directories as the program's preopens.
-fn preopens(directories: Vec<DirectoryArgument>) -> Result<Preopens, String> {
+fn preopens(directories: &[DirectoryArgument]) -> Result<Preopens, String> {
     directories
-        .into_iter()
+        .iter()
         .map(|DirectoryArgument { host, guest }| {
-            let directory = HostDirectory::open(&host)
+            let directory = HostDirectory::open(host)
                 .map_err(|error| format!("cannot open directory {}: {error}", host.display()))?;
-            Ok((guest, Arc::new(directory) as Arc<dyn Directory>))
+            Ok((guest.clone(), Arc::new(directory) as Arc<dyn Directory>))
         })
         .collect()
 }
-
-/// The largest module file `nebulet run` reads.
-const MAX_MODULE_BYTES: u64 = 256 << 20;
 
 /// How the command ends: the first process's exit code, or a one-line error (exit code 1).
 type Outcome = Result<u8, String>;
 
 fn main() {
     let arguments = Arguments::parse();
-    let outcome =
-        match arguments.command.unwrap_or(Command::Demo { manifest: None, verbose: false }) {
-            Command::Run { file, verbose, environment, directories, args } => {
-                run(&file, Report::chosen(verbose), environment, directories, args)
+    let default =
+        Command::Demo { manifest: None, verbose: false, cache: CacheArguments::default() };
+    let outcome = match arguments.command.unwrap_or(default) {
+        Command::Run(arguments) => run(arguments),
+        Command::Compile { module, output, cache } => compile(&module, output, &cache),
+        Command::Demo { manifest, verbose, cache } => {
+            demo(manifest, Report::chosen(verbose), modules::cache(cache.enabled(), &[]))
+        }
+        Command::Serve(arguments) => nebulet_serve::run(arguments),
+        Command::Apps => {
+            for (name, bytes) in image::APPS {
+                println!("{name:<12} {:>8} bytes", bytes.len());
             }
-            Command::Demo { manifest, verbose } => demo(manifest, Report::chosen(verbose)),
-            Command::Serve(arguments) => nebulet_serve::run(arguments),
-            Command::Apps => {
-                for (name, bytes) in image::APPS {
-                    println!("{name:<12} {:>8} bytes", bytes.len());
-                }
-                Ok(0)
-            }
-        };
+            Ok(0)
+        }
+    };
     exit(outcome)
 }
 
@@ -155,8 +86,8 @@ impl Report {
     }
 }
 
-fn emulator(report: Report) -> Result<Emulator, String> {
-    let emulator = Emulator::new(Console::Stdout)
+fn emulator(report: Report, cache: Option<ModuleCache>) -> Result<Emulator, String> {
+    let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), cache)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
     if report == Report::Budget {
         let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes } =
@@ -171,50 +102,83 @@ fn emulator(report: Report) -> Result<Emulator, String> {
     Ok(emulator)
 }
 
-/// The module file's bytes: at most [`MAX_MODULE_BYTES`] (a device or a pipe without end is
-/// refused once it passes it), as a wasm binary (wat text is parsed).
-fn read_module(file: &Path) -> Result<Vec<u8>, String> {
-    let cannot_read = |error: std::io::Error| format!("cannot read {}: {error}", file.display());
-    let too_large = || format!("{} is larger than {} MiB", file.display(), MAX_MODULE_BYTES >> 20);
-    let opened = std::fs::File::open(file).map_err(cannot_read)?;
-    if opened.metadata().map_err(cannot_read)?.len() > MAX_MODULE_BYTES {
-        return Err(too_large());
+fn run(arguments: RunArguments) -> Outcome {
+    let RunArguments {
+        verbose,
+        environment,
+        directories,
+        listen,
+        allow_precompiled,
+        cache,
+        module_and_args,
+    } = arguments;
+    let mut words = module_and_args.into_iter();
+    let file = PathBuf::from(words.next().ok_or("no module to run")?);
+    let mut args: Vec<String> = words
+        .map(|word| word.into_string().map_err(|word| format!("{word:?} is not UTF-8")))
+        .collect::<Result<_, _>>()?;
+    // nebulet's older spelling: `nebulet run prog.wasm -- ARGS`.
+    if args.first().is_some_and(|first| first == "--") {
+        args.remove(0);
     }
-    let mut bytes = Vec::new();
-    opened.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes).map_err(cannot_read)?;
-    if bytes.len() as u64 > MAX_MODULE_BYTES {
-        return Err(too_large());
-    }
-    Ok(module_binary(&bytes, Some(file))?.into_owned())
-}
-
-fn run(
-    file: &Path,
-    report: Report,
-    environment: Vec<String>,
-    directories: Vec<DirectoryArgument>,
-    args: Vec<String>,
-) -> Outcome {
-    let bytes = read_module(file)?;
-    let preopens = preopens(directories)?;
-    let emulator = emulator(report)?;
-    let module = emulator
-        .compile(&bytes)
-        .map_err(|reason| format!("cannot load {}: {reason}", file.display()))?;
+    let environment = environment.into_iter().filter_map(|variable| variable.resolve()).collect();
+    let bytes = modules::read(&file)?;
+    let preopens = preopens(&directories)?;
+    let emulator =
+        emulator(Report::chosen(verbose), modules::cache(cache.enabled(), &directories))?;
+    let precompiled = if allow_precompiled { Precompiled::Allowed } else { Precompiled::Refused };
+    let module = modules::load(&emulator, &file, &bytes, precompiled)?;
     let name =
         file.file_stem().map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
-    let options = ProcessOptions { name: name.clone(), args, environment, preopens };
+    let mut listeners = Vec::with_capacity(listen.len());
+    for (index, address) in listen.into_iter().enumerate() {
+        let (listener, bound) = emulator
+            .listen(address)
+            .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+        if verbose {
+            eprintln!("nebulet: listening on {bound} (descriptor {})", 3 + index);
+        }
+        listeners.push(listener);
+    }
+    let options = ProcessOptions {
+        name: name.clone(),
+        args,
+        environment,
+        preopens,
+        listeners,
+        ..Default::default()
+    };
     let process = emulator.kernel().spawn(module, options);
     finish(&emulator, &process, &name)
 }
 
-fn demo(manifest: Option<PathBuf>, report: Report) -> Outcome {
+/// `nebulet compile`: writes the module compiled, as `nebulet run --allow-precompiled` loads it.
+fn compile(module: &Path, output: Option<PathBuf>, cache: &CacheArguments) -> Outcome {
+    let bytes = modules::read(module)?;
+    if is_compiled(&bytes) {
+        return Err(format!("{} is compiled already", module.display()));
+    }
+    let binary = module_binary(&bytes, Some(module))?;
+    let emulator = emulator(Report::Nothing, modules::cache(cache.enabled(), &[]))?;
+    let compiled = modules::with_notice(module, || emulator.precompile(&binary))
+        .map_err(|reason| format!("cannot compile {}: {reason}", module.display()))?;
+    // As wasmtime does: the module's file name with `.cwasm`, in the current directory.
+    let output = output.unwrap_or_else(|| {
+        let name = module.file_name().map_or_else(|| "module".into(), PathBuf::from);
+        name.with_extension("cwasm")
+    });
+    std::fs::write(&output, compiled)
+        .map_err(|error| format!("cannot write {}: {error}", output.display()))?;
+    Ok(0)
+}
+
+fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -> Outcome {
     let manifest = match manifest {
         Some(path) => std::fs::read_to_string(&path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
         None => image::MANIFEST.to_string(),
     };
-    let emulator = emulator(report)?;
+    let emulator = emulator(report, cache)?;
     let mut init = None;
     let mut apps = Vec::new();
     for (name, bytes) in image::APPS {

@@ -9,7 +9,8 @@
 //! (and its children). Both loops first run a tenth of their count (at least once) untimed.
 //!
 //! One file per family of measurements: `syscall.rs`, `switch.rs`, `message.rs`, `process.rs`,
-//! `memory.rs`, `compute.rs`; `nebulet.rs` runs the wasm programs, `report.rs` prints the table
+//! `memory.rs`, `compute.rs`, `startup.rs` (real programs started by the `nebulet` command
+//! against the wasmtime CLI); `nebulet.rs` runs the wasm programs, `report.rs` prints the table
 //! and writes `target/bench/results.json` and `docs/benchmarks.md`.
 
 mod compute;
@@ -18,6 +19,7 @@ pub mod message;
 mod nebulet;
 mod process;
 mod report;
+mod startup;
 mod switch;
 mod syscall;
 
@@ -275,6 +277,9 @@ pub fn run(quick: bool, idle: Option<Vec<u64>>) -> Result<(), String> {
     progress("memory per idle process (each count in a fresh process)");
     let idle = memory::measure(&settings)?;
 
+    progress("start-up of real programs, nebulet run against wasmtime run");
+    let (startup, startup_note) = startup::measure(settings.runs)?;
+
     let (other_cores, steal) =
         report::CpuTime::other_work(cpu_at_start, report::CpuTime::sample(), machine.cores);
     let results = report::Results {
@@ -282,6 +287,8 @@ pub fn run(quick: bool, idle: Option<Vec<u64>>) -> Result<(), String> {
         machine,
         comparisons,
         idle,
+        startup,
+        startup_note,
         spawn_note,
         dense: describe_options(&dense_options()),
         seconds: started.elapsed().as_secs_f64(),

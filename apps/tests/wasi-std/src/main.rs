@@ -12,6 +12,9 @@
 //! - `escape DIR`: tries to leave DIR; prints the WASI errno of each refusal.
 //! - `exit N`: exits with code N.
 //! - `bench DIR [COUNT]`: writes COUNT (2,000) files of 4 KiB, reads them back, lists them.
+//! - `tcp COUNT`: with listening sockets at fds 3 and 4, checks that a nonblocking accept on 4
+//!   (which nobody connects to) would block, then accepts COUNT connections on 3 and answers
+//!   each with what it sent, uppercased, once it has read it all.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +41,7 @@ fn main() {
             Path::new(&argument(2)),
             args.get(3).map_or(2_000, |count| count.parse().expect("a count")),
         ),
+        "tcp" => tcp(argument(2).parse().expect("a count")),
         other => panic!("unknown case `{other}`"),
     }
     println!("wasi-std {case}: ok");
@@ -393,4 +397,22 @@ fn bench(root: &Path, count: usize) {
         read.as_millis(),
         start.elapsed().as_millis()
     );
+}
+
+#[expect(unsafe_code, reason = "std takes a preopened socket's descriptor only in unsafe code")]
+fn tcp(count: usize) {
+    use std::net::TcpListener;
+    use std::os::wasi::io::FromRawFd;
+    // SAFETY: the host gives this program listening sockets at fds 3 and 4, owned by nothing
+    // else in it.
+    let (listener, idle) = unsafe { (TcpListener::from_raw_fd(3), TcpListener::from_raw_fd(4)) };
+    check("set_nonblocking", idle.set_nonblocking(true));
+    fails("a nonblocking accept with no connection", idle.accept(), ErrorKind::WouldBlock);
+    for _ in 0..count {
+        let (mut stream, _) = check("accept", listener.accept());
+        let mut request = Vec::new();
+        check("read to the end", stream.read_to_end(&mut request));
+        check("write", stream.write_all(&request.to_ascii_uppercase()));
+        check("shutdown", stream.shutdown(std::net::Shutdown::Write));
+    }
 }

@@ -85,7 +85,8 @@ impl Process {
         handles: HandleTable,
         (budget, held): (Arc<Budget>, Vec<Charge>),
     ) -> Self {
-        let crate::kernel::ProcessOptions { name, args, environment, preopens } = options;
+        let crate::kernel::ProcessOptions { name, args, environment, preopens, listeners, stdio } =
+            options;
         Self {
             koid: super::new_koid(),
             name,
@@ -109,7 +110,7 @@ impl Process {
             held: spin::Mutex::new(held),
             services: spin::Mutex::new(Vec::new()),
             children: spin::Mutex::new(Vec::new()),
-            files: spin::Mutex::new(crate::wasi::Descriptors::new(preopens)),
+            files: spin::Mutex::new(crate::wasi::Descriptors::new(stdio, listeners, preopens)),
             futexes: Futexes::default(),
             #[cfg(feature = "threads")]
             thread_environment: spin::Once::new(),
@@ -201,11 +202,15 @@ impl Process {
             lifecycle.bootstrap.take()
         };
         let handles = self.handles.lock().take_all();
+        // Its files and sockets close now, not when the last handle to the process goes: a
+        // peer waiting for the end of a stream sees it.
+        let files = self.files.lock().take_all();
         let held = core::mem::take(&mut *self.held.lock());
         let children = core::mem::take(&mut *self.children.lock());
         // Outside the locks: closing handles wakes and may free other objects, and the
         // subtree ends with its root (at most 32 levels deep, so the recursion is bounded).
         drop(handles);
+        drop(files);
         drop(bootstrap);
         drop(held);
         for child in children.iter().filter_map(Weak::upgrade) {

@@ -214,6 +214,30 @@ impl SocketEnd {
         Ok(count)
     }
 
+    /// Copies up to `buffer.len()` buffered bytes into `buffer`, leaving them buffered.
+    pub(crate) fn peek(&self, buffer: &mut [u8]) -> Result<usize, SocketError> {
+        let sides = self.pair.sides.lock();
+        let peer_done = !sides[self.peer()].open || sides[self.peer()].write_disabled;
+        let own = &sides[self.side];
+        if own.read_disabled {
+            return Err(SocketError::Disabled);
+        }
+        if own.buffered == 0 {
+            return Err(if peer_done { SocketError::PeerClosed } else { SocketError::ShouldWait });
+        }
+        let mut count = 0;
+        for chunk in &own.inbound {
+            let available = &chunk.bytes[chunk.read..];
+            let take = available.len().min(buffer.len() - count);
+            buffer[count..count + take].copy_from_slice(&available[..take]);
+            count += take;
+            if count == buffer.len() {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
     /// Stops this end writing (the peer reads what is buffered, then sees the end) and/or
     /// reading (what is buffered for it is dropped, and the peer's writes fail).
     pub(crate) fn shutdown(&self, write: Shutdown, read: Shutdown) {

@@ -2,8 +2,9 @@
 
 use alloc::vec::Vec;
 
-use super::fds::{APPEND, Kind, rights};
+use super::fds::{APPEND, DSYNC, Kind, NONBLOCK, RSYNC, SYNC};
 use super::path::set_times_arguments;
+use super::rights;
 use crate::syscalls::Call;
 use crate::vfs::{Errno, FileType, Metadata};
 
@@ -14,9 +15,14 @@ pub(super) fn advise(
     _length: i64,
     advice: u32,
 ) -> Result<(), Errno> {
-    call.process.files.lock().get(fd)?;
     // Advice is a hint; only its range of values is checked.
-    if advice > 5 { Err(Errno::INVAL) } else { Ok(()) }
+    if advice > 5 {
+        return Err(Errno::INVAL);
+    }
+    match call.process.files.lock().get(fd)?.with_rights(rights::FD_ADVISE)?.kind {
+        Kind::Directory { .. } => Err(Errno::BADF),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn allocate(
@@ -26,9 +32,11 @@ pub(super) fn allocate(
     length: i64,
 ) -> Result<(), Errno> {
     let files = call.process.files.lock();
-    let Kind::File { file, writable: true, .. } = &files.get(fd)?.kind else {
+    let descriptor = files.get(fd)?;
+    let Kind::File { file } = &descriptor.kind else {
         return Err(Errno::BADF);
     };
+    descriptor.rights.require(rights::FD_ALLOCATE)?;
     let end = u64::try_from(offset)
         .ok()
         .zip(u64::try_from(length).ok())
@@ -46,12 +54,27 @@ pub(super) fn close(call: &mut Call<'_>, fd: u32) -> Result<(), Errno> {
     Ok(())
 }
 
-pub(super) fn sync(call: &mut Call<'_>, fd: u32) -> Result<(), Errno> {
-    match &call.process.files.lock().get(fd)?.kind {
-        Kind::File { file, .. } => file.sync(),
+/// `fd_sync` (`needed` is `fd_sync`) and `fd_datasync` (`fd_datasync`).
+fn sync_with(call: &mut Call<'_>, fd: u32, needed: u64) -> Result<(), Errno> {
+    let files = call.process.files.lock();
+    let descriptor = files.get(fd)?;
+    match &descriptor.kind {
+        Kind::File { file } => {
+            descriptor.rights.require(needed)?;
+            file.sync()
+        }
         Kind::Directory { .. } => Ok(()),
         Kind::Stdin | Kind::Stdout | Kind::Stderr => Err(Errno::INVAL),
+        Kind::Socket { .. } | Kind::Listener { .. } => Err(Errno::INVAL),
     }
+}
+
+pub(super) fn sync(call: &mut Call<'_>, fd: u32) -> Result<(), Errno> {
+    sync_with(call, fd, rights::FD_SYNC)
+}
+
+pub(super) fn datasync(call: &mut Call<'_>, fd: u32) -> Result<(), Errno> {
+    sync_with(call, fd, rights::FD_DATASYNC)
 }
 
 pub(super) fn fdstat_get(call: &mut Call<'_>, fd: u32, out: u32) -> Result<(), Errno> {
@@ -61,16 +84,25 @@ pub(super) fn fdstat_get(call: &mut Call<'_>, fd: u32, out: u32) -> Result<(), E
     let mut record = [0u8; 24];
     record[0] = descriptor.file_type() as u8;
     record[2..4].copy_from_slice(&descriptor.flags.to_le_bytes());
-    record[8..16].copy_from_slice(&descriptor.rights_base.to_le_bytes());
-    record[16..24].copy_from_slice(&descriptor.rights_inheriting.to_le_bytes());
+    record[8..16].copy_from_slice(&descriptor.rights.base.to_le_bytes());
+    record[16..24].copy_from_slice(&descriptor.rights.inheriting.to_le_bytes());
     Ok(call.memory.write(out, &record)?)
 }
 
 pub(super) fn fdstat_set_flags(call: &mut Call<'_>, fd: u32, flags: u32) -> Result<(), Errno> {
     let mut files = call.process.files.lock();
     let descriptor = files.get_mut(fd)?;
-    // Only APPEND is kept; the sync flags have no meaning for the backends, NONBLOCK for files.
-    descriptor.flags = u16::try_from(flags).map_err(|_| Errno::INVAL)? & APPEND;
+    if matches!(descriptor.kind, Kind::Directory { .. }) {
+        return Err(Errno::BADF);
+    }
+    descriptor.rights.require(rights::FD_FDSTAT_SET_FLAGS)?;
+    // As wasmtime: `append` and `nonblock` change; the sync flags are chosen at `path_open` and
+    // cannot be set afterwards (`EINVAL`); they are kept as they were.
+    let flags = u16::try_from(flags).ok().filter(|flags| *flags < 32).ok_or(Errno::INVAL)?;
+    if flags & (DSYNC | RSYNC | SYNC) != 0 {
+        return Err(Errno::INVAL);
+    }
+    descriptor.flags = descriptor.flags & (DSYNC | RSYNC | SYNC) | flags & (APPEND | NONBLOCK);
     Ok(())
 }
 
@@ -82,13 +114,9 @@ pub(super) fn fdstat_set_rights(
 ) -> Result<(), Errno> {
     let mut files = call.process.files.lock();
     let descriptor = files.get_mut(fd)?;
-    let (base, inheriting) = (base as u64, inheriting as u64);
-    // Rights only shrink.
-    if base & !descriptor.rights_base != 0 || inheriting & !descriptor.rights_inheriting != 0 {
-        return Err(Errno::NOTCAPABLE);
-    }
-    descriptor.rights_base = base;
-    descriptor.rights_inheriting = inheriting;
+    let (applicable, passable) = descriptor.applicable_rights();
+    descriptor.rights =
+        descriptor.rights.narrowed(base as u64, inheriting as u64, applicable, passable)?;
     Ok(())
 }
 
@@ -108,13 +136,22 @@ pub(super) fn filestat_bytes(metadata: &Metadata) -> [u8; 64] {
 
 pub(super) fn filestat_get(call: &mut Call<'_>, fd: u32, out: u32) -> Result<(), Errno> {
     call.memory.check(out, 1, 64)?;
-    let metadata = match &call.process.files.lock().get(fd)?.kind {
-        Kind::File { file, .. } => file.metadata()?,
+    let files = call.process.files.lock();
+    let metadata = match &files.get(fd)?.with_rights(rights::FD_FILESTAT_GET)?.kind {
+        Kind::File { file } => file.metadata()?,
         Kind::Directory { directory, .. } => directory.own_metadata()?,
-        Kind::Stdin | Kind::Stdout | Kind::Stderr => Metadata {
+        kind @ (Kind::Stdin
+        | Kind::Stdout
+        | Kind::Stderr
+        | Kind::Socket { .. }
+        | Kind::Listener { .. }) => Metadata {
             device: 0,
             inode: 0,
-            file_type: FileType::CharacterDevice,
+            file_type: if matches!(kind, Kind::Socket { .. } | Kind::Listener { .. }) {
+                FileType::SocketStream
+            } else {
+                FileType::CharacterDevice
+            },
             links: 1,
             size: 0,
             accessed: 0,
@@ -127,8 +164,10 @@ pub(super) fn filestat_get(call: &mut Call<'_>, fd: u32, out: u32) -> Result<(),
 
 pub(super) fn filestat_set_size(call: &mut Call<'_>, fd: u32, size: i64) -> Result<(), Errno> {
     let files = call.process.files.lock();
-    match &files.get(fd)?.kind {
-        Kind::File { file, writable: true, .. } => {
+    let descriptor = files.get(fd)?;
+    match &descriptor.kind {
+        Kind::File { file } => {
+            descriptor.rights.require(rights::FD_FILESTAT_SET_SIZE)?;
             file.set_size(u64::try_from(size).map_err(|_| Errno::INVAL)?)
         }
         Kind::Directory { .. } => Err(Errno::ISDIR),
@@ -144,8 +183,16 @@ pub(super) fn filestat_set_times(
     flags: u32,
 ) -> Result<(), Errno> {
     let (accessed, modified) = set_times_arguments(accessed, modified, flags)?;
-    match &call.process.files.lock().get(fd)?.kind {
-        Kind::File { file, .. } => file.set_times(accessed, modified),
+    let files = call.process.files.lock();
+    let descriptor = files.get(fd)?;
+    if matches!(
+        descriptor.kind,
+        Kind::Stdin | Kind::Stdout | Kind::Stderr | Kind::Socket { .. } | Kind::Listener { .. }
+    ) {
+        return Err(Errno::BADF);
+    }
+    match &descriptor.with_rights(rights::FD_FILESTAT_SET_TIMES)?.kind {
+        Kind::File { file } => file.set_times(accessed, modified),
         Kind::Directory { directory, .. } => {
             directory.set_times(".", crate::vfs::Follow::Symlinks, accessed, modified)
         }
@@ -198,7 +245,7 @@ pub(super) fn readdir(
     let entries = {
         let mut files = call.process.files.lock();
         let descriptor = files.get_mut(fd)?;
-        let directory = descriptor.directory()?.clone();
+        let directory = descriptor.directory_with(rights::FD_READDIR)?.clone();
         match &descriptor.listing {
             Some(listing) if start != 0 => listing.clone(),
             _ => {
@@ -252,13 +299,19 @@ pub(super) fn seek(
     call.memory.check(out, 1, 8)?;
     let mut files = call.process.files.lock();
     let descriptor = files.get_mut(fd)?;
-    let Kind::File { file, .. } = &descriptor.kind else {
+    let Kind::File { file } = &descriptor.kind else {
         return Err(if matches!(descriptor.kind, Kind::Directory { .. }) {
             Errno::BADF
         } else {
             Errno::SPIPE
         });
     };
+    // Asking where it is needs `fd_tell`; moving needs `fd_seek` (which implies `fd_tell`).
+    descriptor.rights.require(if (offset, whence) == (0, 1) {
+        tell_right(descriptor.rights)
+    } else {
+        rights::FD_SEEK
+    })?;
     let base = match whence {
         0 => 0,
         1 => descriptor.position as i64,
@@ -277,17 +330,18 @@ pub(super) fn tell(call: &mut Call<'_>, fd: u32, out: u32) -> Result<(), Errno> 
         let files = call.process.files.lock();
         let descriptor = files.get(fd)?;
         match descriptor.kind {
-            Kind::File { .. } => descriptor.position,
+            Kind::File { .. } => {
+                descriptor.rights.require(tell_right(descriptor.rights))?;
+                descriptor.position
+            }
+            Kind::Directory { .. } => return Err(Errno::BADF),
             _ => return Err(Errno::SPIPE),
         }
     };
     Ok(call.memory.write_u64(out, position)?)
 }
 
-/// What `path_open` asks for, in rights: reading and writing.
-pub(super) fn wants(rights_base: u64) -> (bool, bool) {
-    let read = rights_base & (rights::FD_READ | rights::FD_READDIR) != 0;
-    let write =
-        rights_base & (rights::FD_WRITE | rights::FD_ALLOCATE | rights::FD_FILESTAT_SET_SIZE) != 0;
-    (read, write)
+/// The right that allows `fd_tell`: `fd_tell`, or `fd_seek`, which implies it.
+fn tell_right(held: rights::Rights) -> u64 {
+    if held.base & rights::FD_SEEK != 0 { rights::FD_SEEK } else { rights::FD_TELL }
 }

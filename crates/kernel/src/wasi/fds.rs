@@ -5,23 +5,18 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use super::rights::{self, Rights};
+use crate::kernel::Stdio;
+use crate::objects::listener::Listener;
+use crate::objects::socket::SocketEnd;
 use crate::vfs::{Directory, Errno, File, FileType, Preopens};
 
-/// WASI rights bits this layer looks at.
-pub(super) mod rights {
-    pub(crate) const FD_READ: u64 = 1 << 1;
-    pub(crate) const FD_SEEK: u64 = 1 << 2;
-    pub(crate) const FD_TELL: u64 = 1 << 5;
-    pub(crate) const FD_WRITE: u64 = 1 << 6;
-    pub(crate) const FD_ALLOCATE: u64 = 1 << 8;
-    pub(crate) const FD_READDIR: u64 = 1 << 14;
-    pub(crate) const FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
-    /// Every right preview 1 defines (bits 0..=29).
-    pub(crate) const ALL: u64 = (1 << 30) - 1;
-}
-
-/// `fdflags.append`.
+/// `fdflags`: `append`, `dsync`, `nonblock`, `rsync` and `sync`.
 pub(super) const APPEND: u16 = 1;
+pub(super) const DSYNC: u16 = 2;
+pub(super) const NONBLOCK: u16 = 4;
+pub(super) const RSYNC: u16 = 8;
+pub(super) const SYNC: u16 = 16;
 
 /// What a descriptor refers to.
 #[derive(Debug, Clone)]
@@ -29,32 +24,53 @@ pub(super) enum Kind {
     Stdin,
     Stdout,
     Stderr,
-    File { file: Arc<dyn File>, readable: bool, writable: bool },
-    Directory { directory: Arc<dyn Directory>, preopen: Option<String> },
+    File {
+        file: Arc<dyn File>,
+    },
+    Directory {
+        directory: Arc<dyn Directory>,
+        preopen: Option<String>,
+    },
+    /// A connected stream socket.
+    Socket {
+        socket: Arc<SocketEnd>,
+    },
+    /// A listening socket: `sock_accept` takes its connections.
+    Listener {
+        listener: Arc<Listener>,
+    },
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct Descriptor {
+pub(crate) struct Descriptor {
     pub(super) kind: Kind,
     pub(super) position: u64,
     pub(super) flags: u16,
-    pub(super) rights_base: u64,
-    pub(super) rights_inheriting: u64,
+    pub(super) rights: Rights,
     /// A directory's listing, read when `fd_readdir` starts at cookie 0 and reused for the
     /// cookies after it, so reading a directory in pieces does not list it again each time.
     pub(super) listing: Option<Arc<Vec<(String, FileType, u64)>>>,
 }
 
 impl Descriptor {
-    fn new(kind: Kind) -> Self {
-        Self {
-            kind,
-            position: 0,
-            flags: 0,
-            rights_base: rights::ALL,
-            rights_inheriting: rights::ALL,
-            listing: None,
+    fn new(kind: Kind, rights: Rights) -> Self {
+        Self { kind, position: 0, flags: 0, rights, listing: None }
+    }
+
+    /// The rights this kind of descriptor may hold, and may pass on (see [`super::rights`]).
+    pub(super) fn applicable_rights(&self) -> (u64, u64) {
+        match self.kind {
+            Kind::Directory { .. } => (rights::DIRECTORY, rights::DIRECTORY | rights::FILE),
+            Kind::Socket { .. } => (rights::SOCKET, 0),
+            Kind::Listener { .. } => (rights::LISTENER, 0),
+            _ => (rights::FILE, 0),
         }
+    }
+
+    /// The descriptor, if it holds every right in `needed` (see [`Rights::require`]).
+    pub(super) fn with_rights(&self, needed: u64) -> Result<&Self, Errno> {
+        self.rights.require(needed)?;
+        Ok(self)
     }
 
     pub(super) fn file_type(&self) -> FileType {
@@ -64,6 +80,7 @@ impl Descriptor {
                 file.metadata().map_or(FileType::RegularFile, |metadata| metadata.file_type)
             }
             Kind::Directory { .. } => FileType::Directory,
+            Kind::Socket { .. } | Kind::Listener { .. } => FileType::SocketStream,
         }
     }
 
@@ -72,6 +89,13 @@ impl Descriptor {
             Kind::Directory { directory, .. } => Ok(directory),
             _ => Err(Errno::NOTDIR),
         }
+    }
+
+    /// The directory, if this is one that holds every right in `needed`.
+    pub(super) fn directory_with(&self, needed: u64) -> Result<&Arc<dyn Directory>, Errno> {
+        let directory = self.directory()?;
+        self.rights.require(needed)?;
+        Ok(directory)
     }
 }
 
@@ -84,20 +108,33 @@ pub(crate) struct Descriptors {
 }
 
 impl Descriptors {
-    /// Stdin, stdout and stderr as 0, 1 and 2, then the preopens from 3 in order.
-    pub(crate) fn new(preopens: Preopens) -> Self {
+    /// Stdin, stdout and stderr as 0, 1 and 2 (the console, or the sockets of `stdio`), then
+    /// the listeners from 3 in order, then the preopens.
+    pub(crate) fn new(
+        stdio: Option<Stdio>,
+        listeners: Vec<Arc<Listener>>,
+        preopens: Preopens,
+    ) -> Self {
         let mut table = BTreeMap::new();
-        for (fd, kind) in [(0, Kind::Stdin), (1, Kind::Stdout), (2, Kind::Stderr)] {
-            let mut console = Descriptor::new(kind);
-            // A terminal cannot seek: wasi-libc's isatty() looks for exactly this.
-            console.rights_base &= !(rights::FD_SEEK | rights::FD_TELL);
-            table.insert(fd, console);
+        match stdio {
+            None => {
+                for (fd, kind) in [(0, Kind::Stdin), (1, Kind::Stdout), (2, Kind::Stderr)] {
+                    table.insert(fd, Descriptor::new(kind, Rights::CONSOLE));
+                }
+            }
+            Some(Stdio { input, output, error }) => {
+                for (fd, socket) in [(0, input), (1, output), (2, error)] {
+                    table.insert(fd, Descriptor::new(Kind::Socket { socket }, Rights::SOCKET));
+                }
+            }
         }
-        for (index, (name, directory)) in preopens.into_iter().enumerate() {
-            table.insert(
-                3 + index as u32,
-                Descriptor::new(Kind::Directory { directory, preopen: Some(name) }),
-            );
+        let granted =
+            listeners.into_iter().map(|listener| (Kind::Listener { listener }, Rights::LISTENER));
+        let directories = preopens.into_iter().map(|(name, directory)| {
+            (Kind::Directory { directory, preopen: Some(name) }, Rights::PREOPEN)
+        });
+        for (index, (kind, rights)) in granted.chain(directories).enumerate() {
+            table.insert(3 + index as u32, Descriptor::new(kind, rights));
         }
         Self { table }
     }
@@ -110,22 +147,24 @@ impl Descriptors {
         self.table.get_mut(&fd).ok_or(Errno::BADF)
     }
 
+    /// Takes every descriptor out, to close them (at the process's end).
+    pub(crate) fn take_all(&mut self) -> BTreeMap<u32, Descriptor> {
+        core::mem::take(&mut self.table)
+    }
+
+    /// Whether one more descriptor fits.
+    pub(super) fn has_room(&self) -> bool {
+        self.table.len() < DESCRIPTOR_LIMIT
+    }
+
     /// Adds a descriptor at the lowest free number.
-    pub(super) fn insert(
-        &mut self,
-        kind: Kind,
-        flags: u16,
-        rights_base: u64,
-        rights_inheriting: u64,
-    ) -> Result<u32, Errno> {
+    pub(super) fn insert(&mut self, kind: Kind, flags: u16, rights: Rights) -> Result<u32, Errno> {
         if self.table.len() >= DESCRIPTOR_LIMIT {
             return Err(Errno::MFILE);
         }
         let fd = (0..).find(|fd| !self.table.contains_key(fd)).ok_or(Errno::MFILE)?;
-        let mut descriptor = Descriptor::new(kind);
+        let mut descriptor = Descriptor::new(kind, rights);
         descriptor.flags = flags;
-        descriptor.rights_base = rights_base;
-        descriptor.rights_inheriting = rights_inheriting;
         self.table.insert(fd, descriptor);
         Ok(fd)
     }

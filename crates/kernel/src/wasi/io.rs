@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use wasmtime::Caller;
 
 use super::fds::{APPEND, Kind};
+use super::rights;
 use crate::guest_memory::GuestMemory;
 use crate::platform::ConsoleStream;
 use crate::runner::ThreadContext;
@@ -49,7 +50,7 @@ pub(super) fn io_vectors(
 }
 
 /// The bytes the vectors point at, in order.
-fn gather(memory: &GuestMemory<'_>, vectors: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
+pub(super) fn gather(memory: &GuestMemory<'_>, vectors: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
     let mut data = Vec::with_capacity(vectors.iter().map(|(_, length)| *length as usize).sum());
     for (pointer, length) in vectors {
         data.extend_from_slice(memory.slice(*pointer, *length)?);
@@ -58,7 +59,7 @@ fn gather(memory: &GuestMemory<'_>, vectors: &[(u32, u32)]) -> Result<Vec<u8>, E
 }
 
 /// Copies `data` into the vectors, in order; returns how many bytes it copied.
-fn scatter(
+pub(super) fn scatter(
     memory: &mut GuestMemory<'_>,
     vectors: &[(u32, u32)],
     data: &[u8],
@@ -75,6 +76,8 @@ fn scatter(
 /// Where a transfer goes, found while the call holds the caller's memory.
 enum Target {
     Console(ConsoleStream),
+    /// A connected socket, and whether its descriptor is nonblocking.
+    Socket(Arc<crate::objects::socket::SocketEnd>, bool),
     Stdin,
     /// A file at an offset, and whether the call moves the descriptor's position afterwards.
     File {
@@ -100,19 +103,25 @@ fn target(
 ) -> Result<Target, Errno> {
     let descriptor = call.process.files.lock().get(fd)?.clone();
     match (&descriptor.kind, offset) {
-        (Kind::Stdin | Kind::Stdout | Kind::Stderr, Some(_)) => Err(Errno::SPIPE),
-        (Kind::Stdin, None) if transfer == Transfer::Read => Ok(Target::Stdin),
-        (Kind::Stdout, None) if transfer == Transfer::Write => {
-            Ok(Target::Console(ConsoleStream::Output))
+        (Kind::Stdin | Kind::Stdout | Kind::Stderr | Kind::Socket { .. }, Some(_)) => {
+            return Err(Errno::SPIPE);
         }
-        (Kind::Stderr, None) if transfer == Transfer::Write => {
-            Ok(Target::Console(ConsoleStream::Error))
+        (Kind::Listener { .. }, _) => return Err(Errno::NOTCONN),
+        (Kind::Directory { .. }, _) => return Err(Errno::ISDIR),
+        _ => {}
+    }
+    let bytes = if transfer == Transfer::Read { rights::FD_READ } else { rights::FD_WRITE };
+    // At an offset also needs `fd_seek` (preview 1: `fd_read` with `fd_seek` is `fd_pread`).
+    let seek = if offset.is_some() { rights::FD_SEEK } else { 0 };
+    descriptor.rights.require(bytes | seek)?;
+    match &descriptor.kind {
+        Kind::Stdin if transfer == Transfer::Read => Ok(Target::Stdin),
+        Kind::Stdout if transfer == Transfer::Write => Ok(Target::Console(ConsoleStream::Output)),
+        Kind::Stderr if transfer == Transfer::Write => Ok(Target::Console(ConsoleStream::Error)),
+        Kind::Socket { socket } => {
+            Ok(Target::Socket(socket.clone(), descriptor.flags & super::fds::NONBLOCK != 0))
         }
-        (Kind::File { file, readable, writable }, _) => {
-            let allowed = if transfer == Transfer::Read { *readable } else { *writable };
-            if !allowed {
-                return Err(Errno::BADF);
-            }
+        Kind::File { file } => {
             let at = match offset {
                 Some(offset) => u64::try_from(offset).map_err(|_| Errno::INVAL)?,
                 None if transfer == Transfer::Write && descriptor.flags & APPEND != 0 => {
@@ -122,7 +131,6 @@ fn target(
             };
             Ok(Target::File { file: file.clone(), offset: at, moves: offset.is_none() })
         }
-        (Kind::Directory { .. }, _) => Err(Errno::ISDIR),
         _ => Err(Errno::BADF),
     }
 }
@@ -145,6 +153,9 @@ pub(super) async fn write(
             let length = data.len();
             kernel.platform.console_write(stream, data).await;
             length
+        }
+        Target::Socket(socket, nonblocking) => {
+            super::socket::send(&kernel, &process, &socket, &data, nonblocking).await?
         }
         Target::File { file, offset, moves } => {
             let written =
@@ -177,6 +188,9 @@ pub(super) async fn read(
     let data = match target {
         _ if wanted == 0 => Vec::new(),
         Target::Stdin => kernel.platform.console_read(wanted).await?,
+        Target::Socket(socket, nonblocking) => {
+            super::socket::receive(&kernel, &socket, wanted, nonblocking, (false, false)).await?
+        }
         Target::File { file, offset, moves } => {
             let data = crate::blocking::run(&kernel, &process, move || {
                 let mut buffer = vec![0; wanted];

@@ -1,7 +1,8 @@
 //! WASI preview 1 (`wasi_snapshot_preview1`) as a personality over the kernel's processes.
 //!
 //! The descriptor table belongs to the process (its threads share it); files and directories
-//! come from the platform through [`crate::vfs`]; stdin, stdout and stderr are the console.
+//! come from the platform through [`crate::vfs`]; stdin, stdout and stderr are the console (or
+//! sockets the host gives); sockets are the kernel's, granted by the host as listeners.
 //! Every function of preview 1 is linked here, in one table; each returns a WASI errno (0 on
 //! success), and a pointer outside the caller's memory is `EFAULT` with no side effect.
 
@@ -10,6 +11,8 @@ pub(crate) mod fds;
 mod io;
 mod path;
 mod poll;
+mod rights;
+mod socket;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -76,7 +79,7 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         fd_advise(fd: u32, offset: i64, length: i64, advice: u32) => fd::advise;
         fd_allocate(fd: u32, offset: i64, length: i64) => fd::allocate;
         fd_close(fd: u32) => fd::close;
-        fd_datasync(fd: u32) => fd::sync;
+        fd_datasync(fd: u32) => fd::datasync;
         fd_sync(fd: u32) => fd::sync;
         fd_fdstat_get(fd: u32, out: u32) => fd::fdstat_get;
         fd_fdstat_set_flags(fd: u32, flags: u32) => fd::fdstat_set_flags;
@@ -105,10 +108,7 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         path_symlink(contents: u32, contents_length: u32, fd: u32, path: u32, length: u32) => path::symlink;
         path_unlink_file(fd: u32, path: u32, length: u32) => path::unlink_file;
         proc_raise(signal: u32) => proc_raise;
-        sock_accept(fd: u32, flags: u32, out: u32) => sock_accept;
-        sock_recv(fd: u32, data: u32, count: u32, flags: u32, out_length: u32, out_flags: u32) => sock_recv;
-        sock_send(fd: u32, data: u32, count: u32, flags: u32, out_length: u32) => sock_send;
-        sock_shutdown(fd: u32, how: u32) => sock_shutdown;
+        sock_shutdown(fd: u32, how: u32) => socket::sock_shutdown;
     }
     link_async! { linker,
         fd_read(fd: u32, iovs: u32, count: u32, out: u32) => fd_read;
@@ -117,6 +117,9 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         fd_pwrite(fd: u32, iovs: u32, count: u32, offset: i64, out: u32) => fd_pwrite;
         poll_oneoff(subscriptions: u32, events: u32, count: u32, out: u32) => poll::poll_oneoff;
         sched_yield() => sched_yield;
+        sock_accept(fd: u32, flags: u32, out: u32) => socket::sock_accept;
+        sock_recv(fd: u32, data: u32, count: u32, flags: u32, out_length: u32, out_flags: u32) => sock_recv;
+        sock_send(fd: u32, data: u32, count: u32, flags: u32, out_length: u32) => sock_send;
         random_get(buffer: u32, length: u32) => random_get;
     }
     linker.func_wrap(
@@ -277,41 +280,27 @@ async fn sched_yield(_caller: &mut Caller<'_, ThreadContext>) -> Result<(), Errn
     Ok(())
 }
 
-/// Sockets are not provided: a valid descriptor is not a socket (`ENOTSOCK`), others `EBADF`.
-fn not_a_socket(call: &Call<'_>, fd: u32) -> Result<(), Errno> {
-    call.process.files.lock().get(fd)?;
-    Err(Errno::NOTSOCK)
-}
-
-fn sock_accept(call: &mut Call<'_>, fd: u32, _flags: u32, _out: u32) -> Result<(), Errno> {
-    not_a_socket(call, fd)
-}
-
-fn sock_recv(
-    call: &mut Call<'_>,
+async fn sock_recv(
+    caller: &mut Caller<'_, ThreadContext>,
     fd: u32,
-    _data: u32,
-    _count: u32,
-    _flags: u32,
-    _length: u32,
-    _out_flags: u32,
+    data: u32,
+    count: u32,
+    flags: u32,
+    length: u32,
+    out_flags: u32,
 ) -> Result<(), Errno> {
-    not_a_socket(call, fd)
+    socket::sock_recv(caller, (fd, data, count, flags, length, out_flags)).await
 }
 
-fn sock_send(
-    call: &mut Call<'_>,
+async fn sock_send(
+    caller: &mut Caller<'_, ThreadContext>,
     fd: u32,
-    _data: u32,
-    _count: u32,
-    _flags: u32,
-    _length: u32,
+    data: u32,
+    count: u32,
+    flags: u32,
+    length: u32,
 ) -> Result<(), Errno> {
-    not_a_socket(call, fd)
-}
-
-fn sock_shutdown(call: &mut Call<'_>, fd: u32, _how: u32) -> Result<(), Errno> {
-    not_a_socket(call, fd)
+    socket::sock_send(caller, (fd, data, count, flags, length)).await
 }
 
 /// A path argument: UTF-8 inside memory.

@@ -1,11 +1,16 @@
-//! WASI `poll_oneoff`: clock subscriptions sleep; fd subscriptions are ready at once (files are
-//! always readable and writable, and a console read or write blocks only the calling thread).
+//! WASI `poll_oneoff`: clock subscriptions sleep; a socket's fd subscriptions wait for its
+//! signals; others are ready at once (files are always readable and writable, and a console
+//! read or write blocks only the calling thread).
 
 use alloc::vec::Vec;
 
 use wasmtime::Caller;
 
+use nebulet_abi::Signals;
+
 use super::clock_now;
+use super::fds::Kind;
+use crate::objects::Object;
 use crate::runner::ThreadContext;
 use crate::syscalls::with_call;
 use crate::vfs::Errno;
@@ -13,11 +18,46 @@ use crate::vfs::Errno;
 const SUBSCRIPTION_SIZE: u32 = 48;
 const EVENT_SIZE: u32 = 32;
 
-/// One subscription's outcome: its userdata, its kind, and its error.
+/// One subscription's outcome: its userdata, its kind, its error, and for a socket whether
+/// its peer hung up.
 struct Ready {
     userdata: u64,
     kind: u8,
     error: u16,
+    hangup: bool,
+}
+
+/// An fd subscription on a socket or listener: ready once the object asserts one of `signals`.
+struct Waiting {
+    userdata: u64,
+    kind: u8,
+    object: Object,
+    signals: Signals,
+}
+
+/// What an fd subscription of `kind` (1 read, 2 write) on `fd` waits for, if it waits at all.
+fn socket_signals(
+    call: &crate::syscalls::Call<'_>,
+    fd: u32,
+    kind: u8,
+) -> Option<(Object, Signals)> {
+    let files = call.process.files.lock();
+    let descriptor = files.get(fd).ok()?;
+    let read = kind == 1;
+    match &descriptor.kind {
+        Kind::Socket { socket } => Some((
+            Object::Socket(socket.clone()),
+            if read {
+                Signals::READABLE | Signals::PEER_CLOSED | Signals::PEER_WRITE_DISABLED
+            } else {
+                Signals::WRITABLE | Signals::PEER_CLOSED
+            },
+        )),
+        Kind::Listener { listener } if read => {
+            Some((Object::Listener(listener.clone()), Signals::READABLE | Signals::PEER_CLOSED))
+        }
+        _ => None,
+    }
 }
 
 fn u64_at(bytes: &[u8], offset: usize) -> u64 {
@@ -36,7 +76,7 @@ pub(super) async fn poll_oneoff(
     if count == 0 {
         return Err(Errno::INVAL);
     }
-    let (clocks, mut ready) = with_call(caller, |call| -> Result<_, Errno> {
+    let (clocks, mut ready, sockets) = with_call(caller, |call| -> Result<_, Errno> {
         call.memory.check(events, count, EVENT_SIZE)?;
         call.memory.check(events_out, 1, 4)?;
         let length = count.checked_mul(SUBSCRIPTION_SIZE).ok_or(Errno::INVAL)?;
@@ -44,6 +84,7 @@ pub(super) async fn poll_oneoff(
         let now = call.kernel.platform.now();
         let mut clocks = Vec::new();
         let mut ready = Vec::new();
+        let mut sockets = Vec::new();
         for entry in raw.chunks_exact(SUBSCRIPTION_SIZE as usize) {
             let userdata = u64_at(entry, 0);
             match entry[8] {
@@ -63,28 +104,46 @@ pub(super) async fn poll_oneoff(
                 }
                 kind @ (1 | 2) => {
                     let fd = u32::from_le_bytes([entry[16], entry[17], entry[18], entry[19]]);
+                    if let Some((object, signals)) = socket_signals(call, fd, kind) {
+                        sockets.push(Waiting { userdata, kind, object, signals });
+                        continue;
+                    }
                     let error = match call.process.files.lock().get(fd) {
                         Ok(_) => 0,
                         Err(errno) => errno.0,
                     };
-                    ready.push(Ready { userdata, kind, error });
+                    ready.push(Ready { userdata, kind, error, hangup: false });
                 }
                 _ => return Err(Errno::INVAL),
             }
         }
-        Ok((clocks, ready))
+        Ok((clocks, ready, sockets))
     })?;
-    if ready.is_empty() {
-        let platform = caller.data().kernel.platform.clone();
-        let earliest = clocks.iter().map(|(_, deadline)| *deadline).min().unwrap_or(i64::MAX);
-        crate::wait::sleep_until(&*platform, earliest).await;
+    let platform = caller.data().kernel.platform.clone();
+    let earliest = clocks.iter().map(|(_, deadline)| *deadline).min().unwrap_or(i64::MAX);
+    let is_ready = |waiting: &Waiting| waiting.object.signals().intersects(waiting.signals);
+    if ready.is_empty() && !sockets.iter().any(is_ready) {
+        if sockets.is_empty() {
+            crate::wait::sleep_until(&*platform, earliest).await;
+        } else {
+            let objects: Vec<(Object, Signals)> =
+                sockets.iter().map(|waiting| (waiting.object.clone(), waiting.signals)).collect();
+            let _ = crate::wait::wait_many(&*platform, &objects, earliest, || true).await;
+        }
     }
+    ready.extend(sockets.iter().filter(|waiting| is_ready(waiting)).map(|waiting| Ready {
+        userdata: waiting.userdata,
+        kind: waiting.kind,
+        error: 0,
+        hangup: waiting.object.signals().contains(Signals::PEER_CLOSED),
+    }));
     let now = caller.data().kernel.platform.now();
     ready.extend(
         clocks.iter().filter(|(_, deadline)| *deadline <= now).map(|(userdata, _)| Ready {
             userdata: *userdata,
             kind: 0,
             error: 0,
+            hangup: false,
         }),
     );
     with_call(caller, |call| -> Result<(), Errno> {
@@ -93,6 +152,8 @@ pub(super) async fn poll_oneoff(
             record[0..8].copy_from_slice(&event.userdata.to_le_bytes());
             record[8..10].copy_from_slice(&event.error.to_le_bytes());
             record[10] = event.kind;
+            // `fd_readwrite.flags`: `fd_readwrite_hangup`.
+            record[24] = u8::from(event.hangup);
             call.memory.write(events + index as u32 * EVENT_SIZE, &record)?;
         }
         Ok(call.memory.write_u32(events_out, ready.len() as u32)?)

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 fn nebulet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nebulet"))
+    super::nebulet_command()
 }
 
 fn write_temporary(name: &str, text: &str) -> std::path::PathBuf {
@@ -14,21 +14,81 @@ fn write_temporary(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// A program that exits with its number of arguments (its name included).
+pub const ARGUMENT_COUNTER: &str = r#"(module
+    (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (func (export "_start")
+      (drop (call $sizes (i32.const 0) (i32.const 4)))
+      (call $exit (i32.load (i32.const 0)))))"#;
+
 #[test]
 fn run_exits_with_the_program_exit_code_and_passes_arguments() {
-    let path = write_temporary(
-        "args.wat",
-        r#"(module
-            (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-            (memory (export "memory") 1)
-            (func (export "_start")
-              (drop (call $sizes (i32.const 0) (i32.const 4)))
-              (call $exit (i32.load (i32.const 0)))))"#,
-    );
+    let path = write_temporary("args.wat", ARGUMENT_COUNTER);
     let output = nebulet().arg("run").arg(&path).args(["--", "one", "two"]).output().unwrap();
     // args are the program name and the two arguments.
     assert_eq!(output.status.code(), Some(3), "{output:?}");
+}
+
+/// `nebulet run` with `arguments`, then the `wasi-std` program's `env` case with `after`:
+/// the program's output, and its exit code (its number of arguments).
+fn run_wasi_env(arguments: &[&str], after: &[&str], host: Option<&str>) -> (String, Option<i32>) {
+    // A file per call: tests run at once, and one must not rewrite the file another reads.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let directory = write_temporary("placeholder", "").with_file_name(format!("call-{call}"));
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("wasi-std.wasm");
+    std::fs::write(&path, nebulet::image::find("wasi-std").unwrap()).unwrap();
+    let mut command = nebulet();
+    match host {
+        Some(value) => command.env("NEBULET_TEST", value),
+        None => command.env_remove("NEBULET_TEST"),
+    };
+    let output = command.arg("run").args(arguments).arg(&path).arg("env").args(after).output();
+    let output = output.unwrap();
+    assert!(output.stderr.is_empty(), "{output:?}");
+    (String::from_utf8(output.stdout).unwrap(), output.status.code())
+}
+
+#[test]
+fn everything_after_the_module_goes_to_the_program() {
+    let (stdout, code) = run_wasi_env(&[], &["-T", "4", "--dir", "x", "-v"], None);
+    let expected = r#"7 args: ["wasi-std", "env", "-T", "4", "--dir", "x", "-v"]"#;
+    assert!(stdout.contains(expected), "{stdout}");
+    assert_eq!(code, Some(7));
+    // A `--` after the first argument is the program's too.
+    let (stdout, _) = run_wasi_env(&["--"], &["--", "x"], None);
+    assert!(stdout.contains(r#"["wasi-std", "env", "--", "x"]"#), "{stdout}");
+}
+
+#[test]
+fn env_sets_a_variable_or_passes_the_hosts() {
+    let (stdout, _) = run_wasi_env(&["--env", "NEBULET_TEST=set=here"], &[], Some("the host's"));
+    assert!(stdout.contains("wasi-std env: NEBULET_TEST=set=here\n"), "{stdout}");
+    let (stdout, _) = run_wasi_env(&["--env", "NEBULET_TEST"], &[], Some("the host's"));
+    assert!(stdout.contains("wasi-std env: NEBULET_TEST=the host's\n"), "{stdout}");
+    // Not passed unless named; named but unset here, the program does not have it.
+    for arguments in [&[][..], &["--env", "NEBULET_TEST"][..]] {
+        let host = if arguments.is_empty() { Some("the host's") } else { None };
+        let (stdout, _) = run_wasi_env(arguments, &[], host);
+        assert!(
+            stdout.contains("wasi-std env: NEBULET_TEST environment variable not found"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn bad_env_and_dir_spellings_are_refused_before_anything_runs() {
+    let path = write_temporary("never.wat", "(module (func (export \"_start\") unreachable))");
+    for bad in [["--env", "=value"], ["--dir", "::/guest"], ["--dir", "host::"]] {
+        let output = nebulet().arg("run").args(bad).arg(&path).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.starts_with("error: invalid value"), "{bad:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -121,4 +181,58 @@ fn run_verbose_shows_the_root_budget_first() {
     assert!(numbers.iter().all(|&number| number > 0), "{stderr}");
     let quiet = nebulet().arg("run").arg(&path).output().unwrap();
     assert!(quiet.stderr.is_empty(), "without -v nothing: {quiet:?}");
+}
+
+#[test]
+fn run_listen_gives_the_program_listening_sockets_from_descriptor_3() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    let directory = write_temporary("placeholder", "").with_file_name("listen");
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("wasi-std.wasm");
+    std::fs::write(&path, nebulet::image::find("wasi-std").unwrap()).unwrap();
+    let mut child = nebulet()
+        .args(["run", "-v", "--listen", "127.0.0.1:0", "--listen", "localhost:0", "--no-cache"])
+        .arg(&path)
+        .args(["tcp", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `-v` names each listening address and its descriptor, after the root budget.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addresses = Vec::new();
+    while addresses.len() < 2 {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "stderr ended early");
+        if let Some(rest) = line.strip_prefix("nebulet: listening on ") {
+            let (address, descriptor) = rest.trim_end().split_once(" (descriptor ").unwrap();
+            addresses.push((address.to_string(), descriptor.trim_end_matches(')').to_string()));
+        }
+    }
+    assert_eq!([addresses[0].1.as_str(), addresses[1].1.as_str()], ["3", "4"]);
+    let mut stream = TcpStream::connect(&addresses[0].0).unwrap();
+    stream.set_read_timeout(Some(crate::PATIENCE)).unwrap();
+    stream.write_all(b"over the network").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "OVER THE NETWORK");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "wasi-std tcp: ok\n");
+}
+
+#[test]
+fn run_listen_on_a_bad_or_taken_address_is_one_line() {
+    let path = write_temporary("listen-args.wat", ARGUMENT_COUNTER);
+    let output = nebulet().args(["run", "--listen", "nowhere"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "clap's usage error: {output:?}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = nebulet().args(["run", "--listen", &address]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stderr.starts_with(&format!("nebulet: cannot listen on {address}:")), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

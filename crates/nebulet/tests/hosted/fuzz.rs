@@ -84,6 +84,7 @@ fn random_calls_with_random_arguments_in_several_processes() {
         args,
         environment: vec!["FUZZ=yes".into()],
         preopens: vec![("/scratch".into(), Arc::new(sandbox) as Arc<dyn Directory>)],
+        ..Default::default()
     };
     let started = Instant::now();
     let process = system.emulator.kernel().spawn(system.program("fuzz"), options);

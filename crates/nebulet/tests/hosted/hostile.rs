@@ -87,11 +87,7 @@ fn nebulet_run_refuses_a_module_that_defines_a_shared_memory_on_one_line() {
     std::fs::create_dir_all(&directory).unwrap();
     let path = directory.join("shared.wat");
     std::fs::write(&path, r#"(module (memory 1 1 shared) (func (export "_start")))"#).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nebulet"))
-        .arg("run")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = super::nebulet_command().arg("run").arg(&path).output().unwrap();
     let _ = std::fs::remove_dir_all(&directory);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{output:?}");

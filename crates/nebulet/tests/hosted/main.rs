@@ -4,6 +4,7 @@
 //! instructions and pointers; and Rust programs in `apps/` and `apps/tests/`, built for
 //! wasm32-wasip1 by `crates/nebulet/build.rs`, which exercise every call through the SDK.
 
+mod cache;
 mod cli;
 mod fuzz;
 mod hostile;
@@ -24,6 +25,15 @@ use nebulet_hosted::{Console, Emulator, ExitStatus, ProcessOptions};
 /// How long any single wait in these tests may take before the test fails (not a benchmark:
 /// only a bound that turns a hang into a failure).
 pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The `nebulet` command, keeping compiled modules in a directory of this test run (never the
+/// user's cache).
+pub fn nebulet_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nebulet"));
+    let directory = std::env::temp_dir().join(format!("nebulet-test-cache-{}", std::process::id()));
+    command.env(nebulet_hosted::CACHE_DIRECTORY_VARIABLE, directory);
+    command
+}
 
 /// A kernel whose console is captured.
 #[derive(Debug)]

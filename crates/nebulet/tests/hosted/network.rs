@@ -70,3 +70,192 @@ fn a_listener_nobody_holds_stops_accepting() {
     let mut byte = [0u8; 1];
     assert!(matches!(first.read(&mut byte), Ok(0) | Err(_)), "closed, not answered");
 }
+
+/// Sends `request` on a new connection to `address`, closes its sending side, and returns all
+/// the answer.
+fn exchange(address: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(request).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn an_unmodified_rust_std_program_accepts_on_preopened_listening_sockets() {
+    let system = System::new();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let (listener, address) = system.emulator.listen(local).unwrap();
+    let (idle, _) = system.emulator.listen(local).unwrap();
+    let options = ProcessOptions {
+        name: "wasi-std".into(),
+        args: vec!["tcp".into(), "3".into()],
+        listeners: vec![listener, idle],
+        ..Default::default()
+    };
+    let process = system.emulator.kernel().spawn(system.program("wasi-std"), options);
+    let large: Vec<u8> = (0..400_000u32).map(|index| b'a' + (index % 26) as u8).collect();
+    for request in [b"hello".as_slice(), b"", large.as_slice()] {
+        assert_eq!(exchange(address, request), request.to_ascii_uppercase());
+    }
+    let status = system.wait(&process);
+    assert_eq!(
+        (status.reason, status.code),
+        (ExitReason::Exited, 0),
+        "{status:?}\n{}",
+        system.console()
+    );
+    assert!(system.console().contains("wasi-std tcp: ok"), "{}", system.console());
+}
+
+#[test]
+fn a_c_program_accepts_polls_and_echoes_through_wasi_libc() {
+    let Some(bytes) = nebulet::image::find("wasi-c") else {
+        let note = "the C test program wasi-c was not built (no clang or wasi-libc)";
+        assert!(std::env::var_os("CI").is_none(), "{note}, but CI is set and installs them");
+        eprintln!("skipping a_c_program_accepts_polls_and_echoes_through_wasi_libc: {note}");
+        return;
+    };
+    let system = System::new();
+    let (listener, address) = system.emulator.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let options = ProcessOptions {
+        name: "wasi-c".into(),
+        args: vec!["--tcp".into(), "2".into()],
+        listeners: vec![listener],
+        ..Default::default()
+    };
+    let process = system.emulator.kernel().spawn(system.module(bytes), options);
+    let large: Vec<u8> = (0..300_000u32).map(|index| (index % 251) as u8).collect();
+    for request in [b"ping".as_slice(), large.as_slice()] {
+        assert!(exchange(address, request) == request, "echoed whole and in order");
+    }
+    let status = system.wait(&process);
+    assert_eq!(
+        (status.reason, status.code),
+        (ExitReason::Exited, 42),
+        "{status:?}\n{}",
+        system.console()
+    );
+    assert!(system.console().contains("wasi-c: echoed 2 connections"), "{}", system.console());
+}
+
+#[test]
+fn wasi_socket_calls_fdstat_nonblocking_and_poll() {
+    let system = System::new();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let (listener, address) = system.emulator.listen(local).unwrap();
+    let (idle, _) = system.emulator.listen(local).unwrap();
+    let options = ProcessOptions {
+        name: "syscalls".into(),
+        args: vec!["wasi-sockets".into()],
+        listeners: vec![listener, idle],
+        ..Default::default()
+    };
+    let process = system.emulator.kernel().spawn(system.program("syscalls"), options);
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"abc").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"xyz");
+    drop(stream);
+    let status = system.wait(&process);
+    assert_eq!(
+        (status.reason, status.code),
+        (ExitReason::Exited, 0),
+        "{status:?}\n{}",
+        system.console()
+    );
+    assert!(system.console().contains("syscalls wasi-sockets: ok"));
+}
+
+/// Reads a host end of a socket to the end of its stream.
+async fn read_to_end(socket: &nebulet_hosted::SocketEnd) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let count = std::future::poll_fn(|context| socket.poll_read(context, &mut buffer)).await;
+        if count == 0 {
+            return all;
+        }
+        all.extend_from_slice(&buffer[..count]);
+    }
+}
+
+#[test]
+fn standard_streams_can_be_sockets_the_host_holds() {
+    use nebulet_hosted::{SocketEnd, Stdio};
+    let system = System::new();
+    let [(input, host_input), (output, host_output), (error, host_error)] =
+        [(); 3].map(|()| SocketEnd::pair());
+    let options = ProcessOptions {
+        name: "wasi-std".into(),
+        args: vec!["stdio".into()],
+        stdio: Some(Stdio { input, output, error }),
+        ..Default::default()
+    };
+    let process = system.emulator.kernel().spawn(system.program("wasi-std"), options);
+    let request = b"the body of a request\n".repeat(20_000);
+    let (stdout, stderr) = system.emulator.block_on(async {
+        let mut rest = request.as_slice();
+        while !rest.is_empty() {
+            let written = std::future::poll_fn(|context| host_input.poll_write(context, rest))
+                .await
+                .expect("the process reads its stdin");
+            rest = &rest[written..];
+        }
+        host_input.shutdown_write();
+        let stdout = read_to_end(&host_output).await;
+        (stdout, read_to_end(&host_error).await)
+    });
+    let status = system.wait(&process);
+    assert_eq!((status.reason, status.code), (ExitReason::Exited, 0), "{status:?}");
+    assert!(stdout.starts_with(&request.to_ascii_uppercase()), "stdout is the uppercased input");
+    assert_eq!(String::from_utf8_lossy(&stdout[request.len()..]), "wasi-std stdio: ok\n");
+    assert_eq!(stderr, b"done\n");
+    assert_eq!(system.console(), "", "nothing reached the console");
+}
+
+#[test]
+fn a_granted_connector_reaches_its_one_host_address() {
+    use std::net::TcpListener;
+    let system = System::new();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = server.local_addr().unwrap();
+    let connector = nebulet_hosted::network::connector(system.emulator.runtime(), address);
+    let options = ProcessOptions {
+        name: "syscalls".into(),
+        args: vec!["connect".into()],
+        ..Default::default()
+    };
+    let process = system
+        .emulator
+        .kernel()
+        .spawn_with_message(
+            system.program("syscalls"),
+            options,
+            b"connector".to_vec(),
+            vec![Grant::Connector(connector)],
+        )
+        .unwrap();
+    let (mut stream, _) = server.accept().unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = Vec::new();
+    stream.read_to_end(&mut request).unwrap();
+    assert_eq!(request, b"hello");
+    stream.write_all(b"hello to you").unwrap();
+    // Nobody listens there any more before the program sees the end of its stream, so its
+    // second connection is refused.
+    drop(server);
+    drop(stream);
+    let status = system.wait(&process);
+    assert_eq!(
+        (status.reason, status.code),
+        (ExitReason::Exited, 0),
+        "{status:?}\n{}",
+        system.console()
+    );
+    assert!(system.console().contains("answer: hello to you\n"), "{}", system.console());
+}

@@ -109,7 +109,7 @@ fn write_program(name: &str, text: &str) -> std::path::PathBuf {
 }
 
 fn start(program: &std::path::Path, arguments: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_nebulet"))
+    super::nebulet_command()
         .arg("run")
         .args(arguments)
         .arg(program)
