@@ -161,6 +161,13 @@ impl Kernel {
         self.live_threads.load(Ordering::Relaxed)
     }
 
+    /// What all processes together use now, as `object_get_info` BUDGET reports a budget: for
+    /// leak checks (once every process has ended and its objects are gone, all but the CPU
+    /// time are back to 0).
+    pub fn root_budget(&self) -> nebulet_abi::layout::InfoBudget {
+        self.root.info()
+    }
+
     /// A new process below `parent` (the root budget for the processes the platform starts),
     /// charged to it as one more descendant, and to the root budget for its kernel state.
     /// `ERR_NO_RESOURCES` past a limit of the parent's budget or past the deepest tree.

@@ -244,7 +244,9 @@ impl AsyncWrite for Stream {
         self.get_mut().inner().poll_flush(context)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().inner().poll_shutdown(context)
+    /// Nothing yet: the connection's task shuts the stream down once hyper is done with it,
+    /// after it has logged what hyper refused (see [`linger`]).
+    fn poll_shutdown(self: Pin<&mut Self>, _context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }

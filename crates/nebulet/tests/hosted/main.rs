@@ -12,6 +12,7 @@ mod isolation;
 mod limits;
 mod network;
 mod programs;
+mod serve;
 mod shutdown;
 mod system;
 mod threads;
