@@ -156,6 +156,12 @@ impl Kernel {
         self.live_processes.load(Ordering::Relaxed)
     }
 
+    /// Turns on the processors given and not ended, and processes known to the scheduler: both
+    /// 0 once every process has ended (for leak checks).
+    pub fn scheduler_in_use(&self) -> (usize, usize) {
+        self.processors.in_use()
+    }
+
     /// How many thread stores exist (each holds an instance): for leak checks.
     pub fn live_threads(&self) -> usize {
         self.live_threads.load(Ordering::Relaxed)

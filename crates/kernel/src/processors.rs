@@ -89,6 +89,10 @@ impl Node {
 struct State {
     /// Turns given and not yet ended: runs under way, and woken processes not yet polled.
     busy: usize,
+    /// Processes that have started and not ended: only they are given turns. A wake that comes
+    /// after a process ended (a waker left in some object's queue) is ignored, so no turn is
+    /// given that nobody takes.
+    live: BTreeSet<Key>,
     /// Processes given a turn, woken to take it at their next poll.
     granted: BTreeSet<Key>,
     /// Processes taking their turn, and whether they were woken meanwhile (they then queue
@@ -146,6 +150,18 @@ impl Processors {
         Self { count: count.max(1), state: spin::Mutex::new(State::default()) }
     }
 
+    /// Turns given and not ended, and processes started and not ended: both 0 once every
+    /// process has ended (a check that no turn was lost).
+    pub(crate) fn in_use(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        (state.busy, state.live.len())
+    }
+
+    /// The process of `budget` starts: it may be given turns until [`Self::forget`].
+    pub(crate) fn start(&self, budget: &Arc<Budget>) {
+        self.state.lock().live.insert(key(budget));
+    }
+
     /// The process of `budget` has something to run: it gets a turn at once (`waker`, its
     /// task's, is woken to take it) if a processor is free and nobody waits, else it waits in
     /// the tree. A process already waiting, given a turn or running is not queued twice.
@@ -153,6 +169,9 @@ impl Processors {
         let key = key(budget);
         let (waiting, granted) = {
             let mut state = self.state.lock();
+            if !state.live.contains(&key) {
+                return Waiting::Again;
+            }
             if let Some(woken) = state.running.get_mut(&key) {
                 *woken = true;
                 return Waiting::Again;
@@ -191,11 +210,13 @@ impl Processors {
         Some(Turn { processors: self, budget, waker: waker.clone() })
     }
 
-    /// Drops whatever the process of `budget` holds or waits for: at its end.
+    /// Drops whatever the process of `budget` holds or waits for, at its end; later wakes of it
+    /// are ignored.
     pub(crate) fn forget(&self, budget: &Arc<Budget>) {
         let wakers = {
             let mut state = self.state.lock();
             let key = key(budget);
+            state.live.remove(&key);
             if state.granted.remove(&key) {
                 state.busy -= 1;
             } else {
@@ -388,6 +409,7 @@ mod tests {
         }
 
         fn wake(&self, processors: &Processors) -> Waiting {
+            processors.start(&self.budget);
             processors.wake(&self.budget, &self.waker)
         }
     }
@@ -529,5 +551,24 @@ mod tests {
         tasks[0].woken();
         tasks[0].wake(&processors);
         assert!(tasks[0].woken(), "a free processor again");
+    }
+
+    #[test]
+    fn a_wake_after_a_process_ended_gives_no_turn() {
+        let root = root();
+        let mut tasks: Vec<Task> = (0..2).map(|_| Task::new(root.child().unwrap())).collect();
+        let processors = Processors::new(1);
+        tasks[0].wake(&processors);
+        assert!(tasks[0].woken());
+        drop(processors.begin(&tasks[0].budget, &tasks[0].waker).unwrap());
+        processors.forget(&tasks[0].budget);
+        // A waker of the ended process, left in an object's queue, fires.
+        assert_eq!(processors.wake(&tasks[0].budget, &tasks[0].waker), Waiting::Again);
+        assert!(!tasks[0].woken(), "no turn for an ended process");
+        // So the one processor is still free for the next.
+        tasks[1].wake(&processors);
+        assert!(tasks[1].woken(), "the processor was not lost");
+        let state = processors.state.lock();
+        assert!(state.granted.len() == 1 && state.busy == 1);
     }
 }

@@ -218,6 +218,7 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         task: spin::Mutex::new(None),
     });
     let waker = Waker::from(queued.clone());
+    kernel.processors.start(&process.budget);
     let status = poll_fn(|context| {
         if let Some(reason) = process.poll_kill(context.waker()) {
             return Poll::Ready(ExitStatus::ended(reason, None));

@@ -480,7 +480,8 @@ fn startup_notes(text: &mut String, results: &Results) {
          spawn to exit (the program's own work included), median of {} run(s); both print the \
          same output. Cold: Nebulet with an empty cache directory (`NEBULET_CACHE_DIR`), \
          wasmtime with `-C cache=n`; both compile in parallel on every core. \"epochs on\" is \
-         wasmtime with `-W epoch-interruption=y`, which nebulet always compiles with (it \
+         wasmtime with epoch interruption (`-W timeout=3600s`, which wasmtime implements with \
+         epochs), which nebulet always compiles with (it \
          preempts processes at epoch ticks): the check it puts at every function entry and loop \
          header makes Cranelift's work larger, so that column is the like-for-like baseline and \
          the gap between the two wasmtime columns is the compile-time price of preemption. \

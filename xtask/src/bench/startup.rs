@@ -1,8 +1,8 @@
 //! Start-up of real programs: `nebulet run` against `wasmtime run`, each a fresh command timed
 //! from spawn to exit. Cold: nebulet with an empty cache directory, wasmtime with `-C cache=n`.
 //! Warm: both with their cache filled by a run before (wasmtime's in a directory of its own,
-//! `-C cache-config`). A third cold column runs wasmtime with `-W epoch-interruption=y`, the
-//! setting nebulet compiles with (it preempts processes at epoch ticks): the checks it adds to
+//! `-C cache-config`). A third cold column runs wasmtime with epoch interruption (its
+//! `-W timeout=3600s` turns it on and sets a deadline), the setting nebulet compiles with (it preempts processes at epoch ticks): the checks it adds to
 //! every function entry and loop make Cranelift's work larger, so this is the like-for-like
 //! baseline, and the gap between the two wasmtime columns is the price of preemption.
 //!
@@ -145,7 +145,9 @@ impl Program {
                 let mut command = Command::new(wasmtime);
                 command.args(["run", "-C", cache]);
                 if what.ends_with("epoch") {
-                    command.args(["-W", "epoch-interruption=y"]);
+                    // wasmtime's run implements a timeout with epoch interruption and sets the
+                    // deadline (`-W epoch-interruption=y` alone traps at the first check).
+                    command.args(["-W", "timeout=3600s"]);
                 }
                 command
             };

@@ -392,3 +392,26 @@ fn a_foreign_or_damaged_cwasm_gets_a_one_line_error() {
         )
     );
 }
+
+#[test]
+fn a_cwasm_holds_the_module_as_the_kernel_prepares_it() {
+    // Memory 0 is not exported: the kernel's preparation exports it for the system calls, and
+    // a .cwasm of the module as written could not serve them.
+    let scratch = Scratch::new("prepared");
+    let cache = scratch.join("cache");
+    let program = scratch.write(
+        "hidden.wat",
+        r#"(module
+            (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory 1)
+            (func (export "_start")
+              (drop (call $sizes (i32.const 0) (i32.const 4)))
+              (call $exit (i32.load (i32.const 0)))))"#,
+    );
+    let compiled = scratch.join("hidden.cwasm");
+    let output = command_in(&cache, &["compile", text(&program), "-o", text(&compiled)]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let output = command_in(&cache, &["run", "--allow-precompiled", text(&compiled), "a", "b"]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+}

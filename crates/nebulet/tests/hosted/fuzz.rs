@@ -134,4 +134,6 @@ fn random_calls_with_random_arguments_in_several_processes() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(system.emulator.kernel().live_processes(), 0, "processes outlived the fuzzer");
+    // And no turn on the processors was lost along the way.
+    assert_eq!(system.emulator.kernel().scheduler_in_use(), (0, 0), "turns left given");
 }

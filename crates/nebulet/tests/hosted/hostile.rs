@@ -25,6 +25,7 @@ fn assert_all_gone(system: &System) {
         "every process and thread store is gone:\n{}",
         system.console()
     );
+    assert_eq!(kernel.scheduler_in_use(), (0, 0), "no turn on the processors is left given");
 }
 
 /// Polls `condition` every 10 ms until it holds; fails after [`PATIENCE`] (a safety net: the
