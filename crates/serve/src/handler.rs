@@ -10,7 +10,7 @@ use http_body::Body as _;
 use hyper::Request;
 use hyper::body::Incoming;
 use nebulet_abi::Limit;
-use nebulet_hosted::{Grant, ProcessOptions, ProcessRef, SocketEnd};
+use nebulet_hosted::{Grant, ProcessOptions, ProcessRef, SocketEnd, Stdio};
 use tokio::sync::mpsc;
 
 use crate::Convention;
@@ -135,10 +135,8 @@ fn start(
         Convention::Wagi => {
             // As WAGI: the query's `&`-separated items are the arguments.
             options.args = query_arguments(parts.uri.query());
-            set_stdio(
-                &mut options,
-                Stdio { input: process_input, output: process_output, error: process_errors },
-            );
+            options.stdio =
+                Some(Stdio { input: process_input, output: process_output, error: process_errors });
             None
         }
         Convention::Native => {
@@ -148,10 +146,11 @@ fn start(
             }
             let (empty_input, nothing) = SocketEnd::pair();
             nothing.shutdown_write();
-            set_stdio(
-                &mut options,
-                Stdio { input: empty_input, output: process_errors.clone(), error: process_errors },
-            );
+            options.stdio = Some(Stdio {
+                input: empty_input,
+                output: process_errors.clone(),
+                error: process_errors,
+            });
             Some((head, vec![Grant::Socket(process_input), Grant::Socket(process_output)]))
         }
     };
@@ -168,15 +167,4 @@ fn query_arguments(query: Option<&str>) -> Vec<String> {
         .filter(|query| !query.is_empty())
         .map(|query| query.split('&').map(str::to_string).collect())
         .unwrap_or_default()
-}
-
-// TEMPORARY: until the kernel's `ProcessOptions::stdio` lands.
-struct Stdio {
-    input: Arc<SocketEnd>,
-    output: Arc<SocketEnd>,
-    error: Arc<SocketEnd>,
-}
-
-fn set_stdio(options: &mut ProcessOptions, stdio: Stdio) {
-    let _ = (options, stdio.input, stdio.output, stdio.error);
 }

@@ -184,7 +184,8 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Reply {
-        let mut request = hyper::Request::builder().method(method).uri(target).header("host", "test");
+        let mut request =
+            hyper::Request::builder().method(method).uri(target).header("host", "test");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

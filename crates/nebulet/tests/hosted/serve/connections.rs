@@ -20,7 +20,9 @@ fn a_body_past_its_limit_gets_413_declared_or_chunked_in_both_conventions() {
         let serving = Serving::start(program, limits(|limits| limits.body_bytes = 1000));
         // Declared: refused before a byte of the body is read.
         let mut stream = serving.connect();
-        stream.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n").unwrap();
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n")
+            .unwrap();
         let answer = read_to_close(&mut stream);
         assert_eq!(status(&answer), "413", "{program}: {answer}");
         // Chunked: refused once the limit is crossed (the client sends the rest and the end).
@@ -81,10 +83,8 @@ fn heads_too_large_get_431_and_malformed_ones_400() {
 
 #[test]
 fn a_slow_head_gets_408_even_if_bytes_keep_coming_and_an_idle_connection_just_closes() {
-    let serving = Serving::start(
-        "wagi",
-        limits(|limits| limits.header_timeout = Duration::from_millis(300)),
-    );
+    let serving =
+        Serving::start("wagi", limits(|limits| limits.header_timeout = Duration::from_millis(300)));
     // Slowloris: a byte of the head now and then, never its end. The deadline counts from the
     // start of the head, so the trickle does not extend it.
     let mut stream = serving.connect();

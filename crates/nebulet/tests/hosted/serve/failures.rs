@@ -14,7 +14,11 @@ fn failing_handlers_get_500_and_the_server_keeps_serving() {
         assert_eq!(reply.status, 500, "{target}: {reply:?}");
         // The same connection still serves.
         let reply = serving.block_on(client.send("GET", "/hello", &[], b""));
-        assert_eq!((reply.status, reply.text().as_str()), (200, "Hello, world!\n"), "after {target}");
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "Hello, world!\n"),
+            "after {target}"
+        );
     }
     serving.wait_for(|statistics| statistics.running == 0);
     let log = serving.log();

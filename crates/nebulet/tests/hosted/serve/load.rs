@@ -25,7 +25,11 @@ fn ten_thousand_requests_from_64_clients_are_all_answered_and_leave_nothing_behi
                     } else {
                         (404, "status 404\n")
                     };
-                    assert_eq!((reply.status, reply.text().as_str()), expected, "request {request}");
+                    assert_eq!(
+                        (reply.status, reply.text().as_str()),
+                        expected,
+                        "request {request}"
+                    );
                     answered += 1;
                 }
                 answered

@@ -8,10 +8,8 @@ use super::{Serving, limits, read_to_close};
 
 #[test]
 fn a_stopping_server_closes_idle_connections_and_finishes_requests_already_read() {
-    let mut serving = Serving::start(
-        "wagi",
-        limits(|limits| limits.shutdown_grace = crate::PATIENCE),
-    );
+    let mut serving =
+        Serving::start("wagi", limits(|limits| limits.shutdown_grace = crate::PATIENCE));
     // An idle keep-alive connection, after one request.
     let mut idle = serving.connect();
     idle.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -80,11 +78,8 @@ fn the_command_serves_until_sigterm_then_exits_0() {
     stream.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
     let answer = read_to_close(&mut stream);
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("Hello, world!\n"));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
