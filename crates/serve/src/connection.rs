@@ -44,8 +44,6 @@ pub(crate) fn builder(limits: &Limits) -> http1::Builder {
         // A head still unfinished when the buffer is full is refused too (hyper's minimum
         // buffer is 8 KiB).
         .max_buf_size(limits.header_bytes.max(8192))
-        // A client that stops writing once its request is sent still gets its answer.
-        .half_close(true)
         .keep_alive(true);
     builder
 }

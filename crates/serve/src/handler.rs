@@ -20,20 +20,41 @@ use crate::log::Access;
 use crate::server::Shared;
 use crate::supervisor::{Handler, supervise};
 
-/// Answers one request (hyper's service). The body writes the access-log line when done.
+/// Answers one request (hyper's service). The body writes the access-log line when done; a
+/// request whose client went away before its answer gets a line with status 499 (as nginx
+/// logs it).
 pub(crate) async fn answer(
     shared: Arc<Shared>,
     request: Request<Incoming>,
     peers: Peers,
 ) -> Response<ResponseBody> {
-    let started = Instant::now();
     let request_line = format!("{} {}", request.method(), request.uri().path());
-    let mut response = respond(&shared, request, peers).await;
-    let status = response.status().as_u16();
     let log = shared.log.clone();
-    let remote = peers.remote;
-    response.body_mut().set_access(Access { log, remote, request: request_line, status, started });
+    let access = Access {
+        log,
+        remote: peers.remote,
+        request: request_line,
+        status: 499,
+        started: Instant::now(),
+    };
+    let mut unanswered = Unanswered(Some(access));
+    let mut response = respond(&shared, request, peers).await;
+    if let Some(mut access) = unanswered.0.take() {
+        access.status = response.status().as_u16();
+        response.body_mut().set_access(access);
+    }
     response
+}
+
+/// A request's access line until it is answered: written (499) if the answer never comes.
+struct Unanswered(Option<Access>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(access) = self.0.take() {
+            access.write(0);
+        }
+    }
 }
 
 async fn respond(

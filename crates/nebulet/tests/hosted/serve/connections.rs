@@ -130,7 +130,10 @@ fn connection_close_closes_after_the_answer() {
 fn waiting_request(serving: &Serving) -> std::net::TcpStream {
     let mut stream = serving.connect();
     stream
-        .write_all(b"POST /wait-body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n12345")
+        .write_all(
+            b"POST /wait-body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\
+              Connection: close\r\n\r\n12345",
+        )
         .unwrap();
     stream
 }
@@ -138,7 +141,6 @@ fn waiting_request(serving: &Serving) -> std::net::TcpStream {
 /// Sends the rest of [`waiting_request`]'s body and checks its answer.
 fn finish_waiting(mut stream: std::net::TcpStream) {
     stream.write_all(b"67890").unwrap();
-    stream.shutdown(std::net::Shutdown::Write).unwrap();
     let answer = read_to_close(&mut stream);
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("got 10 bytes\n"), "{answer}");
@@ -183,4 +185,17 @@ fn a_request_that_waits_past_the_queue_timeout_gets_503() {
     assert_eq!(serving.request("GET", "/hello", b"").status, 503);
     finish_waiting(running);
     assert_eq!(serving.request("GET", "/hello", b"").status, 200);
+}
+
+#[test]
+fn a_client_that_goes_away_has_its_handler_killed_and_a_499_line() {
+    let serving = Serving::start("wagi", limits(|limits| limits.wall_time = crate::PATIENCE));
+    let mut stream = serving.connect();
+    stream.write_all(b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    serving.wait_for(|statistics| statistics.running == 1);
+    drop(stream);
+    serving.wait_for(|statistics| statistics.running == 0);
+    assert_eq!(serving.system.emulator.kernel().live_processes(), 0);
+    let log = serving.log();
+    assert!(log.iter().any(|line| line.contains("\"GET /sleep\" 499 0 ")), "{log:#?}");
 }

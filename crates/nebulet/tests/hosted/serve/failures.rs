@@ -68,3 +68,13 @@ fn a_handler_that_fails_after_its_response_started_cuts_the_body_off() {
     assert!(reply.body.is_err(), "cut off, not complete: {:?}", reply.body.map(|body| body.len()));
     assert_eq!(serving.request("GET", "/hello", b"").status, 200);
 }
+
+#[test]
+fn a_handler_whose_memory_does_not_fit_its_limit_gets_500() {
+    // Less than the program's initial memory: it ends "out of resources" before it runs.
+    let serving = Serving::start("wagi", limits(|limits| limits.memory_bytes = 64 << 10));
+    let reply = serving.request("GET", "/hello", b"");
+    assert_eq!(reply.status, 500, "{reply:?}");
+    serving.wait_for(|statistics| statistics.running == 0);
+    assert_eq!(serving.system.emulator.kernel().live_processes(), 0);
+}
