@@ -89,12 +89,12 @@ pub(crate) async fn supervise(
             count = read(&output, &mut output_buffer), if !output_done && responder.wants_output() => {
                 if count == 0 {
                     output_done = true;
-                } else if let Err(invalid) = responder.feed(&output_buffer[..count]) {
-                    if cause.is_none() {
-                        cause = Some(Cause::BadOutput);
-                        reason = Some(invalid);
-                        process.kill();
-                    }
+                } else if let Err(invalid) = responder.feed(&output_buffer[..count])
+                    && cause.is_none()
+                {
+                    cause = Some(Cause::BadOutput);
+                    reason = Some(invalid);
+                    process.kill();
                 }
             }
             permit = responder.sender.clone().reserve_owned(), if responder.pending.is_some() => {
