@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nebulet_hosted::{Console, Emulator, module_binary};
+use nebulet_hosted::{Console, Emulator, EngineOptions, module_binary};
 
 use crate::{App, Convention, Limits, Log, Server};
 
@@ -94,8 +94,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Runs `nebulet serve` until SIGINT or SIGTERM; the command's exit code, or a one-line error.
 pub fn run(arguments: ServeArgs) -> Result<u8, String> {
     let bytes = read_module(&arguments.app)?;
-    let emulator = Emulator::new(Console::Stdout)
-        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    let limits = arguments.limits();
+    let emulator =
+        Emulator::with_pooling(Console::Stdout, EngineOptions::default(), crate::pooling(&limits))
+            .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
     let module = emulator
         .compile(&bytes)
         .map_err(|reason| format!("cannot load {}: {reason}", arguments.app.display()))?;
@@ -104,13 +106,8 @@ pub fn run(arguments: ServeArgs) -> Result<u8, String> {
         .file_stem()
         .map_or_else(|| "app".into(), |stem| stem.to_string_lossy().into_owned());
     let app = App::new(module, &name, arguments.convention);
-    let limits = arguments.limits();
-    let server = {
-        // Binding registers the socket with the runtime's reactor.
-        let _entered = emulator.runtime().enter();
-        Server::bind(emulator.kernel().clone(), app, limits, Log::Stderr, arguments.addr)
-            .map_err(|error| format!("cannot listen on {}: {error}", arguments.addr))?
-    };
+    let server = Server::bind(emulator.kernel().clone(), app, limits, Log::Stderr, arguments.addr)
+        .map_err(|error| format!("cannot listen on {}: {error}", arguments.addr))?;
     eprintln!(
         "nebulet serve: {name} ({}) on http://{}",
         server.convention_name(),

@@ -85,3 +85,31 @@ impl Default for Limits {
         }
     }
 }
+
+/// wasmtime's pooling allocator sized for serving within `limits`: slots for four times as many
+/// instances as handlers may run at once (a handler's threads take more; at least 16), each
+/// linear memory at most the memory limit. A process's instance, memory and fiber stack are then
+/// reset and reused, not mapped and unmapped for every request (see
+/// `nebulet_hosted::Emulator::with_pooling`). The first [`KEEP_RESIDENT`] bytes of a memory are
+/// reset in place (only the pages the last request dirtied) rather than given back to the OS:
+/// giving them back costs every core a TLB flush and the next request its page faults.
+pub fn pooling(limits: &Limits) -> nebulet_hosted::wasmtime::PoolingAllocationConfig {
+    let slots = u32::try_from(limits.concurrency.saturating_mul(4).max(16)).unwrap_or(u32::MAX);
+    let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+    let mut pooling = nebulet_hosted::wasmtime::PoolingAllocationConfig::default();
+    pooling
+        .total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(slots)
+        .max_memory_size(memory)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT / 16)
+        // Finds the dirtied pages (Linux 6.7 and later; elsewhere the low pages are reset).
+        .pagemap_scan(nebulet_hosted::wasmtime::Enabled::Auto);
+    pooling
+}
+
+/// Bytes of each pooled linear memory kept resident between requests (a small program's whole
+/// memory).
+pub const KEEP_RESIDENT: usize = 4 << 20;

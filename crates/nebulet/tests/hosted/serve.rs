@@ -38,7 +38,15 @@ pub struct Serving {
 impl Serving {
     /// Serves the app or test program `program` with `limits`.
     pub fn start(program: &str, limits: Limits) -> Serving {
-        let system = System::new();
+        Serving::start_on(System::new(), program, limits)
+    }
+
+    /// [`Serving::start`] on a kernel with the pooling allocator, as `nebulet serve` runs.
+    pub fn start_pooled(program: &str, limits: Limits) -> Serving {
+        Serving::start_on(System::pooled(nebulet_serve::pooling(&limits)), program, limits)
+    }
+
+    fn start_on(system: System, program: &str, limits: Limits) -> Serving {
         let app = App::new(system.program(program), program, None);
         let log = Arc::new(Mutex::new(Vec::new()));
         let address = "127.0.0.1:0".parse().unwrap();

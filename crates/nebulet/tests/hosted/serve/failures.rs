@@ -7,7 +7,8 @@ use super::{Serving, limits};
 
 #[test]
 fn failing_handlers_get_500_and_the_server_keeps_serving() {
-    let serving = Serving::start("wagi", limits(|limits| limits.memory_bytes = 16 << 20));
+    // Pooled, as `nebulet serve` runs: a memory slot is as large as the memory limit.
+    let serving = Serving::start_pooled("wagi", limits(|limits| limits.memory_bytes = 16 << 20));
     let mut client = serving.client();
     for target in ["/trap", "/garbage", "/nothing", "/grow"] {
         let reply = serving.block_on(client.send("GET", target, &[], b""));

@@ -9,7 +9,8 @@ const CLIENTS: usize = 64;
 
 #[test]
 fn ten_thousand_requests_from_64_clients_are_all_answered_and_leave_nothing_behind() {
-    let mut serving = Serving::start("wagi", Limits::default());
+    // As `nebulet serve` runs: instances from the pooling allocator, reset between requests.
+    let mut serving = Serving::start_pooled("wagi", Limits::default());
     let address = serving.address;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
