@@ -95,6 +95,16 @@ struct BenchArguments {
     /// 10000,100000; --quick 1000,10000).
     #[arg(long, value_delimiter = ',')]
     idle: Option<Vec<u64>>,
+    /// Measures one family alone: `serve` (`nebulet serve` against `wasmtime serve` under
+    /// wrk); a full run rewrites only its section of `docs/benchmarks.md`.
+    #[arg(long, value_enum)]
+    only: Option<BenchFamily>,
+}
+
+/// A family of measurements `cargo xtask bench --only` runs alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchFamily {
+    Serve,
 }
 
 const WASM_TARGET: &str = "wasm32-wasip1";
@@ -387,6 +397,9 @@ fn bench_in_release(arguments: &BenchArguments) -> Result<(), String> {
         let counts: Vec<String> = idle.iter().map(u64::to_string).collect();
         command.arg(format!("--idle={}", counts.join(",")));
     }
+    if arguments.only == Some(BenchFamily::Serve) {
+        command.arg("--only=serve");
+    }
     run(command)
 }
 
@@ -404,7 +417,9 @@ fn main() -> ExitCode {
         Task::Bench(arguments) => bench_in_release(&arguments),
         Task::Stress(arguments) => stress::stress(&arguments),
         #[cfg(feature = "bench")]
-        Task::BenchRun(arguments) => bench::run(arguments.quick, arguments.idle),
+        Task::BenchRun(arguments) => {
+            bench::run(arguments.quick, arguments.idle, arguments.only == Some(BenchFamily::Serve))
+        }
         #[cfg(feature = "bench")]
         Task::BenchEcho => bench::message::echo(),
         #[cfg(feature = "bench")]

@@ -160,7 +160,8 @@ impl Limit {
     }
 }
 
-fn parse_size(text: &str) -> Option<u64> {
+/// A SIZE of the manifest: bytes with an optional `K`, `M` or `G` (powers of 1024), e.g. `64K`.
+pub fn parse_size(text: &str) -> Option<u64> {
     let (number, scale) = match text.as_bytes().last()? {
         b'K' => (&text[..text.len() - 1], 1 << 10),
         b'M' => (&text[..text.len() - 1], 1 << 20),
@@ -170,7 +171,9 @@ fn parse_size(text: &str) -> Option<u64> {
     number.parse::<u64>().ok()?.checked_mul(scale)
 }
 
-fn parse_duration(text: &str) -> Option<u64> {
+/// A DURATION of the manifest, in nanoseconds: a number with `ns`, `us`, `ms` or `s`, e.g.
+/// `500ms`.
+pub fn parse_duration(text: &str) -> Option<u64> {
     let (number, scale) = if let Some(number) = text.strip_suffix("ns") {
         (number, 1)
     } else if let Some(number) = text.strip_suffix("us") {

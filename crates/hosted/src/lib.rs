@@ -163,6 +163,32 @@ impl Emulator {
         options: EngineOptions,
         cache: Option<ModuleCache>,
     ) -> wasmtime::Result<Self> {
+        let config = options.config();
+        Self::with_config(console, &options, config, cache)
+    }
+
+    /// [`Emulator::with_options`] with wasmtime's pooling allocator: instances, linear
+    /// memories, tables and fiber stacks come from pools reserved once and are reset for reuse,
+    /// instead of being mapped and unmapped for every process. For many short processes (`nebulet
+    /// serve` runs one per request); a process that finds the pools full cannot start (it ends
+    /// "trapped").
+    pub fn with_pooling(
+        console: Console,
+        options: EngineOptions,
+        pooling: wasmtime::PoolingAllocationConfig,
+    ) -> wasmtime::Result<Self> {
+        let mut config = options.config();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        Self::with_config(console, &options, config, None)
+    }
+
+    /// The emulator of an engine configured by `config` (made from `options`).
+    fn with_config(
+        console: Console,
+        options: &EngineOptions,
+        config: wasmtime::Config,
+        cache: Option<ModuleCache>,
+    ) -> wasmtime::Result<Self> {
         // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
         // are the timer thread's (see `timers`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -176,8 +202,8 @@ impl Emulator {
             .thread_name("nebulet-cpu")
             .build()
             .map_err(wasmtime::Error::new)?;
-        let engine = wasmtime::Engine::new(&options.config())?;
-        let capacity = HostedPlatform::measure_capacity(&options);
+        let engine = wasmtime::Engine::new(&config)?;
+        let capacity = HostedPlatform::measure_capacity(options);
         let platform = Arc::new(HostedPlatform::new(
             runtime.handle().clone(),
             console.clone(),

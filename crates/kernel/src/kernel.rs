@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use nebulet_abi::{Error, ExitReason, Rights, bootstrap};
+use nebulet_abi::{Error, ExitReason, Limit, Rights, bootstrap};
 
 use crate::budget::{Budget, Charge, PROCESS_BYTES, Resource};
 use crate::handles::{HandleEntry, HandleTable};
@@ -167,6 +167,13 @@ impl Kernel {
         self.live_threads.load(Ordering::Relaxed)
     }
 
+    /// What all processes together use now, as `object_get_info` BUDGET reports a budget: for
+    /// leak checks (once every process has ended and its objects are gone, all but the CPU
+    /// time are back to 0).
+    pub fn root_budget(&self) -> nebulet_abi::layout::InfoBudget {
+        self.root.info()
+    }
+
     /// A new process below `parent` (the root budget for the processes the platform starts),
     /// charged to it as one more descendant, and to the root budget for its kernel state.
     /// `ERR_NO_RESOURCES` past a limit of the parent's budget or past the deepest tree.
@@ -198,9 +205,27 @@ impl Kernel {
         options: ProcessOptions,
         bootstrap: Option<HandleEntry>,
     ) -> ProcessRef {
+        self.start_limited_root_process(module, options, &[], bootstrap)
+    }
+
+    /// [`Kernel::start_root_process`] with resource limits set before it starts, as
+    /// `process_set_limit` sets them.
+    fn start_limited_root_process(
+        self: &Arc<Self>,
+        module: wasmtime::Module,
+        options: ProcessOptions,
+        limits: &[(Limit, u64)],
+        bootstrap: Option<HandleEntry>,
+    ) -> ProcessRef {
         let name = options.name.clone();
         let process = match self.new_process(module.clone(), options, &self.root) {
-            Ok(process) => process,
+            Ok(process) => {
+                for &(limit, value) in limits {
+                    // A created process takes any limit.
+                    let _ = process.set_limit(limit, value);
+                }
+                process
+            }
             Err(error) => {
                 // The machine is full: a process with no budget of its own, ended at once.
                 let budget = Budget::detached();
@@ -270,6 +295,23 @@ impl Kernel {
         bytes: Vec<u8>,
         grants: Vec<Grant>,
     ) -> Result<ProcessRef, Error> {
+        self.spawn_with_limits(module, options, &[], Some((bytes, grants)))
+    }
+
+    /// Starts a process of `module` with resource limits on its budget, set before it starts as
+    /// `process_set_limit` sets them (a process past its CPU time, or failing to start within its
+    /// memory, ends "out of resources"), and, if `message` is given, a bootstrap channel holding
+    /// that one message (as [`Kernel::spawn_with_message`]).
+    pub fn spawn_with_limits(
+        self: &Arc<Self>,
+        module: wasmtime::Module,
+        options: ProcessOptions,
+        limits: &[(Limit, u64)],
+        message: Option<(Vec<u8>, Vec<Grant>)>,
+    ) -> Result<ProcessRef, Error> {
+        let Some((bytes, grants)) = message else {
+            return Ok(self.start_limited_root_process(module, options, limits, None));
+        };
         if bytes.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES as usize
             || grants.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
         {
@@ -280,7 +322,7 @@ impl Kernel {
         host_end.write(Message { bytes, handles, charge: None }).map_err(|(error, _)| error)?;
         drop(host_end);
         let bootstrap = HandleEntry::new(Object::Channel(process_end), Rights::CHANNEL_DEFAULT);
-        Ok(self.start_root_process(module, options, Some(bootstrap)))
+        Ok(self.start_limited_root_process(module, options, limits, Some(bootstrap)))
     }
 
     /// Boots a system image: starts `init` with a bootstrap channel that carries the manifest

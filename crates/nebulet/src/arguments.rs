@@ -54,6 +54,8 @@ pub(crate) enum Command {
     },
     /// Lists the apps of the embedded image with their sizes.
     Apps,
+    /// Serves HTTP/1.1, answering each request with a fresh process of a wasm app.
+    Serve(nebulet_serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]

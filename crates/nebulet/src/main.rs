@@ -44,6 +44,7 @@ fn main() {
         Command::Demo { manifest, verbose, cache } => {
             demo(manifest, Report::chosen(verbose), modules::cache(cache.enabled(), &[]))
         }
+        Command::Serve(arguments) => nebulet_serve::run(arguments),
         Command::Apps => {
             for (name, bytes) in image::APPS {
                 println!("{name:<12} {:>8} bytes", bytes.len());

@@ -23,6 +23,8 @@
 //!   [`Process::start`]. For the apps `init` starts that is a channel carrying the system image
 //!   ([`bootstrap::Image`]); a service writes [`nebulet_abi::bootstrap::READY`] to it once it
 //!   serves.
+//! - **HTTP handlers**: [`http::Request::from_bootstrap`] gives a process that `nebulet serve`
+//!   started for a request its head, its body to read and its response to write.
 //! - **Supervision**: a parent sets a child's resource limits ([`Process::set_limit`], with a
 //!   [`Limit`]) before starting it; a process that arms its [`watchdog`] must prove it is alive
 //!   within every interval, or the kernel ends it with reason "watchdog".
@@ -62,6 +64,7 @@ mod channel;
 pub mod clock;
 pub mod debug;
 mod handle;
+pub mod http;
 mod objects;
 pub mod process;
 pub mod random;

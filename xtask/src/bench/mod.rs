@@ -10,7 +10,7 @@
 //!
 //! One file per family of measurements: `syscall.rs`, `switch.rs`, `message.rs`, `process.rs`,
 //! `memory.rs`, `compute.rs`, `startup.rs` (real programs started by the `nebulet` command
-//! against the wasmtime CLI); `nebulet.rs` runs the wasm programs, `report.rs` prints the table
+//! against the wasmtime CLI), `serve.rs` (`nebulet serve` against `wasmtime serve`, under wrk); `nebulet.rs` runs the wasm programs, `report.rs` prints the table
 //! and writes `target/bench/results.json` and `docs/benchmarks.md`.
 
 mod compute;
@@ -19,6 +19,7 @@ pub mod message;
 mod nebulet;
 mod process;
 mod report;
+mod serve;
 mod startup;
 mod switch;
 mod syscall;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub idle_processes: Vec<u64>,
     /// Idle Linux threads per memory measurement.
     pub idle_threads: Vec<u64>,
+    /// How long wrk loads a server for each serve row.
+    pub serve_seconds: u64,
 }
 
 impl Settings {
@@ -65,6 +68,7 @@ impl Settings {
                 compute_limit: 1 << 22,
                 idle_processes: idle.unwrap_or_else(|| vec![1_000, 10_000]),
                 idle_threads: vec![1_000],
+                serve_seconds: 2,
             }
         } else {
             Self {
@@ -81,6 +85,7 @@ impl Settings {
                 // Every Linux thread takes a PID: pid_max is often 32,768 (and the machine's
                 // other work needs some), so 100,000 threads are not tried.
                 idle_threads: vec![10_000],
+                serve_seconds: 10,
             }
         }
     }
@@ -238,9 +243,13 @@ pub fn output_directory() -> Result<PathBuf, String> {
     Ok(directory)
 }
 
-/// `bench-run`: every measurement, then the report.
-pub fn run(quick: bool, idle: Option<Vec<u64>>) -> Result<(), String> {
+/// `bench-run`: every measurement (or, `only_serve`, the serve rows alone), then the report.
+pub fn run(quick: bool, idle: Option<Vec<u64>>, only_serve: bool) -> Result<(), String> {
     let settings = Settings::new(quick, idle);
+    if only_serve {
+        progress("the serve rows alone: nebulet serve against wasmtime serve, under wrk");
+        return serve::ServeResults::measure(settings.serve_seconds)?.write_alone(quick);
+    }
     let machine = report::Machine::read();
     progress(&format!(
         "{} run on {} ({} cores, {} MHz), load average {}",
@@ -280,6 +289,9 @@ pub fn run(quick: bool, idle: Option<Vec<u64>>) -> Result<(), String> {
     progress("start-up of real programs, nebulet run against wasmtime run");
     let (startup, startup_note) = startup::measure(settings.runs)?;
 
+    progress("HTTP serving, nebulet serve against wasmtime serve, under wrk");
+    let serve = serve::ServeResults::measure(settings.serve_seconds)?;
+
     let (other_cores, steal) =
         report::CpuTime::other_work(cpu_at_start, report::CpuTime::sample(), machine.cores);
     let results = report::Results {
@@ -289,6 +301,7 @@ pub fn run(quick: bool, idle: Option<Vec<u64>>) -> Result<(), String> {
         idle,
         startup,
         startup_note,
+        serve,
         spawn_note,
         dense: describe_options(&dense_options()),
         seconds: started.elapsed().as_secs_f64(),

@@ -140,6 +140,8 @@ pub struct Results {
     pub startup: Vec<Startup>,
     /// Which wasmtime CLI ran, and programs left out.
     pub startup_note: String,
+    /// `nebulet serve` against `wasmtime serve`.
+    pub serve: super::serve::ServeResults,
     /// What the Linux side of process creation spawned.
     pub spawn_note: String,
     /// The dense engine configuration, described.
@@ -465,6 +467,7 @@ fn to_json(results: &Results) -> Value {
             "wasmtime_warm_seconds": row.wasmtime_warm,
         })).collect::<Vec<_>>(),
         "startup_wasmtime": results.startup_note,
+        "serve": results.serve.to_json(),
         "linux_spawned": results.spawn_note,
         "dense_configuration": results.dense,
         "goals": goals,
@@ -686,6 +689,7 @@ fn page(results: &Results, tables: &str) -> String {
     );
 
     startup_notes(&mut text, results);
+    let _ = writeln!(text, "{}\n", results.serve.section());
     let _ = writeln!(text, "## Context: Singularity's numbers\n");
     let _ = writeln!(
         text,
@@ -723,6 +727,13 @@ fn page(results: &Results, tables: &str) -> String {
         "One host process holds only as many idle Nebulet processes as `vm.max_map_count` \
          allows (see the notes); `sysctl -w vm.max_map_count=1000000` (as root) lifts that \
          limit for a run with large `--idle` counts. The page says which value it ran with.\n"
+    );
+    let _ = writeln!(
+        text,
+        "The serve rows need `wrk` (`apt-get install wrk`) and, for wasmtime's, the \
+         `{}` target (`rustup target add {}`); `cargo xtask bench --only serve` measures them \
+         alone and rewrites only their section of this page.\n",
+        "wasm32-wasip2", "wasm32-wasip2"
     );
     let _ = writeln!(
         text,

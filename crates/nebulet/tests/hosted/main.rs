@@ -12,6 +12,7 @@ mod isolation;
 mod limits;
 mod network;
 mod programs;
+mod serve;
 mod shutdown;
 mod system;
 mod threads;
@@ -52,6 +53,15 @@ impl System {
     pub fn new() -> Self {
         let console = Arc::new(Mutex::new(Vec::new()));
         let emulator = Emulator::new(Console::Buffer(console.clone())).expect("the kernel starts");
+        Self { emulator, console }
+    }
+
+    /// A system whose engine takes instances from wasmtime's pooling allocator.
+    pub fn pooled(pooling: nebulet_hosted::wasmtime::PoolingAllocationConfig) -> Self {
+        let console = Arc::new(Mutex::new(Vec::new()));
+        let options = nebulet_hosted::EngineOptions::default();
+        let emulator = Emulator::with_pooling(Console::Buffer(console.clone()), options, pooling)
+            .expect("the kernel starts");
         Self { emulator, console }
     }
 
