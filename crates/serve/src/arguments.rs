@@ -116,6 +116,7 @@ pub fn run(arguments: ServeArgs) -> Result<u8, String> {
     emulator
         .block_on(server.run(termination()))
         .map_err(|error| format!("the server failed: {error}"))?;
+    Log::Stderr.flush();
     emulator.flush_console();
     Ok(0)
 }
