@@ -75,6 +75,9 @@ fn heads_too_large_get_431_and_malformed_ones_400() {
     endless.join().unwrap();
     assert_eq!(status(&serving.raw(b"NOT AN HTTP REQUEST\r\n\r\n")), "400");
     assert_eq!(status(&serving.raw(b"GET /hello HTTP/1.1\r\nBad Header\r\n\r\n")), "400");
+    // A NUL in the path would cut the handler's PATH_INFO short.
+    let answer = serving.raw(b"GET /hello%00/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&answer), "400", "{answer}");
     // Rejected requests have an access line too.
     let log = serving.log();
     assert_eq!(log.iter().filter(|line| line.contains("\"-\" 431 ")).count(), 2, "{log:#?}");
