@@ -197,7 +197,7 @@ fn a_client_that_goes_away_has_its_handler_killed_and_a_499_line() {
     stream.write_all(b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     serving.wait_for(|statistics| statistics.running == 1);
     drop(stream);
-    serving.wait_for(|statistics| statistics.running == 0);
+    serving.wait_for(|statistics| statistics.running == 0 && statistics.connections == 0);
     assert_eq!(serving.system.emulator.kernel().live_processes(), 0);
     let log = serving.log();
     assert!(log.iter().any(|line| line.contains("\"GET /sleep\" 499 0 ")), "{log:#?}");
