@@ -1,8 +1,8 @@
 //! The threads of this process: yielding, futexes and regions without preemption.
 //!
 //! The threads of a process are coroutines: at most one of them runs at a time. A thread is
-//! switched out only when it blocks in a call, at an epoch tick (about every millisecond of
-//! running wasm, also in loops without calls), or at [`yield_now`]. Threads are started through
+//! switched out only when it blocks in a call, at an epoch tick (about every quarter of a
+//! millisecond of running wasm, also in loops without calls), or at [`yield_now`]. Threads are started through
 //! the wasi-threads import `wasi` `thread-spawn` (which `std::thread::spawn` uses in programs
 //! built for `wasm32-wasip1-threads`); they share the process's memory and handles.
 //!

@@ -9,6 +9,27 @@ use nebulet_hosted::{Grant, ProcessOptions};
 
 use crate::{PATIENCE, System};
 
+/// Starts `module` as `name ARGS` with `listeners` at its WASI descriptors from 3.
+fn start(
+    system: &System,
+    module: nebulet_hosted::wasmtime::Module,
+    name: &str,
+    args: &[&str],
+    listeners: Vec<std::sync::Arc<nebulet_hosted::Listener>>,
+) -> nebulet_hosted::ProcessRef {
+    let args = args.iter().map(|arg| arg.to_string()).collect();
+    let options = ProcessOptions { name: name.into(), args, listeners, ..Default::default() };
+    system.emulator.kernel().spawn(module, options)
+}
+
+/// Waits for `process` to exit with `code`, and for its console to hold `line`.
+fn assert_exits(system: &System, process: &nebulet_hosted::ProcessRef, code: i32, line: &str) {
+    let status = system.wait(process);
+    let console = system.console();
+    assert_eq!((status.reason, status.code), (ExitReason::Exited, code), "{status:?}\n{console}");
+    assert!(console.contains(line), "{console}");
+}
+
 #[test]
 fn a_granted_listener_accepts_real_tcp_connections_in_both_directions() {
     let system = System::new();
@@ -89,25 +110,13 @@ fn an_unmodified_rust_std_program_accepts_on_preopened_listening_sockets() {
     let local = "127.0.0.1:0".parse().unwrap();
     let (listener, address) = system.emulator.listen(local).unwrap();
     let (idle, _) = system.emulator.listen(local).unwrap();
-    let options = ProcessOptions {
-        name: "wasi-std".into(),
-        args: vec!["tcp".into(), "3".into()],
-        listeners: vec![listener, idle],
-        ..Default::default()
-    };
-    let process = system.emulator.kernel().spawn(system.program("wasi-std"), options);
+    let process =
+        start(&system, system.program("wasi-std"), "wasi-std", &["tcp", "3"], vec![listener, idle]);
     let large: Vec<u8> = (0..400_000u32).map(|index| b'a' + (index % 26) as u8).collect();
     for request in [b"hello".as_slice(), b"", large.as_slice()] {
         assert_eq!(exchange(address, request), request.to_ascii_uppercase());
     }
-    let status = system.wait(&process);
-    assert_eq!(
-        (status.reason, status.code),
-        (ExitReason::Exited, 0),
-        "{status:?}\n{}",
-        system.console()
-    );
-    assert!(system.console().contains("wasi-std tcp: ok"), "{}", system.console());
+    assert_exits(&system, &process, 0, "wasi-std tcp: ok");
 }
 
 #[test]
@@ -120,25 +129,12 @@ fn a_c_program_accepts_polls_and_echoes_through_wasi_libc() {
     };
     let system = System::new();
     let (listener, address) = system.emulator.listen("127.0.0.1:0".parse().unwrap()).unwrap();
-    let options = ProcessOptions {
-        name: "wasi-c".into(),
-        args: vec!["--tcp".into(), "2".into()],
-        listeners: vec![listener],
-        ..Default::default()
-    };
-    let process = system.emulator.kernel().spawn(system.module(bytes), options);
+    let process = start(&system, system.module(bytes), "wasi-c", &["--tcp", "2"], vec![listener]);
     let large: Vec<u8> = (0..300_000u32).map(|index| (index % 251) as u8).collect();
     for request in [b"ping".as_slice(), large.as_slice()] {
         assert!(exchange(address, request) == request, "echoed whole and in order");
     }
-    let status = system.wait(&process);
-    assert_eq!(
-        (status.reason, status.code),
-        (ExitReason::Exited, 42),
-        "{status:?}\n{}",
-        system.console()
-    );
-    assert!(system.console().contains("wasi-c: echoed 2 connections"), "{}", system.console());
+    assert_exits(&system, &process, 42, "wasi-c: echoed 2 connections");
 }
 
 #[test]
@@ -147,13 +143,13 @@ fn wasi_socket_calls_fdstat_nonblocking_and_poll() {
     let local = "127.0.0.1:0".parse().unwrap();
     let (listener, address) = system.emulator.listen(local).unwrap();
     let (idle, _) = system.emulator.listen(local).unwrap();
-    let options = ProcessOptions {
-        name: "syscalls".into(),
-        args: vec!["wasi-sockets".into()],
-        listeners: vec![listener, idle],
-        ..Default::default()
-    };
-    let process = system.emulator.kernel().spawn(system.program("syscalls"), options);
+    let process = start(
+        &system,
+        system.program("syscalls"),
+        "syscalls",
+        &["wasi-sockets"],
+        vec![listener, idle],
+    );
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.write_all(b"abc").unwrap();
@@ -161,14 +157,7 @@ fn wasi_socket_calls_fdstat_nonblocking_and_poll() {
     stream.read_to_end(&mut answer).unwrap();
     assert_eq!(answer, b"xyz");
     drop(stream);
-    let status = system.wait(&process);
-    assert_eq!(
-        (status.reason, status.code),
-        (ExitReason::Exited, 0),
-        "{status:?}\n{}",
-        system.console()
-    );
-    assert!(system.console().contains("syscalls wasi-sockets: ok"));
+    assert_exits(&system, &process, 0, "syscalls wasi-sockets: ok");
 }
 
 /// Reads a host end of a socket to the end of its stream.
@@ -250,12 +239,11 @@ fn a_granted_connector_reaches_its_one_host_address() {
     // second connection is refused.
     drop(server);
     drop(stream);
-    let status = system.wait(&process);
-    assert_eq!(
-        (status.reason, status.code),
-        (ExitReason::Exited, 0),
-        "{status:?}\n{}",
-        system.console()
+    assert_exits(
+        &system,
+        &process,
+        0,
+        "answer: hello to you
+",
     );
-    assert!(system.console().contains("answer: hello to you\n"), "{}", system.console());
 }
