@@ -103,7 +103,7 @@ struct BenchArguments {
 
 /// A family of measurements `cargo xtask bench --only` runs alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum BenchFamily {
+pub(crate) enum BenchFamily {
     Serve,
 }
 
@@ -417,9 +417,7 @@ fn main() -> ExitCode {
         Task::Bench(arguments) => bench_in_release(&arguments),
         Task::Stress(arguments) => stress::stress(&arguments),
         #[cfg(feature = "bench")]
-        Task::BenchRun(arguments) => {
-            bench::run(arguments.quick, arguments.idle, arguments.only == Some(BenchFamily::Serve))
-        }
+        Task::BenchRun(arguments) => bench::run(arguments.quick, arguments.idle, arguments.only),
         #[cfg(feature = "bench")]
         Task::BenchEcho => bench::message::echo(),
         #[cfg(feature = "bench")]

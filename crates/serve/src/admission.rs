@@ -51,10 +51,12 @@ impl Admission {
         }
         statistics.send_modify(|statistics| statistics.queued += 1);
         let permit = tokio::select! {
+            // A slot freed by a handler killed at shutdown goes to no one waiting.
+            biased;
+            () = abandon => None,
             permit = tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()) => {
                 permit.ok().and_then(Result::ok)
             }
-            () = abandon => None,
         };
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         statistics.send_modify(|statistics| statistics.queued -= 1);

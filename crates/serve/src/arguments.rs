@@ -20,6 +20,12 @@ const MAX_MODULE_BYTES: u64 = 256 << 20;
 /// request goes to stderr, and so does what handlers write to their stderr, prefixed. SIGINT or
 /// SIGTERM stop the server: requests already read are finished (at most 5 s), then it exits 0.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = "Sizes are bytes with an optional K, M or G (powers of 1024); \
+    durations a number with ns, us, ms or s. Each request gets one access-log line on stderr \
+    (address, method and path, status, body bytes, duration); what handlers write to stderr \
+    follows, prefixed with APP#N. SIGINT or SIGTERM stop the server: no new connections, idle \
+    ones closed, requests already read finished within 5 s (then killed and answered 503); it \
+    exits 0. docs/abi.md, \"HTTP handlers\", describes both conventions.")]
 pub struct ServeArgs {
     /// The handler: a `.wasm` or `.wat` module (at most 256 MiB).
     pub app: PathBuf,
@@ -116,6 +122,7 @@ pub fn run(arguments: ServeArgs) -> Result<u8, String> {
     emulator
         .block_on(server.run(termination()))
         .map_err(|error| format!("the server failed: {error}"))?;
+    Log::Stderr.flush();
     emulator.flush_console();
     Ok(0)
 }

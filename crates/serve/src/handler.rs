@@ -63,6 +63,10 @@ async fn respond(
     peers: Peers,
 ) -> Response<ResponseBody> {
     let limits = &shared.limits;
+    // A NUL would cut PATH_INFO short in the handler's environment (C strings).
+    if percent_encoding::percent_decode_str(request.uri().path()).any(|byte| byte == 0) {
+        return failure(StatusCode::BAD_REQUEST);
+    }
     let declared = declared_length(&request);
     if declared.is_some_and(|length| length > limits.body_bytes) {
         return failure(StatusCode::PAYLOAD_TOO_LARGE);

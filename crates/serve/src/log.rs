@@ -2,16 +2,65 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// Where the server writes its lines.
 #[derive(Debug, Clone)]
 pub enum Log {
-    /// The server's stderr, one line at a time.
+    /// The server's stderr, written by a thread of its own (see [`Log::flush`]).
     Stderr,
     /// Kept in memory (for tests).
     Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// Lines waiting for the stderr writer; past this many, a line waits for room.
+const QUEUED_LINES: usize = 1 << 16;
+
+/// What the stderr writer is sent.
+enum Entry {
+    Line(String),
+    /// Answered once every line before it is written.
+    Flush(SyncSender<()>),
+}
+
+/// The stderr writer's queue. The server's workers never write to stderr themselves: a write
+/// blocks while the reader of a pipe is slow, and a blocked worker would hold up every request
+/// on it. The thread writes lines in batches and flushes whenever its queue is empty.
+fn stderr_writer() -> &'static SyncSender<Entry> {
+    static WRITER: OnceLock<SyncSender<Entry>> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (sender, receiver) = sync_channel(QUEUED_LINES);
+        let spawned = std::thread::Builder::new()
+            .name("nebulet-log".into())
+            .spawn(move || write_lines(receiver));
+        if spawned.is_err() {
+            eprintln!("nebulet serve: no thread for the log; its lines are lost");
+        }
+        sender
+    })
+}
+
+fn write_lines(receiver: Receiver<Entry>) {
+    let mut stderr = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr());
+    while let Ok(entry) = receiver.recv() {
+        let mut next = Some(entry);
+        while let Some(entry) = next.take() {
+            match entry {
+                Entry::Line(text) => {
+                    let _ = stderr.write_all(text.as_bytes());
+                    let _ = stderr.write_all(b"\n");
+                }
+                Entry::Flush(done) => {
+                    let _ = stderr.flush();
+                    let _ = done.send(());
+                }
+            }
+            next = receiver.try_recv().ok();
+        }
+        let _ = stderr.flush();
+    }
 }
 
 impl Log {
@@ -19,11 +68,20 @@ impl Log {
     pub(crate) fn line(&self, text: &str) {
         match self {
             Log::Stderr => {
-                let mut stderr = std::io::stderr().lock();
-                let _ = writeln!(stderr, "{text}");
+                let _ = stderr_writer().send(Entry::Line(text.to_string()));
             }
             Log::Memory(lines) => {
                 lines.lock().unwrap_or_else(|poison| poison.into_inner()).push(text.to_string());
+            }
+        }
+    }
+
+    /// Waits until every line logged so far is written out.
+    pub fn flush(&self) {
+        if let Log::Stderr = self {
+            let (done, written) = sync_channel(1);
+            if stderr_writer().send(Entry::Flush(done)).is_ok() {
+                let _ = written.recv();
             }
         }
     }

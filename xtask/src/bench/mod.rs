@@ -243,12 +243,16 @@ pub fn output_directory() -> Result<PathBuf, String> {
     Ok(directory)
 }
 
-/// `bench-run`: every measurement (or, `only_serve`, the serve rows alone), then the report.
-pub fn run(quick: bool, idle: Option<Vec<u64>>, only_serve: bool) -> Result<(), String> {
+/// `bench-run`: every measurement (or the one family `only`), then the report.
+pub fn run(
+    quick: bool,
+    idle: Option<Vec<u64>>,
+    only: Option<crate::BenchFamily>,
+) -> Result<(), String> {
     let settings = Settings::new(quick, idle);
-    if only_serve {
+    if only == Some(crate::BenchFamily::Serve) {
         progress("the serve rows alone: nebulet serve against wasmtime serve, under wrk");
-        return serve::ServeResults::measure(settings.serve_seconds)?.write_alone(quick);
+        return serve::ServeResults::measure(settings.serve_seconds)?.write_alone(&settings);
     }
     let machine = report::Machine::read();
     progress(&format!(

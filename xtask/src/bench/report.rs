@@ -731,9 +731,9 @@ fn page(results: &Results, tables: &str) -> String {
     let _ = writeln!(
         text,
         "The serve rows need `wrk` (`apt-get install wrk`) and, for wasmtime's, the \
-         `{}` target (`rustup target add {}`); `cargo xtask bench --only serve` measures them \
-         alone and rewrites only their section of this page.\n",
-        "wasm32-wasip2", "wasm32-wasip2"
+         `wasm32-wasip2` target (`rustup target add wasm32-wasip2`) and the wasmtime CLI; \
+         `cargo xtask bench --only serve` measures them alone and rewrites only their section \
+         of this page.\n"
     );
     let _ = writeln!(
         text,

@@ -492,7 +492,7 @@ impl ServeResults {
 
     /// `--only serve`: prints the section, writes `target/bench/serve.json`, and replaces the
     /// section of `docs/benchmarks.md` (a full run) or writes `target/bench/serve.md` (quick).
-    pub fn write_alone(&self, quick: bool) -> Result<(), String> {
+    pub fn write_alone(&self, settings: &super::Settings) -> Result<(), String> {
         let section = self.section();
         println!("{section}");
         let directory = output_directory()?;
@@ -500,7 +500,7 @@ impl ServeResults {
             serde_json::to_string_pretty(&self.to_json()).map_err(|error| error.to_string())?;
         std::fs::write(directory.join("serve.json"), json + "\n")
             .map_err(|error| error.to_string())?;
-        if quick {
+        if settings.quick {
             let path = directory.join("serve.md");
             std::fs::write(&path, section + "\n").map_err(|error| error.to_string())?;
             progress(&format!("wrote {}", path.display()));

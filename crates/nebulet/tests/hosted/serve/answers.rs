@@ -92,7 +92,9 @@ fn handler_stderr_goes_to_the_log_prefixed_and_each_request_has_an_access_line()
     let serving = Serving::start("wagi", Limits::default());
     let reply = serving.request("GET", "/stderr", b"");
     assert_eq!((reply.status, reply.text().as_str()), (200, "logged\n"));
-    serving.wait_for(|statistics| statistics.running == 0);
+    // The access line is written when hyper is done with the answer; the client has closed its
+    // connection, so once the server's side is closed too, the line is there.
+    serving.wait_for(|statistics| statistics.running == 0 && statistics.connections == 0);
     let log = serving.log();
     let first = log.iter().position(|line| line.ends_with(": first line to stderr"));
     let second = log.iter().position(|line| line.ends_with(": second line to stderr"));

@@ -75,6 +75,9 @@ fn heads_too_large_get_431_and_malformed_ones_400() {
     endless.join().unwrap();
     assert_eq!(status(&serving.raw(b"NOT AN HTTP REQUEST\r\n\r\n")), "400");
     assert_eq!(status(&serving.raw(b"GET /hello HTTP/1.1\r\nBad Header\r\n\r\n")), "400");
+    // A NUL in the path would cut the handler's PATH_INFO short.
+    let answer = serving.raw(b"GET /hello%00/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&answer), "400", "{answer}");
     // Rejected requests have an access line too.
     let log = serving.log();
     assert_eq!(log.iter().filter(|line| line.contains("\"-\" 431 ")).count(), 2, "{log:#?}");
@@ -194,7 +197,7 @@ fn a_client_that_goes_away_has_its_handler_killed_and_a_499_line() {
     stream.write_all(b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     serving.wait_for(|statistics| statistics.running == 1);
     drop(stream);
-    serving.wait_for(|statistics| statistics.running == 0);
+    serving.wait_for(|statistics| statistics.running == 0 && statistics.connections == 0);
     assert_eq!(serving.system.emulator.kernel().live_processes(), 0);
     let log = serving.log();
     assert!(log.iter().any(|line| line.contains("\"GET /sleep\" 499 0 ")), "{log:#?}");

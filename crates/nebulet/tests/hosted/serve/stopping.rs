@@ -42,14 +42,22 @@ fn handlers_still_running_at_the_end_of_the_grace_are_killed_and_answered_503() 
         limits(|limits| {
             limits.shutdown_grace = Duration::from_secs(1);
             limits.wall_time = crate::PATIENCE;
+            limits.concurrency = 1;
+            limits.queue_timeout = crate::PATIENCE;
         }),
     );
     let mut sleeping = serving.connect();
     sleeping.write_all(b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     serving.wait_for(|statistics| statistics.running == 1);
+    // One more waits for a handler slot: it is read, so it is answered too.
+    let mut queued = serving.connect();
+    queued.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    serving.wait_for(|statistics| statistics.queued == 1);
     serving.signal_stop();
-    let answer = read_to_close(&mut sleeping);
-    assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+    for stream in [&mut sleeping, &mut queued] {
+        let answer = read_to_close(stream);
+        assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+    }
     serving.stop();
     assert_eq!(serving.system.emulator.kernel().live_processes(), 0);
 }
