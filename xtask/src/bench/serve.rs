@@ -438,6 +438,15 @@ impl ServeResults {
         for (goal, measured, verdict) in self.goals() {
             let _ = writeln!(text, "| {goal} | {measured} | {verdict} |");
         }
+        if let Some(nebulet) = self.row("nebulet", 64) {
+            let _ = writeln!(
+                text,
+                "\nWith 64 connections always waiting, the mean latency is 64 ÷ the throughput \
+                 (Little's law): {:.2} ms for Nebulet here; a p99 of 5 ms needs more than 12,800 \
+                 requests/s with nearly no tail (the client shares the 2 cores).",
+                64_000.0 / nebulet.requests_per_second
+            );
+        }
         let busy = if self.other_cores > 0.1 * self.cores as f64 {
             "**the machine was busy with other work**, so both servers had less than the whole \
              machine"
