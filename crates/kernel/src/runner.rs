@@ -223,8 +223,16 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         if let Some(reason) = process.poll_kill(context.waker()) {
             return Poll::Ready(ExitStatus::ended(reason, None));
         }
-        let task = queued.task.lock().replace(context.waker().clone());
-        if task.is_none() {
+        let first = {
+            let mut task = queued.task.lock();
+            let first = task.is_none();
+            // The task's waker rarely changes: clone it only when it did.
+            if task.as_ref().is_none_or(|known| !known.will_wake(context.waker())) {
+                *task = Some(context.waker().clone());
+            }
+            first
+        };
+        if first {
             // The first poll: the process has its first run to make.
             waker.wake_by_ref();
         }

@@ -131,7 +131,11 @@ impl SocketEnd {
 
     /// How many bytes a write could put in the peer's buffer now.
     pub(crate) fn room(&self) -> Result<usize, SocketError> {
-        let sides = self.pair.sides.lock();
+        self.room_in(&self.pair.sides.lock())
+    }
+
+    /// What a write could take now, seen in the locked sides.
+    fn room_in(&self, sides: &[Side; 2]) -> Result<usize, SocketError> {
         let (own, peer) = (&sides[self.side], &sides[self.peer()]);
         if own.write_disabled {
             return Err(SocketError::Disabled);
@@ -143,6 +147,19 @@ impl SocketEnd {
         if room == 0 { Err(SocketError::ShouldWait) } else { Ok(room) }
     }
 
+    /// Whether a read could take bytes now, seen in the locked sides.
+    fn readable_in(&self, sides: &[Side; 2]) -> Result<(), SocketError> {
+        let (own, peer) = (&sides[self.side], &sides[self.peer()]);
+        if own.read_disabled {
+            return Err(SocketError::Disabled);
+        }
+        if own.buffered == 0 {
+            let peer_done = !peer.open || peer.write_disabled;
+            return Err(if peer_done { SocketError::PeerClosed } else { SocketError::ShouldWait });
+        }
+        Ok(())
+    }
+
     /// Buffers the front of `bytes` for the peer, as much as fits, with the writer's charge
     /// for them; returns how many bytes were taken.
     pub(crate) fn write(
@@ -152,17 +169,8 @@ impl SocketEnd {
     ) -> Result<usize, SocketError> {
         let taken = {
             let mut sides = self.pair.sides.lock();
-            if sides[self.side].write_disabled {
-                return Err(SocketError::Disabled);
-            }
+            let room = self.room_in(&sides)?;
             let peer = &mut sides[self.peer()];
-            if !peer.open || peer.read_disabled {
-                return Err(SocketError::PeerClosed);
-            }
-            let room = (SOCKET_MAX_BUFFERED_BYTES as usize).saturating_sub(peer.buffered);
-            if room == 0 {
-                return Err(SocketError::ShouldWait);
-            }
             let taken = bytes.len().min(room);
             if taken > 0 {
                 peer.buffered += taken;
@@ -179,18 +187,8 @@ impl SocketEnd {
     pub(crate) fn read(&self, buffer: &mut [u8]) -> Result<usize, SocketError> {
         let (count, freed) = {
             let mut sides = self.pair.sides.lock();
-            let peer_done = !sides[self.peer()].open || sides[self.peer()].write_disabled;
+            self.readable_in(&sides)?;
             let own = &mut sides[self.side];
-            if own.read_disabled {
-                return Err(SocketError::Disabled);
-            }
-            if own.buffered == 0 {
-                return Err(if peer_done {
-                    SocketError::PeerClosed
-                } else {
-                    SocketError::ShouldWait
-                });
-            }
             let mut count = 0;
             // Chunks read to their end go after the lock, with their charges.
             let mut freed = Vec::new();
@@ -217,16 +215,9 @@ impl SocketEnd {
     /// Copies up to `buffer.len()` buffered bytes into `buffer`, leaving them buffered.
     pub(crate) fn peek(&self, buffer: &mut [u8]) -> Result<usize, SocketError> {
         let sides = self.pair.sides.lock();
-        let peer_done = !sides[self.peer()].open || sides[self.peer()].write_disabled;
-        let own = &sides[self.side];
-        if own.read_disabled {
-            return Err(SocketError::Disabled);
-        }
-        if own.buffered == 0 {
-            return Err(if peer_done { SocketError::PeerClosed } else { SocketError::ShouldWait });
-        }
+        self.readable_in(&sides)?;
         let mut count = 0;
-        for chunk in &own.inbound {
+        for chunk in &sides[self.side].inbound {
             let available = &chunk.bytes[chunk.read..];
             let take = available.len().min(buffer.len() - count);
             buffer[count..count + take].copy_from_slice(&available[..take]);

@@ -55,13 +55,9 @@ pub(super) async fn receive(
                     break;
                 }
             }
-            Err(SocketError::ShouldWait) if count > 0 && !all => break,
-            Err(SocketError::ShouldWait) if nonblocking => {
-                if count > 0 {
-                    break;
-                }
-                return Err(Errno::AGAIN);
-            }
+            // Only `all` comes back here with bytes already read.
+            Err(SocketError::ShouldWait) if nonblocking && count > 0 => break,
+            Err(SocketError::ShouldWait) if nonblocking => return Err(Errno::AGAIN),
             Err(SocketError::ShouldWait) => {
                 let signals =
                     Signals::READABLE | Signals::PEER_CLOSED | Signals::PEER_WRITE_DISABLED;

@@ -22,6 +22,21 @@ fn start(
     system.emulator.kernel().spawn(module, options)
 }
 
+/// Starts `syscalls CASE` with one host object granted in its bootstrap message, whose bytes
+/// name it (`listener`, `connector`).
+fn start_granted(
+    system: &System,
+    case: &str,
+    name: &str,
+    grant: Grant,
+) -> nebulet_hosted::ProcessRef {
+    let options =
+        ProcessOptions { name: "syscalls".into(), args: vec![case.into()], ..Default::default() };
+    let program = system.program("syscalls");
+    let message = name.as_bytes().to_vec();
+    system.emulator.kernel().spawn_with_message(program, options, message, vec![grant]).unwrap()
+}
+
 /// Waits for `process` to exit with `code`, and for its console to hold `line`.
 fn assert_exits(system: &System, process: &nebulet_hosted::ProcessRef, code: i32, line: &str) {
     let status = system.wait(process);
@@ -34,18 +49,7 @@ fn assert_exits(system: &System, process: &nebulet_hosted::ProcessRef, code: i32
 fn a_granted_listener_accepts_real_tcp_connections_in_both_directions() {
     let system = System::new();
     let (listener, address) = system.emulator.listen("127.0.0.1:0".parse().unwrap()).unwrap();
-    let options =
-        ProcessOptions { name: "echo".into(), args: vec!["echo".into()], ..Default::default() };
-    let process = system
-        .emulator
-        .kernel()
-        .spawn_with_message(
-            system.program("syscalls"),
-            options,
-            b"listener".to_vec(),
-            vec![Grant::Listener(listener.clone())],
-        )
-        .unwrap();
+    let process = start_granted(&system, "echo", "listener", Grant::Listener(listener.clone()));
     // Several connections, one after the other, each with more than one socket buffer of
     // bytes each way, so both bridges wait for room.
     for round in 0..3u8 {
@@ -214,21 +218,7 @@ fn a_granted_connector_reaches_its_one_host_address() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = server.local_addr().unwrap();
     let connector = nebulet_hosted::network::connector(system.emulator.runtime(), address);
-    let options = ProcessOptions {
-        name: "syscalls".into(),
-        args: vec!["connect".into()],
-        ..Default::default()
-    };
-    let process = system
-        .emulator
-        .kernel()
-        .spawn_with_message(
-            system.program("syscalls"),
-            options,
-            b"connector".to_vec(),
-            vec![Grant::Connector(connector)],
-        )
-        .unwrap();
+    let process = start_granted(&system, "connect", "connector", Grant::Connector(connector));
     let (mut stream, _) = server.accept().unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut request = Vec::new();
