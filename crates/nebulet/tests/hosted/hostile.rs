@@ -432,3 +432,34 @@ fn a_spawn_bomb_is_contained_and_ends_with_its_root() {
         (kernel.live_processes(), kernel.live_threads()) == baseline
     });
 }
+
+#[test]
+fn bytes_buffered_in_sockets_count_against_the_writers_queued_limit() {
+    let system = System::new();
+    // Writes 64 KiB at a time into a socket nobody reads: the second write would take the
+    // queued bytes past the 100 KiB limit, and the socket's buffer alone would take four.
+    let source = r#"(module
+      (import "nebulet" "socket_create" (func $create (param i32 i32 i32) (result i32)))
+      (import "nebulet" "socket_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (import "nebulet" "process_exit" (func $exit (param i32)))
+      (memory (export "memory") 2)
+      (func (export "_start")
+        (if (call $create (i32.const 0) (i32.const 0) (i32.const 4)) (then (call $exit (i32.const 101))))
+        (if (call $write (i32.load (i32.const 0)) (i32.const 1024) (i32.const 65536) (i32.const 8))
+          (then (call $exit (i32.const 102))))
+        (if (i32.ne (i32.load (i32.const 8)) (i32.const 65536)) (then (call $exit (i32.const 103))))
+        (call $exit (i32.sub (i32.const 0)
+          (call $write (i32.load (i32.const 0)) (i32.const 1024) (i32.const 65536) (i32.const 8))))))"#;
+    let options = ProcessOptions { name: "socket-flood".into(), ..Default::default() };
+    let limits = [(nebulet_abi::Limit::QueuedBytes, 100 << 10)];
+    let process = system
+        .emulator
+        .kernel()
+        .spawn_with_limits(system.module(source), options, &limits, None)
+        .unwrap();
+    let status = system.wait(&process);
+    let meanings = "101-103: the setup failed; 0: the second write was taken past the limit; \
+                    3 (ERR_NO_RESOURCES): refused";
+    assert_exited(&status, -nebulet_abi::Error::NoResources.code(), meanings, &system);
+    assert_all_gone(&system);
+}
