@@ -10,10 +10,12 @@
 //!   bytes, less what the host process already uses and 10 %: so many linear memories fit.
 //! - Threads: each is a fiber with a stack of the engine's `async_stack_size`; at most as many
 //!   as memory can hold (they are not OS threads, so `RLIMIT_NPROC` does not apply).
+//! - With the shared placement, memories and stacks take no mapping of their own, and memory
+//!   is multiplied by the engine's overcommit, if any.
 
 use nebulet_kernel::Capacity;
 
-use crate::EngineOptions;
+use crate::{EngineOptions, Placement};
 
 /// Memory the host keeps for itself, besides 10 % of what is available.
 const HOST_MEMORY_BYTES: u64 = 256 << 20;
@@ -25,6 +27,10 @@ const USER_ADDRESS_SPACE: u64 = 1 << 47;
 const DEFAULT_RESERVATION: u64 = 4 << 30;
 const DEFAULT_GUARD: u64 = 32 << 20;
 const DEFAULT_STACK: u64 = 2 << 20;
+/// Mappings a linear memory of its own takes (reservation, accessible part, guard), and a
+/// thread's fiber stack (the stack and its guard page).
+const MEMORY_MAPPINGS: u64 = 3;
+const THREAD_MAPPINGS: u64 = 2;
 /// Linux's default `vm.max_map_count`, if it cannot be read.
 const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 
@@ -59,11 +65,19 @@ impl Host {
         let available = meminfo_bytes(&self.meminfo, "MemAvailable")
             .or_else(|| meminfo_bytes(&self.meminfo, "MemTotal"))
             .unwrap_or(0);
-        let memory_bytes = without_margin(available, HOST_MEMORY_BYTES);
+        let overcommit = u64::from(options.overcommit.unwrap_or(1).max(1));
+        let memory_bytes = without_margin(available, HOST_MEMORY_BYTES).saturating_mul(overcommit);
         let max_map_count = self.max_map_count.unwrap_or(DEFAULT_MAX_MAP_COUNT);
         let mappings = without_margin(max_map_count.saturating_sub(self.maps), HOST_MAPPINGS);
-        let per_memory = options.memory_reservation.unwrap_or(DEFAULT_RESERVATION)
-            + 2 * options.memory_guard_size.unwrap_or(DEFAULT_GUARD);
+        let shared = options.placement == Placement::Shared;
+        let per_memory = if shared {
+            // A memory's slot is a power of two from 64 KiB: most are small; count the space
+            // a 64 KiB slot takes (a larger one is charged its pages by the memory budget).
+            1 << 16
+        } else {
+            options.memory_reservation.unwrap_or(DEFAULT_RESERVATION)
+                + 2 * options.memory_guard_size.unwrap_or(DEFAULT_GUARD)
+        };
         let space = self.address_space_limit.unwrap_or(USER_ADDRESS_SPACE);
         let free_space = without_margin(space.saturating_sub(self.address_space_used), 0);
         let linear_memories = free_space / per_memory.max(1);
@@ -74,6 +88,8 @@ impl Host {
             linear_memories,
             threads: memory_bytes / stack_bytes.max(1),
             stack_bytes,
+            memory_mappings: if shared { 0 } else { MEMORY_MAPPINGS },
+            thread_mappings: if shared { 0 } else { THREAD_MAPPINGS },
         }
     }
 }
@@ -176,5 +192,32 @@ mod tests {
         // Nothing left at all: nothing may start.
         let full = Host { address_space_used: 12 << 30, ..host };
         assert_eq!(full.capacity(&options).linear_memories, 0);
+    }
+
+    #[test]
+    fn the_shared_placement_takes_no_mappings_and_overcommit_scales_memory_only() {
+        let host = Host {
+            meminfo: MEMINFO.into(),
+            max_map_count: Some(65_530),
+            maps: 430,
+            address_space_limit: None,
+            address_space_used: 1 << 30,
+        };
+        let separate = host.capacity(&EngineOptions::default());
+        assert_eq!((separate.memory_mappings, separate.thread_mappings), (3, 2));
+        let options = EngineOptions {
+            placement: Placement::Shared,
+            overcommit: Some(4),
+            async_stack_size: Some(128 << 10),
+            ..EngineOptions::default()
+        };
+        let shared = host.capacity(&options);
+        assert_eq!((shared.memory_mappings, shared.thread_mappings), (0, 0));
+        assert_eq!(shared.memory_bytes, 4 * separate.memory_bytes);
+        assert_eq!(shared.mappings, separate.mappings, "the host's own mappings still count");
+        assert_eq!(shared.threads, shared.memory_bytes / (128 << 10));
+        // No overcommit below 1.
+        let none = EngineOptions { overcommit: Some(0), ..options };
+        assert_eq!(host.capacity(&none).memory_bytes, separate.memory_bytes);
     }
 }

@@ -9,6 +9,7 @@
 // Denied, not forbidden: `compiled` holds the crate's one `unsafe`, wasmtime's deserialize.
 #![deny(unsafe_code)]
 
+mod arena;
 mod cache;
 mod capacity;
 mod compiled;
@@ -99,6 +100,7 @@ pub fn engine_config() -> wasmtime::Config {
 ///     memory_guard_size: Some(0),
 ///     async_stack_size: Some(128 << 10),
 ///     max_wasm_stack: Some(64 << 10),
+///     ..EngineOptions::default()
 /// };
 /// let emulator = Emulator::with_options(Console::Stdout, options).unwrap();
 /// ```
@@ -118,6 +120,28 @@ pub struct EngineOptions {
     pub async_stack_size: Option<usize>,
     /// How much of the fiber stack wasm code may use ([`wasmtime::Config::max_wasm_stack`]).
     pub max_wasm_stack: Option<usize>,
+    /// Where linear memories and fiber stacks are placed in the host's address space.
+    pub placement: Placement,
+    /// The root memory budget is this many times what the host can give (see
+    /// [`Capacity::memory_bytes`]), on the bet that most processes touch little of what they are
+    /// charged for (a memory's whole pages, a thread's whole stack), as Linux overcommits. `None`
+    /// or 1: no overcommit, so the budget refuses before the host runs out. Above 1, processes
+    /// that do touch everything can exhaust the host's memory.
+    pub overcommit: Option<u32>,
+}
+
+/// Where linear memories and fiber stacks are placed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Each in a mapping of its own, with guard regions (wasmtime's on-demand allocation).
+    #[default]
+    Separate,
+    /// Carved from a few large shared reservations, without guard regions: a process takes no
+    /// mapping of its own, so Linux's `vm.max_map_count` no longer bounds how many processes a
+    /// host holds. Needs `memory_reservation` and `memory_guard_size` of 0 (they are set so);
+    /// shared (threaded) memories are still placed apart. A host call that overflowed its
+    /// stack's margin above `max_wasm_stack` would reach the neighbouring stack, not a guard page.
+    Shared,
 }
 
 impl EngineOptions {
@@ -138,6 +162,17 @@ impl EngineOptions {
         }
         if let Some(bytes) = self.max_wasm_stack {
             config.max_wasm_stack(bytes);
+        }
+        if self.placement == Placement::Shared {
+            let placement = arena::SharedPlacement(arena::Arena::new());
+            config.memory_reservation(0);
+            config.memory_guard_size(0);
+            config.guard_before_linear_memory(false);
+            // Copy-on-write images map a module's data over a memory of wasmtime's own; here
+            // the data is copied into the slot at instantiation.
+            config.memory_init_cow(false);
+            config.with_host_memory(Arc::new(placement.clone()));
+            config.with_host_stack(Arc::new(placement));
         }
         config
     }

@@ -32,10 +32,10 @@ pub(crate) const MESSAGE_HANDLE_BYTES: u64 = 16;
 /// Bytes charged for a process's own kernel state (its object, tables, descriptor table).
 pub(crate) const PROCESS_BYTES: u64 = 4 << 10;
 
-/// Memory mappings a linear memory takes (its reservation, accessible part and guard).
-pub(crate) const MEMORY_MAPPINGS: u64 = 3;
-/// Memory mappings a thread takes (its stack and the stack's guard page).
-pub(crate) const THREAD_MAPPINGS: u64 = 2;
+/// Memory mappings a shared linear memory takes (its reservation, accessible part and guard):
+/// the platform allocates it apart from the others (see `Capacity::memory_mappings`).
+#[cfg(feature = "threads")]
+pub(crate) const SHARED_MEMORY_MAPPINGS: u64 = 3;
 /// Memory mappings a compiled module takes (its code, executable and read-only parts).
 pub(crate) const MODULE_MAPPINGS: u64 = 3;
 

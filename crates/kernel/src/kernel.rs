@@ -93,6 +93,9 @@ pub struct Kernel {
     pub(crate) root: Arc<Budget>,
     /// Bytes of stack each thread takes, charged to its process.
     pub(crate) stack_bytes: u64,
+    /// Host mappings each private linear memory and each thread's stack take.
+    pub(crate) memory_mappings: u64,
+    pub(crate) thread_mappings: u64,
     /// Turns on the processors, shared fairly between budgets.
     pub(crate) processors: crate::processors::Processors,
     /// Makes running processes yield early, for a process that woke or a kill.
@@ -134,6 +137,8 @@ impl Kernel {
             random,
             root: Budget::root(&capacity),
             stack_bytes: capacity.stack_bytes,
+            memory_mappings: capacity.memory_mappings,
+            thread_mappings: capacity.thread_mappings,
             processors,
             preemption,
             live_processes: AtomicUsize::new(0),

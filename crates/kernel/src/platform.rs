@@ -37,6 +37,12 @@ pub struct Capacity {
     pub threads: u64,
     /// Bytes of stack each thread takes (wasmtime's async stack size on this platform).
     pub stack_bytes: u64,
+    /// Mappings each private linear memory takes (its reservation, accessible part and
+    /// guard); 0 where memories are carved from shared reservations.
+    pub memory_mappings: u64,
+    /// Mappings each thread's stack takes (the stack and its guard page); 0 where stacks are
+    /// carved from shared reservations.
+    pub thread_mappings: u64,
 }
 
 impl Default for Capacity {
@@ -47,6 +53,8 @@ impl Default for Capacity {
             linear_memories: u64::MAX,
             threads: u64::MAX,
             stack_bytes: 0,
+            memory_mappings: 0,
+            thread_mappings: 0,
         }
     }
 }

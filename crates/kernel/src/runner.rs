@@ -12,9 +12,7 @@ use core::task::{Context, Poll, Waker};
 
 use nebulet_abi::ExitReason;
 
-use crate::budget::{
-    Charge, MEMORY_MAPPINGS, Resource, TABLE_ELEMENT_BYTES, TABLE_MAXIMUM_ELEMENTS, THREAD_MAPPINGS,
-};
+use crate::budget::{Charge, Resource, TABLE_ELEMENT_BYTES, TABLE_MAXIMUM_ELEMENTS};
 use crate::kernel::Kernel;
 use crate::objects::process::{ExitStatus, Process};
 use crate::processors::Waiting;
@@ -118,7 +116,7 @@ impl ThreadCharges {
             // Stacks bound the machine, not the program: charged to the root budget only, and
             // bounded per subtree by the `threads` limit.
             _stack: kernel.root.charge(Resource::Memory, kernel.stack_bytes)?,
-            _mappings: budget.charge(Resource::Mappings, THREAD_MAPPINGS)?,
+            _mappings: budget.charge(Resource::Mappings, kernel.thread_mappings)?,
         })
     }
 }
@@ -143,7 +141,7 @@ impl MemoryAccounting {
     /// of a new memory or table when `current` is 0.
     fn grow(&mut self, current: usize, bytes: u64, kind: Grown) -> bool {
         let (mappings, reservations) = match (current, kind) {
-            (0, Grown::Memory) => (MEMORY_MAPPINGS, 1),
+            (0, Grown::Memory) => (self.kernel.memory_mappings, 1),
             (0, Grown::Table) => (1, 0),
             _ => (0, 0),
         };
@@ -357,7 +355,9 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
                     let budget = &process.budget;
                     Some((
                         budget.charge(Resource::Memory, minimum * 65_536).ok()?,
-                        budget.charge(Resource::Mappings, MEMORY_MAPPINGS).ok()?,
+                        budget
+                            .charge(Resource::Mappings, crate::budget::SHARED_MEMORY_MAPPINGS)
+                            .ok()?,
                         kernel.root.charge(Resource::LinearMemories, 1).ok()?,
                     ))
                 })

@@ -64,6 +64,8 @@ impl Platform for MetalPlatform {
             linear_memories: u64::MAX,
             threads: u64::MAX,
             stack_bytes: nebulet_metal_image::STACK_BYTES,
+            memory_mappings: 0,
+            thread_mappings: 0,
         }
     }
 

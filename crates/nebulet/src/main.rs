@@ -90,7 +90,7 @@ fn emulator(report: Report, cache: Option<ModuleCache>) -> Result<Emulator, Stri
     let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), cache)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
     if report == Report::Budget {
-        let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes } =
+        let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes, .. } =
             emulator.capacity();
         eprintln!(
             "nebulet: root budget: {} MiB of memory, {mappings} mappings, {linear_memories} \

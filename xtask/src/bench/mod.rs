@@ -27,7 +27,7 @@ mod syscall;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use nebulet_hosted::EngineOptions;
+use nebulet_hosted::{EngineOptions, Placement};
 
 use self::nebulet::Nebulet;
 
@@ -91,10 +91,12 @@ impl Settings {
     }
 }
 
-/// The engine options of the many-processes configuration ("dense"): no reservation beyond a
-/// memory's current size (so every load and store checks bounds, and a growing memory moves),
-/// no guard regions, and 128 KiB fiber stacks (64 KiB of them for wasm). With them a memory is
-/// one mapping the size of the memory, not 4 GiB + guards.
+/// The engine options of the many-processes configuration ("dense"): memories and fiber stacks
+/// carved from shared reservations (no mapping per process), no reservation beyond a memory's
+/// current size (so every load and store checks bounds, and a growing memory moves), no guard
+/// regions, 128 KiB fiber stacks (64 KiB of them for wasm), and a root memory budget of
+/// [`DENSE_OVERCOMMIT`] times the host's memory: each idle process is charged a whole wasm page
+/// and a whole stack (about 200 KiB) but touches a few pages of them.
 pub fn dense_options() -> EngineOptions {
     EngineOptions {
         memory_reservation: Some(0),
@@ -102,8 +104,13 @@ pub fn dense_options() -> EngineOptions {
         memory_guard_size: Some(0),
         async_stack_size: Some(128 << 10),
         max_wasm_stack: Some(64 << 10),
+        placement: Placement::Shared,
+        overcommit: Some(DENSE_OVERCOMMIT),
     }
 }
+
+/// The dense configuration's overcommit (see [`dense_options`]).
+pub const DENSE_OVERCOMMIT: u32 = 16;
 
 /// A one-line description of an engine configuration, for the table.
 pub fn describe_options(options: &EngineOptions) -> String {
@@ -112,13 +119,19 @@ pub fn describe_options(options: &EngineOptions) -> String {
     }
     let kib = |bytes: u64| format!("{} KiB", bytes >> 10);
     let field = |value: Option<u64>| value.map_or("default".into(), kib);
+    let placement = match options.placement {
+        Placement::Separate => "",
+        Placement::Shared => ", shared placement",
+    };
+    let overcommit = options.overcommit.map(|ratio| format!(", overcommit {ratio}x"));
     format!(
-        "reservation {}, growth reservation {}, guard {}, fiber stack {} (wasm {})",
+        "reservation {}, growth reservation {}, guard {}, fiber stack {} (wasm {}){placement}{}",
         field(options.memory_reservation),
         field(options.memory_reservation_for_growth),
         field(options.memory_guard_size),
         field(options.async_stack_size.map(|bytes| bytes as u64)),
         field(options.max_wasm_stack.map(|bytes| bytes as u64)),
+        overcommit.unwrap_or_default(),
     )
 }
 

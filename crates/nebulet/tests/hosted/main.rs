@@ -12,6 +12,7 @@ mod isolation;
 mod limits;
 mod network;
 mod programs;
+mod scale;
 mod serve;
 mod shutdown;
 mod system;
