@@ -92,7 +92,7 @@ struct BenchArguments {
     #[arg(long)]
     quick: bool,
     /// How many idle Nebulet processes to measure memory with, comma-separated (default
-    /// 10000,100000; --quick 1000,10000).
+    /// 10000,100000,1000000; --quick 1000,10000).
     #[arg(long, value_delimiter = ',')]
     idle: Option<Vec<u64>>,
     /// Measures one family alone: `serve` (`nebulet serve` against `wasmtime serve` under

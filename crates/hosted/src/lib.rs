@@ -15,6 +15,7 @@ mod capacity;
 mod compiled;
 mod compiler;
 mod console;
+mod cpu_time;
 mod fatal;
 mod files;
 pub mod network;

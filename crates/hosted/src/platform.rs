@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nebulet_kernel::vfs::Errno;
-use nebulet_kernel::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
+use nebulet_kernel::{
+    BoxFuture, Capacity, CompileError, ConsoleStream, Platform, RunLength, RunStart,
+};
 
 use crate::cache::ModuleCache;
 use crate::compiled::Fingerprint;
@@ -111,6 +113,14 @@ impl Platform for HostedPlatform {
 
     fn thread_cpu_time(&self) -> i64 {
         thread_cpu_ns()
+    }
+
+    fn run_started(&self, length: RunLength) -> RunStart {
+        crate::cpu_time::run_started(self.now(), length, thread_cpu_ns)
+    }
+
+    fn run_cpu_time(&self, start: RunStart) -> i64 {
+        crate::cpu_time::run_cpu_time(start, self.now(), thread_cpu_ns)
     }
 
     fn run_blocking(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<i64> {

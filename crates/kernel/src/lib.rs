@@ -33,7 +33,9 @@ pub use kernel::{Grant, Kernel, ProcessOptions, Stdio};
 pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use objects::socket::SocketEnd;
-pub use platform::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
+pub use platform::{
+    BoxFuture, Capacity, CompileError, ConsoleStream, Platform, RunLength, RunStart,
+};
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.

@@ -102,6 +102,21 @@ pub trait Platform: Send + Sync + 'static {
         self.now()
     }
 
+    /// Starts measuring a run of a process on the calling OS thread; [`Platform::run_cpu_time`]
+    /// gives what it used. `length` is how the process's recent runs went, so a platform whose
+    /// thread CPU clock is costly may read it only for runs that are likely long. The default
+    /// reads it at both ends.
+    fn run_started(&self, length: RunLength) -> RunStart {
+        let _ = length;
+        RunStart { wall: self.now(), cpu: Some(self.thread_cpu_time()) }
+    }
+
+    /// The CPU time, in nanoseconds, of the run that `start` began on this OS thread.
+    fn run_cpu_time(&self, start: RunStart) -> i64 {
+        let end = self.thread_cpu_time();
+        end.saturating_sub(start.cpu.unwrap_or(end))
+    }
+
     /// Runs `work` where it cannot hold up other processes (hosted: a thread of its own, not an
     /// executor worker), for calls that may take long: compiling, file I/O. The future completes
     /// with the CPU time `work` used, in nanoseconds, which the kernel charges to the caller. If
@@ -142,4 +157,22 @@ pub trait Platform: Send + Sync + 'static {
         engine: &wasmtime::Engine,
         bytes: &[u8],
     ) -> Result<wasmtime::Module, CompileError>;
+}
+
+/// How a process's recent runs went, for [`Platform::run_started`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunLength {
+    /// Its runs have been short (well under an epoch tick): it mostly waits or passes messages.
+    Short,
+    /// One of its recent runs was long: it computes.
+    Long,
+}
+
+/// Where a run of a process began (see [`Platform::run_started`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart {
+    /// The monotonic clock then, in nanoseconds.
+    pub wall: i64,
+    /// The OS thread's CPU clock then, if it was read.
+    pub cpu: Option<i64>,
 }

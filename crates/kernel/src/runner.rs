@@ -238,9 +238,9 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
             return Poll::Pending;
         };
         // CPU time, not wall time: time the OS takes the worker away is not the process's.
-        let start = platform.thread_cpu_time();
+        let start = platform.run_started(process.run_length());
         let poll = scheduler.poll(&process.threads, &mut Context::from_waker(&waker));
-        process.charge_cpu(platform.thread_cpu_time().saturating_sub(start));
+        process.charge_run(platform.run_cpu_time(start));
         if poll.is_pending()
             && let Some(message) = over_budget(&process)
         {

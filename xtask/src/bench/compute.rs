@@ -36,6 +36,6 @@ pub fn compare(
         || nebulet.bench_case(&["compute", &runs, &limit]),
     )?;
     // The goal is for the default engine; the dense one shows what density costs.
-    let goal = (operation == "compute").then_some(Goal::WithinOfNative(1.5));
+    let goal = (operation == "compute").then_some(Goal::WithinOfNative(1.2));
     Ok(Comparison { operation, nebulet: nebulet_side, linux: native, goal })
 }

@@ -28,7 +28,7 @@ pub fn round_trip(nebulet: &Nebulet, settings: &Settings) -> Result<Comparison, 
         operation: "message round trip",
         nebulet,
         linux,
-        goal: Some(Goal::AtMost(1_000.0)),
+        goal: Some(Goal::AtMost(750.0)),
     })
 }
 

@@ -81,7 +81,7 @@ impl Settings {
                 linux_spawns: 2_000,
                 compute_runs: 40,
                 compute_limit: 1 << 22,
-                idle_processes: idle.unwrap_or_else(|| vec![10_000, 100_000]),
+                idle_processes: idle.unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]),
                 // Every Linux thread takes a PID: pid_max is often 32,768 (and the machine's
                 // other work needs some), so 100,000 threads are not tried.
                 idle_threads: vec![10_000],
@@ -289,14 +289,14 @@ pub fn run(
     comparisons.push(switch::thread_switch(&nebulet, &settings)?);
     progress("message round trip");
     comparisons.push(message::round_trip(&nebulet, &settings)?);
+    let dense = Nebulet::new(dense_options())?;
     progress("process create+start+exit");
-    let (spawn, spawn_note) = process::spawn(&nebulet, &settings)?;
-    comparisons.push(spawn);
+    let (spawns, spawn_note) = process::spawn(&nebulet, &dense, &settings)?;
+    comparisons.extend(spawns);
     progress("compute");
     let native = compute::native(&settings)?;
     comparisons.push(compute::compare(&nebulet, &settings, native.clone(), "compute")?);
     drop(nebulet);
-    let dense = Nebulet::new(dense_options())?;
     comparisons.push(compute::compare(&dense, &settings, native, "compute, dense engine")?);
     drop(dense);
 

@@ -13,12 +13,22 @@ use super::{Comparison, Goal, Settings, Side, output_directory, progress, root, 
 const TINY_C: &str = "int main(void) {\n    return 0;\n}\n";
 
 /// The comparison, and what the Linux side spawned (for the table's notes).
-pub fn spawn(nebulet: &Nebulet, settings: &Settings) -> Result<(Comparison, String), String> {
+/// Also measured under the dense engine (see `dense_options`), against the same Linux runs.
+pub fn spawn(
+    nebulet: &Nebulet,
+    dense: &Nebulet,
+    settings: &Settings,
+) -> Result<(Vec<Comparison>, String), String> {
     let count = settings.nebulet_spawns;
     let nebulet = Side::measure(
         "Nebulet: create+start+wait of a 1-page module with an empty `_start`",
         settings.runs,
         || nebulet.bench_case(&["spawn", &count.to_string()]),
+    )?;
+    let dense = Side::measure(
+        "Nebulet: the same, dense engine (memories and stacks from shared reservations)",
+        settings.runs,
+        || dense.bench_case(&["spawn", &count.to_string()]),
     )?;
     let (program, what) = tiny_program()?;
     progress(&format!("  Linux spawns {what}"));
@@ -36,13 +46,21 @@ pub fn spawn(nebulet: &Nebulet, settings: &Settings) -> Result<(Comparison, Stri
             }))
         },
     )?;
-    let comparison = Comparison {
-        operation: "process create+start+exit",
-        nebulet,
-        linux,
-        goal: Some(Goal::AtMost(20_000.0)),
-    };
-    Ok((comparison, what))
+    let comparisons = vec![
+        Comparison {
+            operation: "process create+start+exit",
+            nebulet,
+            linux: linux.clone(),
+            goal: Some(Goal::AtMost(5_000.0)),
+        },
+        Comparison {
+            operation: "process create+start+exit, dense engine",
+            nebulet: dense,
+            linux,
+            goal: Some(Goal::AtMost(5_000.0)),
+        },
+    ];
+    Ok((comparisons, what))
 }
 
 /// `target/bench/tiny` built from `TINY_C`, or `/bin/true`; and a description.

@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
@@ -11,8 +11,15 @@ use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
 use crate::budget::{Budget, Charge, Resource};
 use crate::futex::Futexes;
 use crate::handles::{HandleEntry, HandleTable};
+use crate::platform::RunLength;
 use crate::threads::Threads;
 use crate::wait::{SignalCell, WaitQueue};
+
+/// A run of a process at least this long (50 µs, a fifth of the hosted epoch tick) is long:
+/// the process computes, so its next runs are measured with the thread's CPU clock.
+pub(crate) const LONG_RUN_NS: i64 = 50_000;
+/// Short runs in a row after which a process's runs count as short again.
+pub(crate) const SHORT_RUNS_BEFORE_SHORT: u32 = 16;
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +65,8 @@ pub(crate) struct Process {
     kill_queue: WaitQueue,
     pub(crate) memory_bytes: AtomicU64,
     pub(crate) cpu_ns: AtomicU64,
+    /// Runs in a row shorter than [`LONG_RUN_NS`] (see [`Process::run_length`]).
+    short_runs: AtomicU32,
     pub(crate) threads: Threads,
     /// What this process and its subtree may use, part of its parent's budget.
     pub(crate) budget: Arc<Budget>,
@@ -104,6 +113,9 @@ impl Process {
             kill_queue: WaitQueue::default(),
             memory_bytes: AtomicU64::new(0),
             cpu_ns: AtomicU64::new(0),
+            // A new process counts as short: its first long run is still measured (see
+            // `Platform::run_cpu_time`), and a process that only starts and ends costs no reading.
+            short_runs: AtomicU32::new(SHORT_RUNS_BEFORE_SHORT),
             threads: Threads::default(),
             budget,
             watchdog: Default::default(),
@@ -119,6 +131,23 @@ impl Process {
 
     /// Adds CPU time the process used (in a run of its task, or in work done for it elsewhere)
     /// to its own count and to its subtree's budgets.
+    /// Charges a run's CPU time, and notes how long it was (see [`Process::run_length`]).
+    pub(crate) fn charge_run(&self, nanoseconds: i64) {
+        let short_runs = self.short_runs.load(Ordering::Relaxed);
+        let short_runs = if nanoseconds < LONG_RUN_NS { short_runs.saturating_add(1) } else { 0 };
+        self.short_runs.store(short_runs, Ordering::Relaxed);
+        self.charge_cpu(nanoseconds);
+    }
+
+    /// How its recent runs went: long if any of the last [`SHORT_RUNS_BEFORE_SHORT`] was.
+    pub(crate) fn run_length(&self) -> RunLength {
+        if self.short_runs.load(Ordering::Relaxed) >= SHORT_RUNS_BEFORE_SHORT {
+            RunLength::Short
+        } else {
+            RunLength::Long
+        }
+    }
+
     pub(crate) fn charge_cpu(&self, nanoseconds: i64) {
         let nanoseconds = u64::try_from(nanoseconds).unwrap_or(0);
         self.cpu_ns.fetch_add(nanoseconds, Ordering::Relaxed);
