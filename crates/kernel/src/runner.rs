@@ -202,6 +202,10 @@ impl wasmtime::ResourceLimiter for MemoryAccounting {
     }
 }
 
+/// Memories at least this large in all are given back off the executor's workers when their
+/// process ends.
+const LARGE_TEARDOWN_BYTES: u64 = 64 << 20;
+
 /// The task of one process: runs its threads until it ends or is killed, then closes what it
 /// held.
 pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
@@ -251,7 +255,15 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     .await;
     kernel.processors.forget(&process.budget);
     // Dropping the threads unwinds their suspended fibers and frees their stores and instances.
-    drop(scheduler);
+    // Giving a large memory back to the host frees its pages one by one (a gibibyte takes a
+    // good part of a second), so that is done where it holds up no other process; the end is
+    // still signaled only once it is given back, so whoever sees the end finds its budget free.
+    if process.memory_bytes.load(Ordering::Relaxed) >= LARGE_TEARDOWN_BYTES {
+        let spent = platform.run_blocking(Box::new(move || drop(scheduler))).await;
+        process.charge_cpu(spent);
+    } else {
+        drop(scheduler);
+    }
     // Counted out before TERMINATED is asserted, so whoever sees the end sees the count too.
     kernel.process_ended();
     crate::syscalls::unregister_services(&kernel, &process);
