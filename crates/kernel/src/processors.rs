@@ -166,24 +166,36 @@ impl Processors {
     /// task's, is woken to take it) if a processor is free and nobody waits, else it waits in
     /// the tree. A process already waiting, given a turn or running is not queued twice.
     pub(crate) fn wake(&self, budget: &Arc<Budget>, waker: &Waker) -> Waiting {
+        let (waiting, granted) = self.ask(budget, waker);
+        if granted {
+            waker.wake_by_ref();
+        }
+        waiting
+    }
+
+    /// [`Self::wake`] for a process's task while it is being polled: a turn given at once is
+    /// not signaled through `waker` (the task takes it with [`Self::begin`] in the same poll, and
+    /// a task that woke itself would be polled once more for nothing, perhaps on another worker,
+    /// woken across cores). Returns whether the turn was given.
+    pub(crate) fn ask(&self, budget: &Arc<Budget>, waker: &Waker) -> (Waiting, bool) {
         let key = key(budget);
         let (waiting, granted) = {
             let mut state = self.state.lock();
             if !state.live.contains(&key) {
-                return Waiting::Again;
+                return (Waiting::Again, false);
             }
             if let Some(woken) = state.running.get_mut(&key) {
                 *woken = true;
-                return Waiting::Again;
+                return (Waiting::Again, false);
             }
             if state.granted.contains(&key) {
-                return Waiting::Again;
+                return (Waiting::Again, false);
             }
             if let Some(node) = state.nodes.get_mut(&key)
                 && let Some(own) = &mut node.own
             {
                 own.clone_from(waker);
-                return Waiting::Again;
+                return (Waiting::Again, false);
             }
             if state.busy < self.count && state.nodes.is_empty() {
                 state.busy += 1;
@@ -193,10 +205,7 @@ impl Processors {
                 (state.wait(budget, waker.clone()), false)
             }
         };
-        if granted {
-            waker.wake_by_ref();
-        }
-        waiting
+        (waiting, granted)
     }
 
     /// The turn given to the process of `budget`, if it was given one; `waker` is its task's.

@@ -235,8 +235,11 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
             first
         };
         if first {
-            // The first poll: the process has its first run to make.
-            waker.wake_by_ref();
+            // The first poll: the process has its first run to make. A turn given at once is
+            // taken in this poll; otherwise the task is woken when its turn comes.
+            if kernel.processors.ask(&process.budget, context.waker()).0 == Waiting::Fresh {
+                kernel.preemption.request();
+            }
         }
         let Some(_turn) = kernel.processors.begin(&process.budget, context.waker()) else {
             return Poll::Pending;
