@@ -20,9 +20,10 @@ pub fn round_trip(nebulet: &Nebulet, settings: &Settings) -> Result<Comparison, 
         },
     )?;
     let linux = Side::measure(
-        "Linux: 8 bytes to another process and back, over two pipes",
+        "Linux: 8 bytes to another process and back, over two pipes (the faster of pinned to \
+         one core and not)",
         settings.runs,
-        || pipe_round_trips(count),
+        || super::faster_pinned_or_not(|| pipe_round_trips(count)),
     )?;
     Ok(Comparison {
         operation: "message round trip",

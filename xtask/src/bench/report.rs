@@ -135,6 +135,8 @@ pub struct Results {
     pub settings: Settings,
     pub machine: Machine,
     pub comparisons: Vec<Comparison>,
+    /// Erlang's BEAM, measured in the same run.
+    pub beam: super::beam::Beam,
     pub idle: Vec<IdleRun>,
     /// Start-up of real programs against the wasmtime CLI.
     pub startup: Vec<Startup>,
@@ -265,6 +267,7 @@ fn tables(results: &Results) -> String {
         );
     }
     text.push('\n');
+    beam_table(&mut text, results);
     if !results.startup.is_empty() {
         startup_table(&mut text, &results.startup);
         text.push('\n');
@@ -275,6 +278,64 @@ fn tables(results: &Results) -> String {
         let _ = writeln!(text, "| {goal} | {measured} | {met} |");
     }
     text
+}
+
+/// Nebulet beside Erlang's BEAM and Linux, for what BEAM is known for: cheap processes.
+fn beam_table(text: &mut String, results: &Results) {
+    let beam = &results.beam;
+    let Some(release) = &beam.release else {
+        let _ = writeln!(text, "BEAM: {}\n", beam.note.as_deref().unwrap_or("not measured"));
+        return;
+    };
+    let operation =
+        |name: &str| results.comparisons.iter().find(|comparison| comparison.operation == name);
+    let nanoseconds = |value: Option<f64>| value.map_or("?".into(), number);
+    let _ = writeln!(text, "| beside BEAM | Nebulet | BEAM (OTP {release}) | Linux |");
+    let _ = writeln!(text, "|---|---:|---:|---:|");
+    for (name, beam_ns) in [
+        ("process create+start+exit", beam.spawn_ns),
+        ("process create+start+exit, dense engine", beam.spawn_ns),
+        ("message round trip", beam.round_trip_ns),
+    ] {
+        if let Some(comparison) = operation(name) {
+            let _ = writeln!(
+                text,
+                "| {name}, ns | {} | {} | {} |",
+                number(comparison.nebulet.nanoseconds()),
+                nanoseconds(beam_ns),
+                number(comparison.linux.nanoseconds())
+            );
+        }
+    }
+    let largest = |system: &str| {
+        results
+            .idle
+            .iter()
+            .filter(|run| run.system == system && run.reached > 0)
+            .max_by_key(|run| run.reached)
+    };
+    if let (Some((beam_count, bytes, kib, _)), Some(dense)) = (beam.idle, largest("nebulet-dense"))
+    {
+        let linux = largest("linux-threads");
+        let _ = writeln!(
+            text,
+            "| memory per idle process, KiB RSS | {} at {} (dense) | {} at {} ({} bytes by `erlang:memory`) | {} |",
+            number(dense.kib_each()),
+            count(dense.reached),
+            number(kib),
+            count(beam_count),
+            number(bytes),
+            linux.map_or("?".into(), |run| format!(
+                "{} per thread at {}",
+                number(run.kib_each()),
+                count(run.reached)
+            )),
+        );
+    }
+    if let Some(note) = &beam.note {
+        let _ = writeln!(text, "\nBEAM: {note}");
+    }
+    text.push('\n');
 }
 
 /// The start-up table: seconds per run (medians), nebulet beside wasmtime.
@@ -455,6 +516,7 @@ fn to_json(results: &Results) -> Value {
         },
         "cycles_note": "cycles = ns x the nominal `cpu MHz` of /proc/cpuinfo / 1000; not counted",
         "comparisons": comparisons,
+        "beam": results.beam.to_json(),
         "idle": results.idle.iter().map(IdleRun::to_json).collect::<Vec<_>>(),
         "startup": results.startup.iter().map(|row| json!({
             "program": row.program,

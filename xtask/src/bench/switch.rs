@@ -18,9 +18,11 @@ pub fn thread_switch(nebulet: &Nebulet, settings: &Settings) -> Result<Compariso
         settings.runs,
         || green_threads(nebulet, rounds),
     )?;
-    let linux = Side::measure("Linux: two threads, park/unpark ping-pong", settings.runs, || {
-        Ok(os_threads(rounds))
-    })?;
+    let linux = Side::measure(
+        "Linux: two threads, park/unpark ping-pong (the faster of pinned to one core and not)",
+        settings.runs,
+        || super::faster_pinned_or_not(|| Ok(os_threads(rounds))),
+    )?;
     Ok(Comparison { operation: "thread switch", nebulet, linux, goal: Some(Goal::AtMost(200.0)) })
 }
 
