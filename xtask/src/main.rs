@@ -51,6 +51,13 @@ enum Task {
         /// RDSEED) use `qemu64,+ssse3,+sse4.1,+sse4.2` (plain `qemu64` lacks them).
         #[arg(long, default_value = "max")]
         cpu: String,
+        /// The machine's RAM, in QEMU's `-m` syntax (`32M`, `1G`): the kernel sizes its heap
+        /// from the memory map and gives processes what is left.
+        #[arg(long, default_value = "1G")]
+        memory: String,
+        /// Builds the image and the kernel, and boots nothing.
+        #[arg(long)]
+        build_only: bool,
         /// More QEMU arguments, after `--` (e.g. `-- -append fault=pf`).
         #[arg(last = true)]
         qemu_arguments: Vec<String>,
@@ -219,6 +226,7 @@ fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
     let engine = nebulet_metal_image::precompile_engine()
         .map_err(|error| format!("cannot make the precompiling engine: {error:#}"))?;
     let built = target_dir.join(WASM_TARGET).join("release");
+    let cache = root.join("target/metal/precompiled");
     // One thread per app: Cranelift compiles each module on one core.
     type Compiled = (String, usize, Vec<u8>);
     let compiled: Vec<Result<Compiled, String>> = std::thread::scope(|scope| {
@@ -226,11 +234,15 @@ fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
             .iter()
             .map(|app| {
                 let (engine, wasm) = (&engine, built.join(format!("{app}.wasm")));
+                let cache = cache.as_path();
                 scope.spawn(move || {
                     let bytes = std::fs::read(&wasm)
                         .map_err(|error| format!("cannot read {}: {error}", wasm.display()))?;
-                    let code = nebulet_metal_image::precompile_with(engine, &bytes)
-                        .map_err(|error| format!("cannot precompile {app}: {error:#}"))?;
+                    let compile = |wasm: &[u8]| {
+                        nebulet_metal_image::precompile_with(engine, wasm)
+                            .map_err(|error| format!("cannot precompile {app}: {error:#}"))
+                    };
+                    let code = precompiled(compile, app, &bytes, cache)?;
                     Ok((app.clone(), bytes.len(), code))
                 })
             })
@@ -270,6 +282,41 @@ fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `app`'s code precompiled for the bare-metal kernel, from `cache` when this xtask already
+/// compiled these wasm bytes (each boot of the QEMU tests would otherwise spend 1.5 s in
+/// Cranelift). The key is a hash of the bytes and of this executable's size and time, so a
+/// rebuilt xtask (another wasmtime, other engine settings) compiles afresh.
+fn precompiled(
+    compile: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+    app: &str,
+    wasm: &[u8],
+    cache: &Path,
+) -> Result<Vec<u8>, String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    wasm.hash(&mut hasher);
+    let executable = std::env::current_exe().and_then(std::fs::metadata).ok();
+    executable.map(|metadata| (metadata.len(), metadata.modified().ok())).hash(&mut hasher);
+    let path = cache.join(format!("{app}-{:016x}.cwasm", hasher.finish()));
+    if let Ok(code) = std::fs::read(&path) {
+        return Ok(code);
+    }
+    let code = compile(wasm)?;
+    // The cache is an optimisation: failing to write it changes nothing but the next run's time.
+    let _ = std::fs::create_dir_all(cache);
+    if let Ok(entries) = std::fs::read_dir(cache) {
+        let stale = |name: &str| name.strip_prefix(app).is_some_and(|rest| rest.len() == 23);
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_str().is_some_and(stale) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let partial = path.with_extension("partial");
+    let _ = std::fs::write(&partial, &code).and_then(|()| std::fs::rename(&partial, &path));
+    Ok(code)
+}
+
 /// The bytes an ELF64 file loads (the file sizes of its PT_LOAD segments): the kernel's size
 /// without its debug information. 0 if the file is not an ELF64 file.
 fn loaded_size(elf: &[u8]) -> usize {
@@ -289,12 +336,16 @@ fn loaded_size(elf: &[u8]) -> usize {
         .sum()
 }
 
-fn qemu(
+/// How `qemu` boots: the machine QEMU emulates, and for how long.
+#[derive(Debug)]
+struct Machine {
     timeout: Duration,
-    cpu: &str,
-    manifest: Option<&Path>,
-    extra: &[String],
-) -> Result<(), String> {
+    cpu: String,
+    memory: String,
+    build_only: bool,
+}
+
+fn qemu(machine: &Machine, manifest: Option<&Path>, extra: &[String]) -> Result<(), String> {
     match Command::new(QEMU).arg("--version").stdout(Stdio::null()).status() {
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -334,6 +385,9 @@ fn qemu(
         loaded_size(&bytes).div_ceil(1024),
         bytes.len().div_ceil(1024)
     );
+    if machine.build_only {
+        return Ok(());
+    }
 
     let mut command = Command::new(QEMU);
     command
@@ -341,13 +395,14 @@ fn qemu(
         .arg(&elf)
         .arg("-initrd")
         .arg(&image)
-        .args(["-m", "1G", "-cpu", cpu, "-nodefaults", "-no-reboot", "-display", "none"])
+        .args(["-m", &machine.memory, "-cpu", &machine.cpu])
+        .args(["-nodefaults", "-no-reboot", "-display", "none"])
         .args(["-serial", "stdio", "-monitor", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .args(extra)
         .stdin(Stdio::null());
     let mut child = command.spawn().map_err(|error| format!("cannot run {QEMU}: {error}"))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + machine.timeout;
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
             break status;
@@ -355,7 +410,8 @@ fn qemu(
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("QEMU did not exit within {} s; stopped it", timeout.as_secs()));
+            let seconds = machine.timeout.as_secs();
+            return Err(format!("QEMU did not exit within {seconds} s; stopped it"));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -411,9 +467,11 @@ fn main() -> ExitCode {
             test.args(["test", "--workspace"]).current_dir(root());
             run(test)
         }
-        Task::Qemu { timeout, cpu, manifest, qemu_arguments } => {
-            qemu(Duration::from_secs(timeout), &cpu, manifest.as_deref(), &qemu_arguments)
-        }
+        Task::Qemu { timeout, cpu, memory, build_only, manifest, qemu_arguments } => qemu(
+            &Machine { timeout: Duration::from_secs(timeout), cpu, memory, build_only },
+            manifest.as_deref(),
+            &qemu_arguments,
+        ),
         Task::Bench(arguments) => bench_in_release(&arguments),
         Task::Stress(arguments) => stress::stress(&arguments),
         #[cfg(feature = "bench")]

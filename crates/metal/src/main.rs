@@ -31,7 +31,7 @@ use nebulet_kernel::{ExitStatus, Kernel};
 use crate::clock::{now_ns, rdtsc};
 use crate::platform::{EXIT_FAILURE, EXIT_SUCCESS, MetalPlatform, exit};
 
-/// Called by the boot trampoline on the 8 MiB kernel stack, interrupts off.
+/// Called by the boot trampoline on the 512 KiB boot stack, interrupts off.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     let entered = rdtsc();
@@ -47,10 +47,15 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     );
     let info = boot::StartInfo::from_pointer(start_info).expect("a PVH start info");
     let heap = heap::init(info);
+    let (kernel_start, kernel_end) = boot::kernel_range();
     println!(
-        "heap: {} MiB at {:#x}; ACPI RSDP at {:#x}",
-        heap.len() >> 20,
-        heap.start,
+        "memory: {} KiB of RAM; kernel {} KiB at {kernel_start:#x} (with its stack); heap {} KiB \
+         in {} spans from {:#x}; ACPI RSDP at {:#x}",
+        heap.ram >> 10,
+        (kernel_end - kernel_start) >> 10,
+        heap.bytes >> 10,
+        heap.span_count,
+        heap.spans[0].0,
         info.rsdp()
     );
     if let Some(command_line) = info.command_line().filter(|line| !line.is_empty()) {
@@ -82,6 +87,13 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
         ms(now_ns()),
         interrupts::ticks(),
         executor::halts()
+    );
+    let (used, peak) = heap::used_bytes();
+    println!(
+        "nebulet-metal: heap {} KiB in use, at most {} KiB, of {} KiB",
+        used >> 10,
+        peak >> 10,
+        (heap::free_bytes() + used) >> 10
     );
     match (status.reason, &status.message) {
         (ExitReason::Exited, _) => println!("nebulet-metal: init exited with code {}", status.code),
@@ -115,25 +127,36 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
     let loading = now_ns();
     let mut init = None;
     let mut apps = Vec::with_capacity(image.apps.len());
+    let mut copied = 0;
     for app in &image.apps {
         // SAFETY: `Module::deserialize` trusts its bytes to be wasmtime's own output for this
         // engine's settings (it checks the header, the settings and the CPU features, not the
         // machine code). These come from the image this kernel was booted with, written by the
         // host's precompiler (`nebulet_metal_image::precompile`, same `engine_config`): they are
         // as trusted as the kernel image itself. A tampered image is NOT defended against: its
-        // code runs with the kernel's privileges.
-        let module = unsafe { wasmtime::Module::deserialize(engine, app.code) }
-            .map_err(|error| format!("cannot load app {}: {error:#}", app.name))?;
+        // code runs with the kernel's privileges. In place (`deserialize_raw`), the module also
+        // needs its bytes to live as long as it and never change: they are in the image, which
+        // lives for the whole run, outside the heap (`heap::init`), and nothing writes it.
+        let module = unsafe {
+            if app.code.as_ptr().addr() % nebulet_metal_image::CODE_ALIGNMENT == 0 {
+                wasmtime::Module::deserialize_raw(engine, core::ptr::NonNull::from(app.code))
+            } else {
+                copied += app.code.len();
+                wasmtime::Module::deserialize(engine, app.code)
+            }
+        }
+        .map_err(|error| format!("cannot load app {}: {error:#}", app.name))?;
         if app.name == "init" {
             init = Some(module.clone());
         }
         apps.push((app.name.to_string(), module));
     }
     println!(
-        "image: {} apps, {} KiB, loaded in {} ms",
+        "image: {} apps, {} KiB, loaded in {} ms ({} KiB of code copied to the heap)",
         apps.len(),
         bytes.len() >> 10,
-        ms(now_ns() - loading)
+        ms(now_ns() - loading),
+        copied >> 10
     );
     let starting = now_ns();
     let init = init.ok_or("the system image has no init app")?;

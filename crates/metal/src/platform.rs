@@ -8,9 +8,12 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use nebulet_kernel::vfs::Errno;
 use nebulet_kernel::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
 
-/// Heap the kernel keeps for itself, outside every process's budget: its own objects, message
-/// copies, wasmtime's bookkeeping.
-const HEAP_MARGIN: u64 = 16 << 20;
+/// Heap the kernel keeps for itself, outside every process's budget (its own objects, message
+/// copies, wasmtime's stores and instances): a sixteenth of the free heap, at least 1 MiB and at
+/// most 16 MiB.
+fn heap_margin(free: u64) -> u64 {
+    (free / 16).clamp(1 << 20, 16 << 20)
+}
 use x86_64::instructions::port::Port;
 
 use crate::clock::now_ns;
@@ -57,13 +60,18 @@ impl Platform for MetalPlatform {
     }
 
     fn capacity(&self) -> Capacity {
-        // The kernel's fixed heap less its margin; no mappings (one address space, no mmap).
+        // The heap sized from the memory map, less what the kernel holds now (its image's
+        // modules, the engine) and its margin; no mappings (one address space, no mmap), and
+        // as many threads as stacks fit.
+        let free = crate::heap::free_bytes();
+        let memory_bytes = free.saturating_sub(heap_margin(free));
+        let stack_bytes = nebulet_metal_image::STACK_BYTES;
         Capacity {
-            memory_bytes: crate::heap::free_bytes().saturating_sub(HEAP_MARGIN),
+            memory_bytes,
             mappings: u64::MAX,
             linear_memories: u64::MAX,
-            threads: u64::MAX,
-            stack_bytes: nebulet_metal_image::STACK_BYTES,
+            threads: memory_bytes / stack_bytes,
+            stack_bytes,
         }
     }
 
