@@ -379,15 +379,17 @@ fn qemu(machine: &Machine, manifest: Option<&Path>, extra: &[String]) -> Result<
     run(build)?;
     let elf = target_dir.join(METAL_TARGET).join("release/nebulet-metal");
     let bytes = std::fs::read(&elf).map_err(|error| format!("{}: {error}", elf.display()))?;
-    println!(
-        "xtask: booting {} ({} KiB loaded; {} KiB with debug information) under {QEMU}",
+    let kernel = format!(
+        "{} ({} KiB loaded; {} KiB with debug information)",
         elf.display(),
         loaded_size(&bytes).div_ceil(1024),
         bytes.len().div_ceil(1024)
     );
     if machine.build_only {
+        println!("xtask: built {kernel}");
         return Ok(());
     }
+    println!("xtask: booting {kernel} under {QEMU} with {} of RAM", machine.memory);
 
     let mut command = Command::new(QEMU);
     command

@@ -152,11 +152,13 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
         apps.push((app.name.to_string(), module));
     }
     println!(
-        "image: {} apps, {} KiB, loaded in {} ms ({} KiB of code copied to the heap)",
+        "image: {} apps, {} KiB, loaded in {} ms ({} KiB of code copied to the heap; heap in \
+         use with the engine and the modules: {} KiB)",
         apps.len(),
         bytes.len() >> 10,
         ms(now_ns() - loading),
-        copied >> 10
+        copied >> 10,
+        heap::used_bytes().0 >> 10
     );
     let starting = now_ns();
     let init = init.ok_or("the system image has no init app")?;
