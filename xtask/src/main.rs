@@ -55,6 +55,10 @@ enum Task {
         /// from the memory map and gives processes what is left.
         #[arg(long, default_value = "1G")]
         memory: String,
+        /// The machine's cores (QEMU's `-smp`, with one host thread per core: multi-threaded
+        /// TCG); the kernel starts every one and runs processes on all of them.
+        #[arg(long, default_value_t = 1)]
+        cpus: u32,
         /// Builds the image and the kernel, and boots nothing.
         #[arg(long)]
         build_only: bool,
@@ -342,6 +346,7 @@ struct Machine {
     timeout: Duration,
     cpu: String,
     memory: String,
+    cpus: u32,
     build_only: bool,
 }
 
@@ -389,7 +394,10 @@ fn qemu(machine: &Machine, manifest: Option<&Path>, extra: &[String]) -> Result<
         println!("xtask: built {kernel}");
         return Ok(());
     }
-    println!("xtask: booting {kernel} under {QEMU} with {} of RAM", machine.memory);
+    println!(
+        "xtask: booting {kernel} under {QEMU} with {} of RAM and {} cores",
+        machine.memory, machine.cpus
+    );
 
     let mut command = Command::new(QEMU);
     command
@@ -398,6 +406,7 @@ fn qemu(machine: &Machine, manifest: Option<&Path>, extra: &[String]) -> Result<
         .arg("-initrd")
         .arg(&image)
         .args(["-m", &machine.memory, "-cpu", &machine.cpu])
+        .args(["-smp", &machine.cpus.to_string(), "-accel", "tcg,thread=multi"])
         .args(["-nodefaults", "-no-reboot", "-display", "none"])
         .args(["-serial", "stdio", "-monitor", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
@@ -469,8 +478,8 @@ fn main() -> ExitCode {
             test.args(["test", "--workspace"]).current_dir(root());
             run(test)
         }
-        Task::Qemu { timeout, cpu, memory, build_only, manifest, qemu_arguments } => qemu(
-            &Machine { timeout: Duration::from_secs(timeout), cpu, memory, build_only },
+        Task::Qemu { timeout, cpu, memory, cpus, build_only, manifest, qemu_arguments } => qemu(
+            &Machine { timeout: Duration::from_secs(timeout), cpu, memory, cpus, build_only },
             manifest.as_deref(),
             &qemu_arguments,
         ),

@@ -41,6 +41,7 @@ boot_gdt_pointer:
 
     .pushsection .bss.boot, "aw", @nobits
     .balign 4096
+    .global boot_pml4
 boot_pml4:
     .skip 4096
 boot_pdpt:

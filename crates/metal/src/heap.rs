@@ -154,7 +154,7 @@ impl Heap {
 
 /// The (start, end) ranges of RAM the loader wrote: the start info, the memory map, the module
 /// list, each module and its command line, and the kernel's command line.
-fn loader_ranges(info: &'static StartInfo) -> impl Iterator<Item = (u64, u64)> + Clone {
+pub fn loader_ranges(info: &'static StartInfo) -> impl Iterator<Item = (u64, u64)> + Clone {
     let range = |start: u64, size: u64| (start, start + size);
     [
         range(core::ptr::from_ref(info) as u64, size_of::<StartInfo>() as u64),

@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod boot;
 mod clock;
+mod cpus;
 mod engine;
 mod entropy;
 mod executor;
@@ -63,6 +64,21 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     }
     interrupts::init();
     fault_on_request(info.command_line().unwrap_or_default());
+    let wanted = info
+        .command_line()
+        .unwrap_or_default()
+        .split(' ')
+        .find_map(|word| word.strip_prefix("cpus=")?.parse().ok())
+        .unwrap_or(0);
+    let reserved: Vec<(u64, u64)> = heap::loader_ranges(info).collect();
+    let starting = now_ns();
+    let online = cpus::start_application_processors(info.rsdp(), wanted, &reserved);
+    println!(
+        "cpus: {online} online (started in {} ms); timer: {} ticks so far, {} counts each",
+        ms(now_ns() - starting),
+        interrupts::ticks(),
+        cpus::timer_count()
+    );
     let source = entropy::init();
     let wall_clock = rtc::init();
     println!(

@@ -35,8 +35,8 @@ pub fn exit(code: u32) -> ! {
     }
 }
 
-/// The services of this machine to the kernel core: the TSC clock, the CMOS wall clock, the
-/// executor's timers and tasks, the CPU's entropy, and COM1 as the console (no input). It
+/// The services of this machine to the kernel core: its cores, the TSC clock, the CMOS wall
+/// clock, the executor's timers and tasks, the CPU's entropy, and COM1 as the console (no input). It
 /// compiles nothing: apps come precompiled in the boot image.
 #[derive(Debug)]
 pub struct MetalPlatform;
@@ -75,6 +75,10 @@ impl Platform for MetalPlatform {
         }
     }
 
+    fn processors(&self) -> usize {
+        crate::cpus::online()
+    }
+
     fn now(&self) -> i64 {
         i64::try_from(now_ns()).unwrap_or(i64::MAX)
     }
@@ -107,7 +111,7 @@ impl Platform for MetalPlatform {
 
     fn spawn(&self, task: BoxFuture<()>) {
         // Nobody joins a process's task: the kernel learns its end through the process.
-        drop(executor::spawn(task));
+        executor::spawn(task).detach();
     }
 
     fn compile_module(
@@ -120,21 +124,24 @@ impl Platform for MetalPlatform {
 }
 
 /// Wasmtime's thread-local pointers (slot 0: the runtime's state; slot 1: component-model
-/// async, unused here). Single core, one kernel thread: globals. Wasmtime saves and restores
-/// them itself around fiber switches; interrupt handlers never touch them.
-static WASMTIME_TLS: [AtomicPtr<u8>; 2] =
-    [AtomicPtr::new(core::ptr::null_mut()), AtomicPtr::new(core::ptr::null_mut())];
+/// async, unused here) are each core's own (`cpus::Cpu`), as a thread's are hosted: a task runs
+/// on one core for a whole poll, and wasmtime saves and restores them itself around fiber
+/// switches, so a fiber resumed on another core finds its state there. Interrupt handlers never
+/// touch them.
+fn wasmtime_tls() -> &'static [AtomicPtr<u8>; 2] {
+    &crate::cpus::current().wasmtime_tls
+}
 
 /// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`); every slot starts out null.
 #[unsafe(no_mangle)]
 pub extern "C" fn wasmtime_tls_get(slot: usize) -> *mut u8 {
-    WASMTIME_TLS.get(slot).map_or(core::ptr::null_mut(), |cell| cell.load(Ordering::Relaxed))
+    wasmtime_tls().get(slot).map_or(core::ptr::null_mut(), |cell| cell.load(Ordering::Relaxed))
 }
 
 /// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`) with slot 0 or 1.
 #[unsafe(no_mangle)]
 pub extern "C" fn wasmtime_tls_set(slot: usize, pointer: *mut u8) {
-    if let Some(cell) = WASMTIME_TLS.get(slot) {
+    if let Some(cell) = wasmtime_tls().get(slot) {
         cell.store(pointer, Ordering::Relaxed);
     }
 }
