@@ -144,18 +144,32 @@ fn a_trap_and_running_out_of_heap_do_not_stop_the_bare_metal_kernel() {
     assert!(!console.contains("panic"), "the kernel must not panic:\n{console}");
 }
 
-/// With 1 GiB, the heap holds the swarm's thousand processes, which exchange their messages.
+/// On four cores (multi-threaded TCG) with 1 GiB: the demo, a spinner per core beside a
+/// process that sleeps 1 ms 200 times (its sleeps end while the spinners hold every core, so
+/// spinning processes are made to yield on every core), and the swarm's thousand processes,
+/// which the heap holds.
 #[test]
-fn a_thousand_processes_run_on_a_large_bare_metal_machine() {
-    if !ready("a_thousand_processes_run_on_a_large_bare_metal_machine") {
+fn the_demo_spinners_and_a_thousand_processes_run_on_four_cores() {
+    if !ready("the_demo_spinners_and_a_thousand_processes_run_on_four_cores") {
         return;
     }
-    let manifest = manifest("swarm", "start swarm\n");
-    let (output, console) = xtask_qemu(&["--memory", "1G", "--manifest", &manifest]);
+    let manifest = manifest(
+        "cores",
+        "service echo\nservice hang restart=always restarts=2/10s\nstart hello\nstart ping\n\
+         start uptime\nstart spinners\nstart swarm\n",
+    );
+    let arguments = ["--cpus", "4", "--memory", "1G", "--manifest", &manifest, "--timeout", "120"];
+    let (output, console) = xtask_qemu(&arguments);
     assert!(output.status.success(), "cargo xtask qemu failed ({}):\n{console}", output.status);
     assert_printed(
         &console,
         &[
+            "cpus: 4 online",
+            "hello from nebulet",
+            "ping: 1000 round trips",
+            "init: hang ended: watchdog",
+            "spinners: 4 spinners, 200 sleeps of 1 ms",
+            "spinners: ok",
             "swarm: 1000 workers, 10000 messages, 0 lost, 0 duplicated",
             "nebulet-metal: init exited with code 0",
         ],
