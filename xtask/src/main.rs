@@ -6,7 +6,8 @@
 //!   x86_64-unknown-none, `target/metal/image.bin`) and the bare-metal kernel (`crates/metal`),
 //!   and boots them under QEMU;
 //! - `cargo xtask bench`: measures Nebulet against Linux (see `src/bench/mod.rs` and
-//!   `docs/benchmarks.md`);
+//!   `docs/benchmarks.md`); `--metal`: the bare-metal kernel under QEMU (`src/metal_bench.rs`,
+//!   `docs/metal.md`);
 //! - `cargo xtask stress`: runs hostile programs on the hosted kernel and checks that it holds
 //!   (see `src/stress.rs` and `docs/stress.md`).
 
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "bench")]
 mod bench;
+mod metal_bench;
 mod stress;
 
 #[derive(Debug, Parser)]
@@ -59,6 +61,10 @@ enum Task {
         /// TCG); the kernel starts every one and runs processes on all of them.
         #[arg(long, default_value_t = 1)]
         cpus: u32,
+        /// Only these apps go into the image (comma-separated; default: every app of `apps/`):
+        /// a smaller image leaves more of a small machine's RAM to processes.
+        #[arg(long, value_delimiter = ',')]
+        apps: Option<Vec<String>>,
         /// Builds the image and the kernel, and boots nothing.
         #[arg(long)]
         build_only: bool,
@@ -110,6 +116,11 @@ struct BenchArguments {
     /// wrk); a full run rewrites only its section of `docs/benchmarks.md`.
     #[arg(long, value_enum)]
     only: Option<BenchFamily>,
+    /// Measures the bare-metal kernel under QEMU instead (emulated: TCG): boot to init's first
+    /// line, round trip, spawn, sleep lateness beside spinners on 4 cores, and the RAM floor;
+    /// a full run rewrites its section of `docs/metal.md`.
+    #[arg(long)]
+    metal: bool,
 }
 
 /// A family of measurements `cargo xtask bench --only` runs alone.
@@ -191,10 +202,20 @@ fn metal_apps(apps: &Path) -> Result<(Vec<String>, Vec<String>), String> {
 /// The `image` step of `qemu`: builds the apps for wasm32-wasip1, precompiles each for the
 /// bare-metal kernel (`nebulet_metal_image::precompile`), and writes them with the manifest as
 /// a system image at `output`.
-fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
+fn metal_image(
+    manifest: Option<&Path>,
+    only: Option<&[String]>,
+    output: &Path,
+) -> Result<(), String> {
     let root = root();
     let apps_dir = root.join("apps");
-    let (apps, threaded) = metal_apps(&apps_dir)?;
+    let (mut apps, threaded) = metal_apps(&apps_dir)?;
+    if let Some(only) = only {
+        if let Some(unknown) = only.iter().find(|app| !apps.contains(app)) {
+            return Err(format!("--apps: no app {unknown} in {}", apps_dir.display()));
+        }
+        apps.retain(|app| only.contains(app));
+    }
     let manifest_path = manifest.map_or_else(|| apps_dir.join("image.manifest"), Path::to_path_buf);
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .map_err(|error| format!("cannot read {}: {error}", manifest_path.display()))?;
@@ -350,7 +371,12 @@ struct Machine {
     build_only: bool,
 }
 
-fn qemu(machine: &Machine, manifest: Option<&Path>, extra: &[String]) -> Result<(), String> {
+fn qemu(
+    machine: &Machine,
+    manifest: Option<&Path>,
+    only: Option<&[String]>,
+    extra: &[String],
+) -> Result<(), String> {
     match Command::new(QEMU).arg("--version").stdout(Stdio::null()).status() {
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -362,14 +388,18 @@ fn qemu(machine: &Machine, manifest: Option<&Path>, extra: &[String]) -> Result<
     }
     // The default manifest's image is `image.bin`; another manifest's is named after it, so
     // that runs with different manifests (the tests) do not overwrite each other's.
-    let image = root().join("target/metal").join(match manifest {
-        None => "image.bin".to_string(),
+    let mut name = match manifest {
+        None => "image".to_string(),
         Some(path) => format!(
-            "image-{}.bin",
+            "image-{}",
             path.file_stem().map_or_else(|| "manifest".into(), |stem| stem.to_string_lossy())
         ),
-    });
-    metal_image(manifest, &image)?;
+    };
+    if let Some(only) = only {
+        name.push_str(&format!("-{}-apps", only.len()));
+    }
+    let image = root().join("target/metal").join(format!("{name}.bin"));
+    metal_image(manifest, only, &image)?;
 
     // Built from its own directory, so that its `.cargo/config.toml` (rustflags) applies.
     let metal = root().join("crates/metal");
@@ -445,6 +475,9 @@ fn qemu(machine: &Machine, manifest: Option<&Path>, extra: &[String]) -> Result<
 /// with the `bench` feature (which brings the hosted kernel and the apps' image) and runs its
 /// hidden `bench-run` task.
 fn bench_in_release(arguments: &BenchArguments) -> Result<(), String> {
+    if arguments.metal {
+        return metal_bench::bench(arguments.quick);
+    }
     eprintln!("xtask: building the benchmark in release mode, then running it");
     // The `nebulet` command too, for the start-up rows (the same features as xtask's build).
     let mut build = cargo();
@@ -478,11 +511,14 @@ fn main() -> ExitCode {
             test.args(["test", "--workspace"]).current_dir(root());
             run(test)
         }
-        Task::Qemu { timeout, cpu, memory, cpus, build_only, manifest, qemu_arguments } => qemu(
-            &Machine { timeout: Duration::from_secs(timeout), cpu, memory, cpus, build_only },
-            manifest.as_deref(),
-            &qemu_arguments,
-        ),
+        Task::Qemu { timeout, cpu, memory, cpus, apps, build_only, manifest, qemu_arguments } => {
+            qemu(
+                &Machine { timeout: Duration::from_secs(timeout), cpu, memory, cpus, build_only },
+                manifest.as_deref(),
+                apps.as_deref(),
+                &qemu_arguments,
+            )
+        }
         Task::Bench(arguments) => bench_in_release(&arguments),
         Task::Stress(arguments) => stress::stress(&arguments),
         #[cfg(feature = "bench")]
