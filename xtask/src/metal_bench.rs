@@ -4,7 +4,6 @@
 //! this xtask's own `qemu` task, its serial output read back; the figures come from lines the
 //! kernel and the apps print. A full run rewrites its section of `docs/metal.md`.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -63,7 +62,7 @@ pub(crate) fn bench(quick: bool) -> Result<(), String> {
     if !built {
         return Err(format!("cargo xtask qemu --build-only failed:\n{console}"));
     }
-    let scratch = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/metal");
+    let scratch = crate::root().join("target/metal");
     let manifest = |name: &str, text: &str| -> Result<String, String> {
         let path = scratch.join(format!("bench-{name}.manifest"));
         std::fs::write(&path, text)
@@ -98,7 +97,7 @@ pub(crate) fn bench(quick: bool) -> Result<(), String> {
     let section = section(&figures, started.elapsed().as_secs(), quick);
     println!("{section}");
     if !quick {
-        let page_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metal.md");
+        let page_path = crate::root().join("docs/metal.md");
         let page = std::fs::read_to_string(&page_path)
             .map_err(|error| format!("cannot read {}: {error}", page_path.display()))?;
         let (Some(start), Some(end)) = (page.find(SECTION_START), page.find(SECTION_END)) else {
