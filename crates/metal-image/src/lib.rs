@@ -58,7 +58,7 @@ pub const CRANELIFT_FLAGS: [&str; 4] = ["has_sse3", "has_ssse3", "has_sse41", "h
 /// move it (there is no virtual memory to reserve address space with).
 pub const MEMORY_RESERVATION_FOR_GROWTH: u64 = 64 << 10;
 
-/// Bytes of each fiber stack (a thread's): 512 KiB, from the kernel's fixed heap.
+/// Bytes of each fiber stack (a thread's): 512 KiB, from the kernel's heap.
 pub const STACK_BYTES: u64 = 512 << 10;
 
 /// The wasmtime configuration of bare-metal engines: the host precompiler's and the kernel's.
@@ -84,7 +84,7 @@ pub fn engine_config() -> wasmtime::Config {
         .guard_before_linear_memory(false)
         .memory_reservation_for_growth(MEMORY_RESERVATION_FOR_GROWTH)
         .memory_init_cow(false)
-        // Fiber stacks come from the kernel's fixed heap: 512 KiB each, not wasmtime's 2 MiB
+        // Fiber stacks come from the kernel's heap: 512 KiB each, not wasmtime's 2 MiB
         // (the apps keep their own stacks in linear memory; host calls are shallow).
         .async_stack_size(STACK_BYTES as usize)
         .max_wasm_stack(256 << 10)
