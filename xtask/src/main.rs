@@ -41,9 +41,18 @@ enum Task {
     /// streaming the serial output; succeeds when the kernel exits through isa-debug-exit with
     /// status 33, which it does when init exits with code 0.
     Qemu {
-        /// Seconds before QEMU is stopped and the run counts as failed.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// Seconds before QEMU is stopped and the run counts as failed (default 60; with
+        /// `--serve`, none: it runs until interrupted).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Boots a server instead of the demo: precompiles this WASI program into the image and
+        /// answers HTTP with it, a fresh process per request (the WAGI convention of `nebulet
+        /// serve`), on the machine's network (QEMU user networking, a virtio-net device).
+        #[arg(long, value_name = "APP.wasm")]
+        serve: Option<PathBuf>,
+        /// With `--serve`: the host port forwarded to the server's port 80.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
         /// The manifest init runs (default `apps/image.manifest`). Lines that start a threaded
         /// app are dropped: bare metal runs single-threaded modules only.
         #[arg(long)]
@@ -342,6 +351,50 @@ fn precompiled(
     Ok(code)
 }
 
+/// The demo's image: the default manifest's is `image.bin`; another manifest's is named after
+/// it, so that runs with different manifests (the tests) do not overwrite each other's.
+fn demo_image(manifest: Option<&Path>, only: Option<&[String]>) -> Result<PathBuf, String> {
+    let mut name = match manifest {
+        None => "image".to_string(),
+        Some(path) => format!(
+            "image-{}",
+            path.file_stem().map_or_else(|| "manifest".into(), |stem| stem.to_string_lossy())
+        ),
+    };
+    if let Some(only) = only {
+        name.push_str(&format!("-{}-apps", only.len()));
+    }
+    let image = root().join("target/metal").join(format!("{name}.bin"));
+    metal_image(manifest, only, &image)?;
+    Ok(image)
+}
+
+/// The image of `--serve`: the one app, named after its file, and no manifest; its path and
+/// the app's name.
+fn serve_image(app: &Path) -> Result<(PathBuf, String), String> {
+    let wasm =
+        std::fs::read(app).map_err(|error| format!("cannot read {}: {error}", app.display()))?;
+    let name: String = app
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().chars().filter(char::is_ascii_alphanumeric).collect())
+        .filter(|name: &String| !name.is_empty())
+        .unwrap_or_else(|| "handler".to_string());
+    let engine = nebulet_metal_image::precompile_engine()
+        .map_err(|error| format!("cannot make the precompiling engine: {error:#}"))?;
+    let compile = |wasm: &[u8]| {
+        nebulet_metal_image::precompile_with(&engine, wasm)
+            .map_err(|error| format!("cannot precompile {}: {error:#}", app.display()))
+    };
+    let code = precompiled(compile, &name, &wasm, &root().join("target/metal/precompiled"))?;
+    let image = nebulet_metal_image::write("", &[(name.as_str(), code.as_slice())])
+        .map_err(|error| format!("cannot write the image: {error}"))?;
+    let output = root().join("target/metal/serve.bin");
+    std::fs::create_dir_all(output.parent().expect("a folder"))
+        .and_then(|()| std::fs::write(&output, image))
+        .map_err(|error| format!("cannot write {}: {error}", output.display()))?;
+    Ok((output, name))
+}
+
 /// The bytes an ELF64 file loads (the file sizes of its PT_LOAD segments): the kernel's size
 /// without its debug information. 0 if the file is not an ELF64 file.
 fn loaded_size(elf: &[u8]) -> usize {
@@ -364,19 +417,25 @@ fn loaded_size(elf: &[u8]) -> usize {
 /// How `qemu` boots: the machine QEMU emulates, and for how long.
 #[derive(Debug)]
 struct Machine {
-    timeout: Duration,
+    /// `None`: until interrupted.
+    timeout: Option<Duration>,
     cpu: String,
     memory: String,
     cpus: u32,
     build_only: bool,
 }
 
-fn qemu(
-    machine: &Machine,
-    manifest: Option<&Path>,
-    only: Option<&[String]>,
-    extra: &[String],
-) -> Result<(), String> {
+/// What `qemu` boots.
+#[derive(Debug)]
+enum System {
+    /// `init` with a manifest (default `apps/image.manifest`) and the apps of `apps/` (or only
+    /// those named).
+    Demo { manifest: Option<PathBuf>, only: Option<Vec<String>> },
+    /// A server answering HTTP with one app, reached through a forwarded host port.
+    Serve { app: PathBuf, port: u16 },
+}
+
+fn qemu(machine: &Machine, system: &System, extra: &[String]) -> Result<(), String> {
     // Checked before the build, which takes minutes on a clean tree; not needed to build only.
     match Command::new(QEMU).arg("--version").stdout(Stdio::null()).status() {
         _ if machine.build_only => {}
@@ -388,20 +447,20 @@ fn qemu(
         }
         Err(error) => return Err(format!("cannot run {QEMU}: {error}")),
     }
-    // The default manifest's image is `image.bin`; another manifest's is named after it, so
-    // that runs with different manifests (the tests) do not overwrite each other's.
-    let mut name = match manifest {
-        None => "image".to_string(),
-        Some(path) => format!(
-            "image-{}",
-            path.file_stem().map_or_else(|| "manifest".into(), |stem| stem.to_string_lossy())
-        ),
+    let (image, system_arguments) = match system {
+        System::Demo { manifest, only } => {
+            (demo_image(manifest.as_deref(), only.as_deref())?, vec![])
+        }
+        System::Serve { app, port } => {
+            let (image, name) = serve_image(app)?;
+            let forward = format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:80");
+            let arguments = ["-device", "virtio-net-pci,netdev=net0", "-netdev", &forward];
+            let mut arguments: Vec<String> = arguments.iter().map(|&a| a.to_string()).collect();
+            arguments.extend(["-append".to_string(), format!("serve={name}")]);
+            println!("xtask: serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)", app.display());
+            (image, arguments)
+        }
     };
-    if let Some(only) = only {
-        name.push_str(&format!("-{}-apps", only.len()));
-    }
-    let image = root().join("target/metal").join(format!("{name}.bin"));
-    metal_image(manifest, only, &image)?;
 
     // Built from its own directory, so that its `.cargo/config.toml` (rustflags) applies.
     let metal = root().join("crates/metal");
@@ -442,18 +501,21 @@ fn qemu(
         .args(["-nodefaults", "-no-reboot", "-display", "none"])
         .args(["-serial", "stdio", "-monitor", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(&system_arguments)
         .args(extra)
         .stdin(Stdio::null());
     let mut child = command.spawn().map_err(|error| format!("cannot run {QEMU}: {error}"))?;
-    let deadline = Instant::now() + machine.timeout;
+    let deadline = machine.timeout.map(|timeout| Instant::now() + timeout);
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
             break status;
         }
-        if Instant::now() >= deadline {
+        if let (Some(deadline), Some(timeout)) = (deadline, machine.timeout)
+            && Instant::now() >= deadline
+        {
             let _ = child.kill();
             let _ = child.wait();
-            let seconds = machine.timeout.as_secs();
+            let seconds = timeout.as_secs();
             return Err(format!("QEMU did not exit within {seconds} s; stopped it"));
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -468,6 +530,11 @@ fn qemu(
         }
         Some(0) => Err("QEMU exited with status 0: the machine reset (a triple fault?)".into()),
         Some(code) => Err(format!("QEMU exited with status {code}, not {QEMU_SUCCESS}")),
+        // A server runs until it is interrupted: that is its normal end.
+        None if matches!(system, System::Serve { .. }) => {
+            println!("xtask: the server was stopped ({status})");
+            Ok(())
+        }
         None => Err(format!("QEMU was stopped by a signal ({status})")),
     }
 }
@@ -513,13 +580,29 @@ fn main() -> ExitCode {
             test.args(["test", "--workspace"]).current_dir(root());
             run(test)
         }
-        Task::Qemu { timeout, cpu, memory, cpus, apps, build_only, manifest, qemu_arguments } => {
-            qemu(
-                &Machine { timeout: Duration::from_secs(timeout), cpu, memory, cpus, build_only },
-                manifest.as_deref(),
-                apps.as_deref(),
-                &qemu_arguments,
-            )
+        Task::Qemu {
+            timeout,
+            serve,
+            port,
+            cpu,
+            memory,
+            cpus,
+            apps,
+            build_only,
+            manifest,
+            qemu_arguments,
+        } => {
+            let timeout = match (timeout, &serve) {
+                (Some(seconds), _) => Some(Duration::from_secs(seconds)),
+                (None, Some(_)) => None,
+                (None, None) => Some(Duration::from_secs(60)),
+            };
+            let machine = Machine { timeout, cpu, memory, cpus, build_only };
+            let system = match serve {
+                Some(app) => System::Serve { app, port },
+                None => System::Demo { manifest, only: apps },
+            };
+            qemu(&machine, &system, &qemu_arguments)
         }
         Task::Bench(arguments) => bench_in_release(&arguments),
         Task::Stress(arguments) => stress::stress(&arguments),

@@ -175,3 +175,122 @@ fn the_demo_spinners_and_a_thousand_processes_run_on_four_cores() {
         ],
     );
 }
+
+/// `cargo xtask qemu --serve`: a process group running xtask and QEMU, stopped when dropped.
+struct Server {
+    child: std::process::Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The whole group: cargo, xtask and QEMU.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) to the port; the status and the response.
+fn http(port: u16, request: &str) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {response:?}")))?;
+    Ok((status, response))
+}
+
+fn get(port: u16, target: &str) -> (u16, String) {
+    let request =
+        format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    http(port, &request).unwrap_or_else(|error| panic!("GET {target}: {error}"))
+}
+
+/// `cargo xtask qemu --serve wagi.wasm --port P`: the WAGI test handler (`apps/tests/wagi`),
+/// precompiled into the image, answers real HTTP requests from the host through QEMU's port
+/// forward and the kernel's virtio-net driver and TCP/IP stack: its answers, and the server's
+/// own failure answers.
+#[test]
+fn serves_http_through_a_forwarded_port() {
+    if !ready("serves_http_through_a_forwarded_port") {
+        return;
+    }
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip1", "--package", "wagi"])
+        .arg("--manifest-path")
+        .arg(root().join("apps/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root().join("target/wasm-apps"))
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("cannot run cargo");
+    assert!(built.success(), "cannot build apps/tests/wagi");
+    let wasm = root().join("target/wasm-apps/wasm32-wasip1/release/wagi.wasm");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .args(["run", "--quiet", "--package", "xtask", "--", "qemu", "--memory", "256M"])
+        .arg("--serve")
+        .arg(&wasm)
+        .args(["--port", &port.to_string(), "--timeout", "600"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let _server = Server { child: command.spawn().expect("cannot run cargo xtask qemu --serve") };
+    // Up when /hello answers: the build is done, so this is the boot (a second or two).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let hello = loop {
+        let request = format!("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        match http(port, &request) {
+            Ok(answer) => break answer,
+            Err(error) if std::time::Instant::now() > deadline => {
+                panic!("the server did not answer within 300 s: {error}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+        }
+    };
+    assert_eq!(hello.0, 200, "{}", hello.1);
+    assert!(hello.1.ends_with("\r\n\r\nHello, world!\n"), "{}", hello.1);
+
+    let (status, environment) = get(port, "/env?first&second");
+    assert_eq!(status, 200, "{environment}");
+    for line in ["REQUEST_METHOD=GET", "PATH_INFO=/env", "QUERY_STRING=first&second"] {
+        assert!(environment.contains(line), "no {line} in:\n{environment}");
+    }
+    assert!(environment.contains("ARGS=first second"), "{environment}");
+
+    let echo = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\
+         Connection: close\r\n\r\nhowdy"
+    );
+    let (status, echoed) = http(port, &echo).expect("POST /echo");
+    assert_eq!(status, 200, "{echoed}");
+    assert!(echoed.ends_with("\r\n\r\nhowdy"), "{echoed}");
+
+    assert_eq!(get(port, "/status?code=404").0, 404);
+    let (status, redirect) = get(port, "/redirect");
+    assert_eq!(status, 302, "{redirect}");
+    assert!(redirect.to_lowercase().contains("location: /elsewhere"), "{redirect}");
+    // The handler's failures: a trap, output that is not a CGI response, CPU time spent.
+    assert_eq!(get(port, "/trap").0, 500);
+    assert_eq!(get(port, "/garbage").0, 500);
+    assert_eq!(get(port, "/spin").0, 504);
+    // The server's own: a request that is not HTTP, a body larger than it takes.
+    assert_eq!(http(port, "NONSENSE\r\n\r\n").expect("a malformed request").0, 400);
+    let huge = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n";
+    assert_eq!(http(port, huge).expect("a huge request").0, 413);
+    // Still serving after all of those.
+    assert_eq!(get(port, "/hello").0, 200);
+}

@@ -16,9 +16,11 @@ mod entropy;
 mod executor;
 mod heap;
 mod interrupts;
+mod network;
 mod platform;
 mod rtc;
 mod serial;
+mod serve;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -88,6 +90,11 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     );
     println!("initialised in {} ms", ms(now_ns()));
 
+    if let Some(app) = word_value(info.command_line().unwrap_or_default(), "serve") {
+        let failure = serve_system(info, app);
+        println!("nebulet-metal: FAILED: {failure}");
+        exit(EXIT_FAILURE)
+    }
     let status = match boot_system(info) {
         Ok(status) => status,
         Err(failure) => {
@@ -125,9 +132,16 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     })
 }
 
-/// Loads the system image of the first PVH module (`-initrd`), boots it on a new kernel and
-/// runs every task until `init` ends; returns how init ended.
-fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
+/// The system image of the first PVH module (`-initrd`), its apps loaded on the kernel's
+/// engine.
+struct Loaded {
+    engine: &'static wasmtime::Engine,
+    manifest: &'static str,
+    apps: Vec<(String, wasmtime::Module)>,
+}
+
+/// Loads the system image: parses it and deserializes every app.
+fn load_image(info: &boot::StartInfo) -> Result<Loaded, String> {
     let module = info.modules().first().ok_or(
         "no system image: boot with the image as the initrd (`cargo xtask qemu` does: \
          `-initrd target/metal/image.bin`)",
@@ -141,7 +155,6 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
         .map_err(|error| format!("the system image at {:#x}: {error}", module.paddr))?;
     let engine = engine::init().map_err(|error| format!("cannot make the engine: {error:#}"))?;
     let loading = now_ns();
-    let mut init = None;
     let mut apps = Vec::with_capacity(image.apps.len());
     let mut copied = 0;
     for app in &image.apps {
@@ -162,9 +175,6 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
             }
         }
         .map_err(|error| format!("cannot load app {}: {error:#}", app.name))?;
-        if app.name == "init" {
-            init = Some(module.clone());
-        }
         apps.push((app.name.to_string(), module));
     }
     println!(
@@ -176,12 +186,20 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
         copied >> 10,
         heap::used_bytes().0 >> 10
     );
+    Ok(Loaded { engine, manifest: image.manifest, apps })
+}
+
+/// Loads the system image, boots it on a new kernel and runs every task until `init` ends;
+/// returns how init ended.
+fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
+    let Loaded { engine, manifest, apps } = load_image(info)?;
+    let init = apps.iter().find(|(name, _)| name == "init").map(|(_, module)| module.clone());
     let starting = now_ns();
     let init = init.ok_or("the system image has no init app")?;
     let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
     let process = kernel
-        .boot(init, image.manifest, apps)
+        .boot(init, manifest, apps)
         .map_err(|error| format!("cannot boot the image: {error}"))?;
     println!(
         "kernel: up, init started in {} ms ({} ms after kernel entry)",
@@ -189,6 +207,31 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
         ms(now_ns())
     );
     Ok(executor::run_until(process.wait()))
+}
+
+/// Serves HTTP on port 80 of the machine's network (QEMU: a virtio-net device) with the image's
+/// app `name`, a fresh process per request (`serve.rs`), until the machine is stopped; returns
+/// only why it could not start.
+fn serve_system(info: &boot::StartInfo, name: &str) -> String {
+    let result = (|| -> Result<(), String> {
+        let Loaded { engine, apps, .. } = load_image(info)?;
+        let module = apps
+            .into_iter()
+            .find_map(|(app, module)| (app == name).then_some(module))
+            .ok_or_else(|| format!("the image has no app {name}"))?;
+        let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
+            .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+        let network = network::Network::start().map_err(|error| format!("network: {error}"))?;
+        println!("serve: answering http://10.0.2.15:80/ with {name}, a process per request");
+        executor::run_until(serve::serve(kernel, network, name.to_string(), module, 80));
+        Ok(())
+    })();
+    result.err().unwrap_or_else(|| "the server stopped".to_string())
+}
+
+/// The value of `KEY=VALUE` on the kernel command line.
+fn word_value<'a>(command_line: &'a str, key: &str) -> Option<&'a str> {
+    command_line.split(' ').find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Milliseconds with three decimals, for printing.
