@@ -1,6 +1,7 @@
 //! `cargo xtask bench --metal`: the bare-metal kernel's figures under QEMU's TCG (emulated, so
 //! slower than the same code on hardware): boot to init's first line, a message round trip,
-//! spawn, the lateness of 1 ms sleeps beside a spinner per core, and the RAM floor. Each boot is
+//! spawn, the lateness of 1 ms sleeps beside a spinner per core, HTTP requests per second
+//! through the forwarded port (`--serve`), and the RAM floor. Each boot is
 //! this xtask's own `qemu` task, its serial output read back; the figures come from lines the
 //! kernel and the apps print. A full run rewrites its section of `docs/metal.md`.
 
@@ -52,6 +53,8 @@ struct Figures {
     spawn_us: Vec<f64>,
     late_p50_us: Vec<f64>,
     late_p99_us: Vec<f64>,
+    requests_per_second: Vec<f64>,
+    requests_per_second_concurrent: Vec<f64>,
     floor_mib: Option<u32>,
     floor_cores_mib: Option<u32>,
 }
@@ -90,6 +93,10 @@ pub(crate) fn bench(quick: bool) -> Result<(), String> {
         figures.late_p50_us.extend(number(&console, "late p50", "us"));
         figures.late_p99_us.extend(number(&console, "p99", "us"));
     }
+    eprintln!("xtask: bench --metal: the hello handler through the forwarded port");
+    let (alone, concurrent) = serve_rates(if quick { 50 } else { 500 })?;
+    figures.requests_per_second.push(alone);
+    figures.requests_per_second_concurrent.push(concurrent);
     if !quick {
         figures.floor_mib = floor(&["--cpus", "1"])?;
         figures.floor_cores_mib = floor(&["--cpus", "4"])?;
@@ -149,14 +156,17 @@ fn section(figures: &Figures, seconds: u64, quick: bool) -> String {
     format!(
         "{SECTION_START}\n\
          | figure (QEMU TCG: emulated) | median | runs |\n|---|---:|---:|\n\
-         {}{}{}{}{}\
+         {}{}{}{}{}{}{}\
          | RAM floor: the demo, 1 core | {} | |\n\
          | RAM floor: the demo, 4 cores | {} | |\n\n\
          `cargo xtask bench --metal`, {seconds} s on this machine (load average at the end: \
          {}). Boot to init's first line and the round trip (ping's mean over 1,000) on one core \
          with 256 MiB; spawn (swarm's create and start of 1,000 workers, per worker) on one core \
          with 1 GiB; the lateness of 200 sleeps of 1 ms beside four spinners on four cores \
-         (multi-threaded TCG: four host threads, on however many host cores). The RAM floor \
+         (multi-threaded TCG: four host threads, on however many host cores); requests per \
+         second of `GET /hello` to the WAGI test handler (`apps/tests/wagi`) served by \
+         `cargo xtask qemu --serve` on one core, each a fresh process, from one client and from \
+         eight at once, each request on a new connection. The RAM floor \
          is the smallest `--memory` in whole MiB on which the demo (`apps/image.manifest`, the \
          full image) passes.\n\
          {SECTION_END}",
@@ -165,8 +175,94 @@ fn section(figures: &Figures, seconds: u64, quick: bool) -> String {
         row("spawn (create + start)", &figures.spawn_us, "µs"),
         row("1 ms sleep lateness p50, 4 spinners on 4 cores", &figures.late_p50_us, "µs"),
         row("1 ms sleep lateness p99, 4 spinners on 4 cores", &figures.late_p99_us, "µs"),
+        row(
+            "HTTP hello through the forwarded port, 1 client",
+            &figures.requests_per_second,
+            "requests/s"
+        ),
+        row(
+            "HTTP hello through the forwarded port, 8 clients",
+            &figures.requests_per_second_concurrent,
+            "requests/s",
+        ),
         floor(figures.floor_mib),
         floor(figures.floor_cores_mib),
         machine.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
     )
+}
+
+/// `cargo xtask qemu --serve`, stopped (its whole process group) when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// One `GET target` on a new connection; whether it was answered 200.
+fn get(port: u16, target: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}
+
+/// Requests per second of `GET /hello` to the WAGI test handler under `--serve`: `count` from
+/// one client, then `count` from eight at once.
+fn serve_rates(count: usize) -> Result<(f64, f64), String> {
+    let root = crate::root();
+    let mut build = crate::cargo();
+    build
+        .args(["build", "--release", "--target", "wasm32-wasip1", "--package", "wagi"])
+        .arg("--manifest-path")
+        .arg(root.join("apps/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root.join("target/wasm-apps"))
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    crate::run(build)?;
+    let wasm = root.join("target/wasm-apps/wasm32-wasip1/release/wagi.wasm");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|error| format!("no free port: {error}"))?
+        .port();
+    let executable = std::env::current_exe().map_err(|error| format!("no xtask path: {error}"))?;
+    let mut command = Command::new(executable);
+    command
+        .args(["qemu", "--memory", "256M", "--timeout", "600", "--port", &port.to_string()])
+        .arg("--serve")
+        .arg(&wasm)
+        .stdout(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let _server = Server(command.spawn().map_err(|error| format!("cannot serve: {error}"))?);
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    while !get(port, "/hello") {
+        if Instant::now() > deadline {
+            return Err("the server did not answer within 120 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let started = Instant::now();
+    let answered = (0..count).filter(|_| get(port, "/hello")).count();
+    let alone = answered as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let answered: usize = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| (0..count / 8).filter(|_| get(port, "/hello")).count()))
+            .collect();
+        clients.into_iter().map(|client| client.join().unwrap_or(0)).sum()
+    });
+    let concurrent = answered as f64 / started.elapsed().as_secs_f64();
+    if answered < count / 8 * 8 {
+        return Err(format!("{} of {} requests failed", count / 8 * 8 - answered, count / 8 * 8));
+    }
+    Ok((alone, concurrent))
 }

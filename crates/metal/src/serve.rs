@@ -15,7 +15,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::{Future, poll_fn};
-use core::pin::Pin;
+use core::pin::{Pin, pin};
 use core::task::Poll;
 
 use nebulet_abi::{ExitReason, Limit};
@@ -156,7 +156,27 @@ impl App {
         if timed_out || too_large {
             process.kill();
         }
-        let status = process.wait().await;
+        // Its output has ended, but it may go on (it closed stdout): within the same time.
+        let ended = {
+            let mut wait = pin!(process.wait());
+            poll_fn(|context| {
+                if let Poll::Ready(status) = wait.as_mut().poll(context) {
+                    return Poll::Ready(Some(status));
+                }
+                if Pin::new(&mut late).poll(context).is_ready() {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let (timed_out, status) = match ended {
+            Some(status) => (timed_out, status),
+            None => {
+                process.kill();
+                (true, process.wait().await)
+            }
+        };
         match (timed_out, too_large, status.reason) {
             (true, _, _) => failure(504),
             (_, true, _) => failure(500),
