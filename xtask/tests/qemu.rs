@@ -271,11 +271,9 @@ fn serves_http_through_a_forwarded_port() {
     }
     assert!(environment.contains("ARGS=first second"), "{environment}");
 
-    let echo = format!(
-        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\
-         Connection: close\r\n\r\nhowdy"
-    );
-    let (status, echoed) = http(port, &echo).expect("POST /echo");
+    let echo = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\
+                Connection: close\r\n\r\nhowdy";
+    let (status, echoed) = http(port, echo).expect("POST /echo");
     assert_eq!(status, 200, "{echoed}");
     assert!(echoed.ends_with("\r\n\r\nhowdy"), "{echoed}");
 
