@@ -39,7 +39,7 @@ enum Task {
     /// Builds the system image (the apps of `apps/`, precompiled for x86_64-unknown-none, with
     /// a manifest) and `crates/metal`, and boots them under QEMU (the image as its initrd),
     /// streaming the serial output; succeeds when the kernel exits through isa-debug-exit with
-    /// status 33, which it does when init exits with code 0.
+    /// status 33, which it does when init (or the `--run` program) exits with code 0.
     Qemu {
         /// Seconds before QEMU is stopped and the run counts as failed (default 60; with
         /// `--serve`, none: it runs until interrupted).
@@ -53,6 +53,18 @@ enum Task {
         /// With `--serve`: the host port forwarded to the server's port 80.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Boots one program instead of the demo, as `nebulet run` does: precompiles this WASI
+        /// program into the image, runs it, and succeeds when it exits with code 0.
+        #[arg(long, value_name = "APP.wasm", conflicts_with = "serve")]
+        run: Option<PathBuf>,
+        /// With `--run`: gives the program a TCP socket listening on the machine's network, as
+        /// WASI descriptor 3, the next at 4, and so on; the host's PORT is forwarded to it
+        /// (repeatable).
+        #[arg(long, value_name = "PORT", requires = "run")]
+        listen: Vec<u16>,
+        /// With `--run`: one argument of the program (repeatable; no spaces).
+        #[arg(long = "arg", value_name = "ARGUMENT", requires = "run")]
+        program_arguments: Vec<String>,
         /// The manifest init runs (default `apps/image.manifest`). Lines that start a threaded
         /// app are dropped: bare metal runs single-threaded modules only.
         #[arg(long)]
@@ -369,14 +381,32 @@ fn demo_image(manifest: Option<&Path>, only: Option<&[String]>) -> Result<PathBu
     Ok(image)
 }
 
-/// The image of `--serve`: the one app, named after its file, and no manifest; its path and
-/// the app's name.
-fn serve_image(app: &Path) -> Result<(PathBuf, String), String> {
+/// QEMU's user network with a virtio-net device, host port `ports[i]` forwarded to the
+/// machine's port 80 + i.
+fn network_arguments(ports: &[u16]) -> Vec<String> {
+    let forwards: String = ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| format!(",hostfwd=tcp:127.0.0.1:{port}-:{}", 80 + index))
+        .collect();
+    ["-device", "virtio-net-pci,netdev=net0", "-netdev", &format!("user,id=net0{forwards}")]
+        .iter()
+        .map(|argument| argument.to_string())
+        .collect()
+}
+
+/// The image of `--serve` and `--run`: the one app, named after its file, and no manifest; its
+/// path and the app's name.
+fn single_app_image(app: &Path) -> Result<(PathBuf, String), String> {
     let wasm =
         std::fs::read(app).map_err(|error| format!("cannot read {}: {error}", app.display()))?;
     let name: String = app
         .file_stem()
-        .map(|stem| stem.to_string_lossy().chars().filter(char::is_ascii_alphanumeric).collect())
+        .map(|stem| {
+            let keep =
+                |character: &char| character.is_ascii_alphanumeric() || "-_".contains(*character);
+            stem.to_string_lossy().chars().filter(keep).collect()
+        })
         .filter(|name: &String| !name.is_empty())
         .unwrap_or_else(|| "handler".to_string());
     let engine = nebulet_metal_image::precompile_engine()
@@ -388,7 +418,7 @@ fn serve_image(app: &Path) -> Result<(PathBuf, String), String> {
     let code = precompiled(compile, &name, &wasm, &root().join("target/metal/precompiled"))?;
     let image = nebulet_metal_image::write("", &[(name.as_str(), code.as_slice())])
         .map_err(|error| format!("cannot write the image: {error}"))?;
-    let output = root().join("target/metal/serve.bin");
+    let output = root().join("target/metal/single.bin");
     std::fs::create_dir_all(output.parent().expect("a folder"))
         .and_then(|()| std::fs::write(&output, image))
         .map_err(|error| format!("cannot write {}: {error}", output.display()))?;
@@ -433,6 +463,8 @@ enum System {
     Demo { manifest: Option<PathBuf>, only: Option<Vec<String>> },
     /// A server answering HTTP with one app, reached through a forwarded host port.
     Serve { app: PathBuf, port: u16 },
+    /// One app, with arguments and listening sockets reached through forwarded host ports.
+    Run { app: PathBuf, listen: Vec<u16>, arguments: Vec<String> },
 }
 
 fn qemu(machine: &Machine, system: &System, extra: &[String]) -> Result<(), String> {
@@ -452,12 +484,24 @@ fn qemu(machine: &Machine, system: &System, extra: &[String]) -> Result<(), Stri
             (demo_image(manifest.as_deref(), only.as_deref())?, vec![])
         }
         System::Serve { app, port } => {
-            let (image, name) = serve_image(app)?;
-            let forward = format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:80");
-            let arguments = ["-device", "virtio-net-pci,netdev=net0", "-netdev", &forward];
-            let mut arguments: Vec<String> = arguments.iter().map(|&a| a.to_string()).collect();
+            let (image, name) = single_app_image(app)?;
+            let mut arguments = network_arguments(&[*port]);
             arguments.extend(["-append".to_string(), format!("serve={name}")]);
             println!("xtask: serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)", app.display());
+            (image, arguments)
+        }
+        System::Run { app, listen, arguments: program } => {
+            let (image, name) = single_app_image(app)?;
+            if let Some(bad) =
+                program.iter().find(|argument| argument.contains(char::is_whitespace))
+            {
+                return Err(format!("--arg {bad:?}: the kernel command line takes no spaces"));
+            }
+            let mut line = vec![format!("run={name}")];
+            line.extend((0..listen.len()).map(|index| format!("listen={}", 80 + index)));
+            line.extend(program.iter().map(|argument| format!("arg={argument}")));
+            let mut arguments = if listen.is_empty() { vec![] } else { network_arguments(listen) };
+            arguments.extend(["-append".to_string(), line.join(" ")]);
             (image, arguments)
         }
     };
@@ -584,6 +628,9 @@ fn main() -> ExitCode {
             timeout,
             serve,
             port,
+            run,
+            listen,
+            program_arguments,
             cpu,
             memory,
             cpus,
@@ -598,9 +645,10 @@ fn main() -> ExitCode {
                 (None, None) => Some(Duration::from_secs(60)),
             };
             let machine = Machine { timeout, cpu, memory, cpus, build_only };
-            let system = match serve {
-                Some(app) => System::Serve { app, port },
-                None => System::Demo { manifest, only: apps },
+            let system = match (serve, run) {
+                (Some(app), _) => System::Serve { app, port },
+                (None, Some(app)) => System::Run { app, listen, arguments: program_arguments },
+                (None, None) => System::Demo { manifest, only: apps },
             };
             qemu(&machine, &system, &qemu_arguments)
         }

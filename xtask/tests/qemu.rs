@@ -212,6 +212,90 @@ fn get(port: u16, target: &str) -> (u16, String) {
     http(port, &request).unwrap_or_else(|error| panic!("GET {target}: {error}"))
 }
 
+/// Builds a test program of `apps/tests` for wasm32-wasip1; its path.
+fn test_program(package: &str) -> PathBuf {
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip1", "--package", package])
+        .arg("--manifest-path")
+        .arg(root().join("apps/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root().join("target/wasm-apps"))
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("cannot run cargo");
+    assert!(built.success(), "cannot build apps/tests/{package}");
+    root().join(format!("target/wasm-apps/wasm32-wasip1/release/{package}.wasm"))
+}
+
+/// A free TCP port of the host (free when asked).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `cargo xtask qemu --run wasi-std.wasm --listen P --listen Q --arg tcp --arg 1`: a plain WASI
+/// program accepts a connection from the host on its preopened listener (descriptor 3: the
+/// kernel's listener object, fed by the machine's TCP port through QEMU's forward), reads it
+/// to the end and answers it in capitals; it finds no connection on the other (descriptor 4).
+#[test]
+fn a_program_accepts_tcp_connections_through_kernel_listeners() {
+    use std::io::Read;
+    if !ready("a_program_accepts_tcp_connections_through_kernel_listeners") {
+        return;
+    }
+    let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let wasm = test_program("wasi-std");
+    let (port, idle) = (free_port(), free_port());
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .args(["run", "--quiet", "--package", "xtask", "--", "qemu", "--memory", "64M"])
+        .arg("--run")
+        .arg(&wasm)
+        .args(["--listen", &port.to_string(), "--listen", &idle.to_string()])
+        .args(["--arg", "tcp", "--arg", "1", "--timeout", "300"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut server = Server { child: command.spawn().expect("cannot run cargo xtask qemu --run") };
+    // QEMU accepts on the forwarded port as soon as it starts, before the kernel listens: it
+    // resets a connection that the kernel does not take, which never reaches the program. So
+    // the exchange is tried until it gets through.
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+        stream.write_all(b"over the network")?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let answer = loop {
+        match exchange() {
+            Ok(answer) if !answer.is_empty() => break answer,
+            _ if std::time::Instant::now() > deadline => panic!("no answer within 300 s"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(250)),
+        }
+    };
+    assert_eq!(answer, "OVER THE NETWORK");
+    let mut console = String::new();
+    let stdout = server.child.stdout.as_mut().expect("piped");
+    stdout.read_to_string(&mut console).expect("the console");
+    assert_printed(
+        &console,
+        &[
+            "run: listening on port 80 (descriptor 3)",
+            "wasi-std tcp: ok",
+            "nebulet-metal: wasi-std exited with code 0",
+            "QEMU status 33",
+        ],
+    );
+}
+
 /// `cargo xtask qemu --serve wagi.wasm --port P`: the WAGI test handler (`apps/tests/wagi`),
 /// precompiled into the image, answers real HTTP requests from the host through QEMU's port
 /// forward and the kernel's virtio-net driver and TCP/IP stack: its answers, and the server's
@@ -222,23 +306,8 @@ fn serves_http_through_a_forwarded_port() {
         return;
     }
     let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--target", "wasm32-wasip1", "--package", "wagi"])
-        .arg("--manifest-path")
-        .arg(root().join("apps/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(root().join("target/wasm-apps"))
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .status()
-        .expect("cannot run cargo");
-    assert!(built.success(), "cannot build apps/tests/wagi");
-    let wasm = root().join("target/wasm-apps/wasm32-wasip1/release/wagi.wasm");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let wasm = test_program("wagi");
+    let port = free_port();
     let mut command = Command::new(env!("CARGO"));
     command
         .args(["run", "--quiet", "--package", "xtask", "--", "qemu", "--memory", "256M"])

@@ -95,7 +95,12 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
         println!("nebulet-metal: FAILED: {failure}");
         exit(EXIT_FAILURE)
     }
-    let status = match boot_system(info) {
+    let command_line = info.command_line().unwrap_or_default();
+    let (first, result) = match word_value(command_line, "run") {
+        Some(app) => (app, run_system(info, app, command_line)),
+        None => ("init", boot_system(info)),
+    };
+    let status = match result {
         Ok(status) => status,
         Err(failure) => {
             println!("nebulet-metal: FAILED: {failure}");
@@ -103,7 +108,7 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
         }
     };
     if let Some(first_line) = platform::first_console_write_ns() {
-        println!("nebulet-metal: init's first line {} ms after kernel entry", ms(first_line));
+        println!("nebulet-metal: {first}'s first line {} ms after kernel entry", ms(first_line));
     }
     println!(
         "nebulet-metal: {} ms since kernel entry, {} timer ticks, {} idle halts",
@@ -119,11 +124,13 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
         (heap::free_bytes() + used) >> 10
     );
     match (status.reason, &status.message) {
-        (ExitReason::Exited, _) => println!("nebulet-metal: init exited with code {}", status.code),
-        (reason, Some(message)) => {
-            println!("nebulet-metal: init ended: {} ({message})", reason.word())
+        (ExitReason::Exited, _) => {
+            println!("nebulet-metal: {first} exited with code {}", status.code)
         }
-        (reason, None) => println!("nebulet-metal: init ended: {}", reason.word()),
+        (reason, Some(message)) => {
+            println!("nebulet-metal: {first} ended: {} ({message})", reason.word())
+        }
+        (reason, None) => println!("nebulet-metal: {first} ended: {}", reason.word()),
     }
     exit(if status.reason == ExitReason::Exited && status.code == 0 {
         EXIT_SUCCESS
@@ -227,6 +234,41 @@ fn serve_system(info: &boot::StartInfo, name: &str) -> String {
         Ok(())
     })();
     result.err().unwrap_or_else(|| "the server stopped".to_string())
+}
+
+/// Runs the image's app `name` alone, as `nebulet run` does: its arguments are the command
+/// line's `arg=VALUE` words, and each `listen=PORT` word gives it a kernel listener fed by that
+/// TCP port of the machine's network, as WASI descriptor 3, 4, and so on. Returns how it ended.
+fn run_system(info: &boot::StartInfo, name: &str, command_line: &str) -> Result<ExitStatus, String> {
+    let Loaded { engine, apps, .. } = load_image(info)?;
+    let module = apps
+        .into_iter()
+        .find_map(|(app, module)| (app == name).then_some(module))
+        .ok_or_else(|| format!("the image has no app {name}"))?;
+    let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
+        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    let words = |key: &'static str| {
+        command_line.split(' ').filter_map(move |word| word.strip_prefix(key)?.strip_prefix('='))
+    };
+    let ports: Vec<u16> = words("listen")
+        .map(|port| port.parse().map_err(|_| format!("listen={port}: not a port")))
+        .collect::<Result<_, _>>()?;
+    let mut listeners = Vec::with_capacity(ports.len());
+    if !ports.is_empty() {
+        let network = network::Network::start().map_err(|error| format!("network: {error}"))?;
+        for (index, &port) in ports.iter().enumerate() {
+            println!("run: listening on port {port} (descriptor {})", 3 + index);
+            listeners.push(network::listener(network.clone(), port));
+        }
+    }
+    let options = nebulet_kernel::ProcessOptions {
+        name: name.to_string(),
+        args: words("arg").map(str::to_string).collect(),
+        listeners,
+        ..nebulet_kernel::ProcessOptions::default()
+    };
+    let process = kernel.spawn(module, options);
+    Ok(executor::run_until(process.wait()))
 }
 
 /// The value of `KEY=VALUE` on the kernel command line.

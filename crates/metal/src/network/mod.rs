@@ -4,7 +4,10 @@
 //! smoltcp wakes the tasks whose sockets can move bytes. A listener keeps `BACKLOG` sockets
 //! listening on a port and hands each established connection to a task.
 
+mod bridge;
 mod device;
+
+pub use bridge::listener;
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -185,25 +188,27 @@ impl Connection {
     pub async fn write_all(&self, bytes: &[u8]) -> bool {
         let mut written = 0;
         while written < bytes.len() {
-            let sent = poll_fn(|context| {
-                self.with(|socket| {
-                    if !socket.may_send() {
-                        return Poll::Ready(None);
-                    }
-                    if socket.can_send() {
-                        return Poll::Ready(socket.send_slice(&bytes[written..]).ok());
-                    }
-                    socket.register_send_waker(context.waker());
-                    Poll::Pending
-                })
-            })
-            .await;
+            let sent = poll_fn(|context| self.poll_write(context, &bytes[written..])).await;
             match sent {
                 Some(count) => written += count,
                 None => return false,
             }
         }
         true
+    }
+
+    /// Writes what fits of `bytes`: `Ready(None)` if the connection can send no more.
+    pub fn poll_write(&self, context: &mut Context<'_>, bytes: &[u8]) -> Poll<Option<usize>> {
+        self.with(|socket| {
+            if !socket.may_send() {
+                return Poll::Ready(None);
+            }
+            if socket.can_send() {
+                return Poll::Ready(socket.send_slice(bytes).ok());
+            }
+            socket.register_send_waker(context.waker());
+            Poll::Pending
+        })
     }
 
     /// Sends what is queued, then closes; waits (at most `patience_ns`) until the peer has
