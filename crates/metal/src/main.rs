@@ -239,7 +239,11 @@ fn serve_system(info: &boot::StartInfo, name: &str) -> String {
 /// Runs the image's app `name` alone, as `nebulet run` does: its arguments are the command
 /// line's `arg=VALUE` words, and each `listen=PORT` word gives it a kernel listener fed by that
 /// TCP port of the machine's network, as WASI descriptor 3, 4, and so on. Returns how it ended.
-fn run_system(info: &boot::StartInfo, name: &str, command_line: &str) -> Result<ExitStatus, String> {
+fn run_system(
+    info: &boot::StartInfo,
+    name: &str,
+    command_line: &str,
+) -> Result<ExitStatus, String> {
     let Loaded { engine, apps, .. } = load_image(info)?;
     let module = apps
         .into_iter()

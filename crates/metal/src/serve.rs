@@ -19,10 +19,10 @@ use core::pin::{Pin, pin};
 use core::task::Poll;
 
 use nebulet_abi::{ExitReason, Limit};
-use nebulet_kernel::{Kernel, ProcessOptions, SocketEnd, Stdio};
+use nebulet_kernel::{ExitStatus, Kernel, ProcessOptions, ProcessRef, SocketEnd, Stdio};
 
 use crate::clock::now_ns;
-use crate::executor;
+use crate::executor::{self, Sleep};
 use crate::network::{Connection, Network};
 
 const SECOND: u64 = 1_000_000_000;
@@ -58,6 +58,44 @@ struct App {
     name: String,
     module: wasmtime::Module,
     port: u16,
+}
+
+/// The server's ends of a handler's standard streams.
+struct Ends {
+    input: Arc<SocketEnd>,
+    output: Arc<SocketEnd>,
+    errors: Arc<SocketEnd>,
+}
+
+/// What a handler wrote, and whether it was cut short.
+struct Exchange {
+    output: Vec<u8>,
+    timed_out: bool,
+    too_large: bool,
+}
+
+/// Waits for `process` to end, killing it at `late`; whether it was late, and how it ended.
+async fn end_within(process: &ProcessRef, late: &mut Sleep) -> (bool, ExitStatus) {
+    let ended = {
+        let mut wait = pin!(process.wait());
+        poll_fn(|context| {
+            if let Poll::Ready(status) = wait.as_mut().poll(context) {
+                return Poll::Ready(Some(status));
+            }
+            if Pin::new(&mut *late).poll(context).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
+    };
+    match ended {
+        Some(status) => (false, status),
+        None => {
+            process.kill();
+            (true, process.wait().await)
+        }
+    }
 }
 
 /// A request, read whole.
@@ -103,20 +141,39 @@ impl App {
         else {
             return failure(503);
         };
-        let mut written = 0;
-        let mut input_done = false;
-        let (mut out, mut out_done, mut errors_done) = (Vec::new(), false, false);
         let mut late = executor::sleep_until(now_ns() + WALL_NS);
+        let ends = Ends { input, output, errors };
+        let exchange = self.exchange(&ends, &request.body, &mut late).await;
+        if exchange.timed_out || exchange.too_large {
+            process.kill();
+        }
+        // Its output has ended, but it may go on (it closed stdout): within the same time.
+        let (late_end, status) = end_within(&process, &mut late).await;
+        match (exchange.timed_out || late_end, exchange.too_large, status.reason) {
+            (true, _, _) => failure(504),
+            (_, true, _) => failure(500),
+            (_, _, ExitReason::OutOfResources) if process.over_cpu_limit() => failure(504),
+            (_, _, ExitReason::Exited) => {
+                cgi_response(&exchange.output).unwrap_or_else(|| failure(500))
+            }
+            _ => failure(500),
+        }
+    }
+
+    /// Feeds the body to the handler and collects its output (its stderr to the console) until
+    /// both its streams end, or `late`.
+    async fn exchange(&self, ends: &Ends, body: &[u8], late: &mut Sleep) -> Exchange {
+        let mut exchange = Exchange { output: Vec::new(), timed_out: false, too_large: false };
+        let (mut written, mut input_done, mut out_done, mut errors_done) = (0, false, false, false);
         let mut buffer = vec![0u8; 16 << 10];
-        let mut too_large = false;
-        let timed_out = poll_fn(|context| {
+        poll_fn(|context| {
             while !input_done {
-                if written == request.body.len() {
-                    input.shutdown_write();
+                if written == body.len() {
+                    ends.input.shutdown_write();
                     input_done = true;
                     break;
                 }
-                match input.poll_write(context, &request.body[written..]) {
+                match ends.input.poll_write(context, &body[written..]) {
                     Poll::Ready(Some(count)) => written += count,
                     // The handler will never read it: the rest is dropped.
                     Poll::Ready(None) => input_done = true,
@@ -124,18 +181,18 @@ impl App {
                 }
             }
             while !out_done {
-                match output.poll_read(context, &mut buffer) {
+                match ends.output.poll_read(context, &mut buffer) {
                     Poll::Ready(0) => out_done = true,
-                    Poll::Ready(count) if out.len() + count > OUTPUT_BYTES => {
-                        too_large = true;
+                    Poll::Ready(count) if exchange.output.len() + count > OUTPUT_BYTES => {
+                        exchange.too_large = true;
                         out_done = true;
                     }
-                    Poll::Ready(count) => out.extend_from_slice(&buffer[..count]),
+                    Poll::Ready(count) => exchange.output.extend_from_slice(&buffer[..count]),
                     Poll::Pending => break,
                 }
             }
             while !errors_done {
-                match errors.poll_read(context, &mut buffer) {
+                match ends.errors.poll_read(context, &mut buffer) {
                     Poll::Ready(0) => errors_done = true,
                     Poll::Ready(count) => {
                         let text = String::from_utf8_lossy(&buffer[..count]);
@@ -145,45 +202,16 @@ impl App {
                 }
             }
             if out_done && errors_done {
-                return Poll::Ready(false);
+                return Poll::Ready(());
             }
-            if Pin::new(&mut late).poll(context).is_ready() {
-                return Poll::Ready(true);
+            if Pin::new(&mut *late).poll(context).is_ready() {
+                exchange.timed_out = true;
+                return Poll::Ready(());
             }
             Poll::Pending
         })
         .await;
-        if timed_out || too_large {
-            process.kill();
-        }
-        // Its output has ended, but it may go on (it closed stdout): within the same time.
-        let ended = {
-            let mut wait = pin!(process.wait());
-            poll_fn(|context| {
-                if let Poll::Ready(status) = wait.as_mut().poll(context) {
-                    return Poll::Ready(Some(status));
-                }
-                if Pin::new(&mut late).poll(context).is_ready() {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            })
-            .await
-        };
-        let (timed_out, status) = match ended {
-            Some(status) => (timed_out, status),
-            None => {
-                process.kill();
-                (true, process.wait().await)
-            }
-        };
-        match (timed_out, too_large, status.reason) {
-            (true, _, _) => failure(504),
-            (_, true, _) => failure(500),
-            (_, _, ExitReason::OutOfResources) if process.over_cpu_limit() => failure(504),
-            (_, _, ExitReason::Exited) => cgi_response(&out).unwrap_or_else(|| failure(500)),
-            _ => failure(500),
-        }
+        exchange
     }
 
     /// The CGI meta-variables (RFC 3875), as `crates/serve/src/environment.rs` sets them.
