@@ -6,7 +6,8 @@
 //!   x86_64-unknown-none, `target/metal/image.bin`) and the bare-metal kernel (`crates/metal`),
 //!   and boots them under QEMU;
 //! - `cargo xtask bench`: measures Nebulet against Linux (see `src/bench/mod.rs` and
-//!   `docs/benchmarks.md`);
+//!   `docs/benchmarks.md`); `--metal`: the bare-metal kernel under QEMU (`src/metal_bench.rs`,
+//!   `docs/metal.md`);
 //! - `cargo xtask stress`: runs hostile programs on the hosted kernel and checks that it holds
 //!   (see `src/stress.rs` and `docs/stress.md`).
 
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "bench")]
 mod bench;
+mod metal_bench;
 mod stress;
 
 #[derive(Debug, Parser)]
@@ -37,11 +39,32 @@ enum Task {
     /// Builds the system image (the apps of `apps/`, precompiled for x86_64-unknown-none, with
     /// a manifest) and `crates/metal`, and boots them under QEMU (the image as its initrd),
     /// streaming the serial output; succeeds when the kernel exits through isa-debug-exit with
-    /// status 33, which it does when init exits with code 0.
+    /// status 33, which it does when init (or the `--run` program) exits with code 0.
     Qemu {
-        /// Seconds before QEMU is stopped and the run counts as failed.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// Seconds before QEMU is stopped and the run counts as failed (default 60; with
+        /// `--serve`, none: it runs until interrupted).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Boots a server instead of the demo: precompiles this WASI program into the image and
+        /// answers HTTP with it, a fresh process per request (the WAGI convention of `nebulet
+        /// serve`), on the machine's network (QEMU user networking, a virtio-net device).
+        #[arg(long, value_name = "APP.wasm")]
+        serve: Option<PathBuf>,
+        /// With `--serve`: the host port forwarded to the server's port 80.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Boots one program instead of the demo, as `nebulet run` does: precompiles this WASI
+        /// program into the image, runs it, and succeeds when it exits with code 0.
+        #[arg(long, value_name = "APP.wasm", conflicts_with = "serve")]
+        run: Option<PathBuf>,
+        /// With `--run`: gives the program a TCP socket listening on the machine's network, as
+        /// WASI descriptor 3, the next at 4, and so on; the host's PORT is forwarded to it
+        /// (repeatable).
+        #[arg(long, value_name = "PORT", requires = "run")]
+        listen: Vec<u16>,
+        /// With `--run`: one argument of the program (repeatable; no spaces).
+        #[arg(long = "arg", value_name = "ARGUMENT", requires = "run")]
+        program_arguments: Vec<String>,
         /// The manifest init runs (default `apps/image.manifest`). Lines that start a threaded
         /// app are dropped: bare metal runs single-threaded modules only.
         #[arg(long)]
@@ -51,6 +74,21 @@ enum Task {
         /// RDSEED) use `qemu64,+ssse3,+sse4.1,+sse4.2` (plain `qemu64` lacks them).
         #[arg(long, default_value = "max")]
         cpu: String,
+        /// The machine's RAM, in QEMU's `-m` syntax (`32M`, `1G`): the kernel sizes its heap
+        /// from the memory map and gives processes what is left.
+        #[arg(long, default_value = "1G")]
+        memory: String,
+        /// The machine's cores (QEMU's `-smp`, with one host thread per core: multi-threaded
+        /// TCG); the kernel starts every one and runs processes on all of them.
+        #[arg(long, default_value_t = 1)]
+        cpus: u32,
+        /// Only these apps go into the image (comma-separated; default: every app of `apps/`):
+        /// a smaller image leaves more of a small machine's RAM to processes.
+        #[arg(long, value_delimiter = ',')]
+        apps: Option<Vec<String>>,
+        /// Builds the image and the kernel, and boots nothing.
+        #[arg(long)]
+        build_only: bool,
         /// More QEMU arguments, after `--` (e.g. `-- -append fault=pf`).
         #[arg(last = true)]
         qemu_arguments: Vec<String>,
@@ -99,6 +137,11 @@ struct BenchArguments {
     /// wrk); a full run rewrites only its section of `docs/benchmarks.md`.
     #[arg(long, value_enum)]
     only: Option<BenchFamily>,
+    /// Measures the bare-metal kernel under QEMU instead (emulated: TCG): boot to init's first
+    /// line, round trip, spawn, sleep lateness beside spinners on 4 cores, and the RAM floor;
+    /// a full run rewrites its section of `docs/metal.md`.
+    #[arg(long)]
+    metal: bool,
 }
 
 /// A family of measurements `cargo xtask bench --only` runs alone.
@@ -180,10 +223,20 @@ fn metal_apps(apps: &Path) -> Result<(Vec<String>, Vec<String>), String> {
 /// The `image` step of `qemu`: builds the apps for wasm32-wasip1, precompiles each for the
 /// bare-metal kernel (`nebulet_metal_image::precompile`), and writes them with the manifest as
 /// a system image at `output`.
-fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
+fn metal_image(
+    manifest: Option<&Path>,
+    only: Option<&[String]>,
+    output: &Path,
+) -> Result<(), String> {
     let root = root();
     let apps_dir = root.join("apps");
-    let (apps, threaded) = metal_apps(&apps_dir)?;
+    let (mut apps, threaded) = metal_apps(&apps_dir)?;
+    if let Some(only) = only {
+        if let Some(unknown) = only.iter().find(|app| !apps.contains(app)) {
+            return Err(format!("--apps: no app {unknown} in {}", apps_dir.display()));
+        }
+        apps.retain(|app| only.contains(app));
+    }
     let manifest_path = manifest.map_or_else(|| apps_dir.join("image.manifest"), Path::to_path_buf);
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .map_err(|error| format!("cannot read {}: {error}", manifest_path.display()))?;
@@ -219,6 +272,7 @@ fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
     let engine = nebulet_metal_image::precompile_engine()
         .map_err(|error| format!("cannot make the precompiling engine: {error:#}"))?;
     let built = target_dir.join(WASM_TARGET).join("release");
+    let cache = root.join("target/metal/precompiled");
     // One thread per app: Cranelift compiles each module on one core.
     type Compiled = (String, usize, Vec<u8>);
     let compiled: Vec<Result<Compiled, String>> = std::thread::scope(|scope| {
@@ -226,11 +280,15 @@ fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
             .iter()
             .map(|app| {
                 let (engine, wasm) = (&engine, built.join(format!("{app}.wasm")));
+                let cache = cache.as_path();
                 scope.spawn(move || {
                     let bytes = std::fs::read(&wasm)
                         .map_err(|error| format!("cannot read {}: {error}", wasm.display()))?;
-                    let code = nebulet_metal_image::precompile_with(engine, &bytes)
-                        .map_err(|error| format!("cannot precompile {app}: {error:#}"))?;
+                    let compile = |wasm: &[u8]| {
+                        nebulet_metal_image::precompile_with(engine, wasm)
+                            .map_err(|error| format!("cannot precompile {app}: {error:#}"))
+                    };
+                    let code = precompiled(compile, app, &bytes, cache)?;
                     Ok((app.clone(), bytes.len(), code))
                 })
             })
@@ -270,6 +328,103 @@ fn metal_image(manifest: Option<&Path>, output: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `app`'s code precompiled for the bare-metal kernel, from `cache` when this xtask already
+/// compiled these wasm bytes (each boot of the QEMU tests would otherwise spend 1.5 s in
+/// Cranelift). The key is a hash of the bytes and of this executable's size and time, so a
+/// rebuilt xtask (another wasmtime, other engine settings) compiles afresh.
+fn precompiled(
+    compile: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+    app: &str,
+    wasm: &[u8],
+    cache: &Path,
+) -> Result<Vec<u8>, String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    wasm.hash(&mut hasher);
+    let executable = std::env::current_exe().and_then(std::fs::metadata).ok();
+    executable.map(|metadata| (metadata.len(), metadata.modified().ok())).hash(&mut hasher);
+    let path = cache.join(format!("{app}-{:016x}.cwasm", hasher.finish()));
+    if let Ok(code) = std::fs::read(&path) {
+        return Ok(code);
+    }
+    let code = compile(wasm)?;
+    // The cache is an optimisation: failing to write it changes nothing but the next run's time.
+    let _ = std::fs::create_dir_all(cache);
+    if let Ok(entries) = std::fs::read_dir(cache) {
+        let stale = |name: &str| name.strip_prefix(app).is_some_and(|rest| rest.len() == 23);
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_str().is_some_and(stale) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let partial = path.with_extension("partial");
+    let _ = std::fs::write(&partial, &code).and_then(|()| std::fs::rename(&partial, &path));
+    Ok(code)
+}
+
+/// The demo's image: the default manifest's is `image.bin`; another manifest's is named after
+/// it, so that runs with different manifests (the tests) do not overwrite each other's.
+fn demo_image(manifest: Option<&Path>, only: Option<&[String]>) -> Result<PathBuf, String> {
+    let mut name = match manifest {
+        None => "image".to_string(),
+        Some(path) => format!(
+            "image-{}",
+            path.file_stem().map_or_else(|| "manifest".into(), |stem| stem.to_string_lossy())
+        ),
+    };
+    if let Some(only) = only {
+        name.push_str(&format!("-{}-apps", only.len()));
+    }
+    let image = root().join("target/metal").join(format!("{name}.bin"));
+    metal_image(manifest, only, &image)?;
+    Ok(image)
+}
+
+/// QEMU's user network with a virtio-net device, host port `ports[i]` forwarded to the
+/// machine's port 80 + i.
+fn network_arguments(ports: &[u16]) -> Vec<String> {
+    let forwards: String = ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| format!(",hostfwd=tcp:127.0.0.1:{port}-:{}", 80 + index))
+        .collect();
+    ["-device", "virtio-net-pci,netdev=net0", "-netdev", &format!("user,id=net0{forwards}")]
+        .iter()
+        .map(|argument| argument.to_string())
+        .collect()
+}
+
+/// The image of `--serve` and `--run`: the one app, named after its file, and no manifest; its
+/// path and the app's name.
+fn single_app_image(app: &Path) -> Result<(PathBuf, String), String> {
+    let wasm =
+        std::fs::read(app).map_err(|error| format!("cannot read {}: {error}", app.display()))?;
+    let name: String = app
+        .file_stem()
+        .map(|stem| {
+            let keep =
+                |character: &char| character.is_ascii_alphanumeric() || "-_".contains(*character);
+            stem.to_string_lossy().chars().filter(keep).collect()
+        })
+        .filter(|name: &String| !name.is_empty())
+        .unwrap_or_else(|| "handler".to_string());
+    let engine = nebulet_metal_image::precompile_engine()
+        .map_err(|error| format!("cannot make the precompiling engine: {error:#}"))?;
+    let compile = |wasm: &[u8]| {
+        nebulet_metal_image::precompile_with(&engine, wasm)
+            .map_err(|error| format!("cannot precompile {}: {error:#}", app.display()))
+    };
+    let code = precompiled(compile, &name, &wasm, &root().join("target/metal/precompiled"))?;
+    let image = nebulet_metal_image::write("", &[(name.as_str(), code.as_slice())])
+        .map_err(|error| format!("cannot write the image: {error}"))?;
+    let output = root().join("target/metal/single.bin");
+    std::fs::create_dir_all(output.parent().expect("a folder"))
+        .and_then(|()| std::fs::write(&output, image))
+        .map_err(|error| format!("cannot write {}: {error}", output.display()))?;
+    Ok((output, name))
+}
+
 /// The bytes an ELF64 file loads (the file sizes of its PT_LOAD segments): the kernel's size
 /// without its debug information. 0 if the file is not an ELF64 file.
 fn loaded_size(elf: &[u8]) -> usize {
@@ -289,13 +444,33 @@ fn loaded_size(elf: &[u8]) -> usize {
         .sum()
 }
 
-fn qemu(
-    timeout: Duration,
-    cpu: &str,
-    manifest: Option<&Path>,
-    extra: &[String],
-) -> Result<(), String> {
+/// How `qemu` boots: the machine QEMU emulates, and for how long.
+#[derive(Debug)]
+struct Machine {
+    /// `None`: until interrupted.
+    timeout: Option<Duration>,
+    cpu: String,
+    memory: String,
+    cpus: u32,
+    build_only: bool,
+}
+
+/// What `qemu` boots.
+#[derive(Debug)]
+enum System {
+    /// `init` with a manifest (default `apps/image.manifest`) and the apps of `apps/` (or only
+    /// those named).
+    Demo { manifest: Option<PathBuf>, only: Option<Vec<String>> },
+    /// A server answering HTTP with one app, reached through a forwarded host port.
+    Serve { app: PathBuf, port: u16 },
+    /// One app, with arguments and listening sockets reached through forwarded host ports.
+    Run { app: PathBuf, listen: Vec<u16>, arguments: Vec<String> },
+}
+
+fn qemu(machine: &Machine, system: &System, extra: &[String]) -> Result<(), String> {
+    // Checked before the build, which takes minutes on a clean tree; not needed to build only.
     match Command::new(QEMU).arg("--version").stdout(Stdio::null()).status() {
+        _ if machine.build_only => {}
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
@@ -304,16 +479,32 @@ fn qemu(
         }
         Err(error) => return Err(format!("cannot run {QEMU}: {error}")),
     }
-    // The default manifest's image is `image.bin`; another manifest's is named after it, so
-    // that runs with different manifests (the tests) do not overwrite each other's.
-    let image = root().join("target/metal").join(match manifest {
-        None => "image.bin".to_string(),
-        Some(path) => format!(
-            "image-{}.bin",
-            path.file_stem().map_or_else(|| "manifest".into(), |stem| stem.to_string_lossy())
-        ),
-    });
-    metal_image(manifest, &image)?;
+    let (image, system_arguments) = match system {
+        System::Demo { manifest, only } => {
+            (demo_image(manifest.as_deref(), only.as_deref())?, vec![])
+        }
+        System::Serve { app, port } => {
+            let (image, name) = single_app_image(app)?;
+            let mut arguments = network_arguments(&[*port]);
+            arguments.extend(["-append".to_string(), format!("serve={name}")]);
+            println!("xtask: serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)", app.display());
+            (image, arguments)
+        }
+        System::Run { app, listen, arguments: program } => {
+            let (image, name) = single_app_image(app)?;
+            if let Some(bad) =
+                program.iter().find(|argument| argument.contains(char::is_whitespace))
+            {
+                return Err(format!("--arg {bad:?}: the kernel command line takes no spaces"));
+            }
+            let mut line = vec![format!("run={name}")];
+            line.extend((0..listen.len()).map(|index| format!("listen={}", 80 + index)));
+            line.extend(program.iter().map(|argument| format!("arg={argument}")));
+            let mut arguments = if listen.is_empty() { vec![] } else { network_arguments(listen) };
+            arguments.extend(["-append".to_string(), line.join(" ")]);
+            (image, arguments)
+        }
+    };
 
     // Built from its own directory, so that its `.cargo/config.toml` (rustflags) applies.
     let metal = root().join("crates/metal");
@@ -328,11 +519,19 @@ fn qemu(
     run(build)?;
     let elf = target_dir.join(METAL_TARGET).join("release/nebulet-metal");
     let bytes = std::fs::read(&elf).map_err(|error| format!("{}: {error}", elf.display()))?;
-    println!(
-        "xtask: booting {} ({} KiB loaded; {} KiB with debug information) under {QEMU}",
+    let kernel = format!(
+        "{} ({} KiB loaded; {} KiB with debug information)",
         elf.display(),
         loaded_size(&bytes).div_ceil(1024),
         bytes.len().div_ceil(1024)
+    );
+    if machine.build_only {
+        println!("xtask: built {kernel}");
+        return Ok(());
+    }
+    println!(
+        "xtask: booting {kernel} under {QEMU} with {} of RAM and {} cores",
+        machine.memory, machine.cpus
     );
 
     let mut command = Command::new(QEMU);
@@ -341,21 +540,27 @@ fn qemu(
         .arg(&elf)
         .arg("-initrd")
         .arg(&image)
-        .args(["-m", "1G", "-cpu", cpu, "-nodefaults", "-no-reboot", "-display", "none"])
+        .args(["-m", &machine.memory, "-cpu", &machine.cpu])
+        .args(["-smp", &machine.cpus.to_string(), "-accel", "tcg,thread=multi"])
+        .args(["-nodefaults", "-no-reboot", "-display", "none"])
         .args(["-serial", "stdio", "-monitor", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(&system_arguments)
         .args(extra)
         .stdin(Stdio::null());
     let mut child = command.spawn().map_err(|error| format!("cannot run {QEMU}: {error}"))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = machine.timeout.map(|timeout| Instant::now() + timeout);
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
             break status;
         }
-        if Instant::now() >= deadline {
+        if let (Some(deadline), Some(timeout)) = (deadline, machine.timeout)
+            && Instant::now() >= deadline
+        {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("QEMU did not exit within {} s; stopped it", timeout.as_secs()));
+            let seconds = timeout.as_secs();
+            return Err(format!("QEMU did not exit within {seconds} s; stopped it"));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -369,6 +574,11 @@ fn qemu(
         }
         Some(0) => Err("QEMU exited with status 0: the machine reset (a triple fault?)".into()),
         Some(code) => Err(format!("QEMU exited with status {code}, not {QEMU_SUCCESS}")),
+        // A server runs until it is interrupted: that is its normal end.
+        None if matches!(system, System::Serve { .. }) => {
+            println!("xtask: the server was stopped ({status})");
+            Ok(())
+        }
         None => Err(format!("QEMU was stopped by a signal ({status})")),
     }
 }
@@ -378,6 +588,9 @@ fn qemu(
 /// with the `bench` feature (which brings the hosted kernel and the apps' image) and runs its
 /// hidden `bench-run` task.
 fn bench_in_release(arguments: &BenchArguments) -> Result<(), String> {
+    if arguments.metal {
+        return metal_bench::bench(arguments.quick);
+    }
     eprintln!("xtask: building the benchmark in release mode, then running it");
     // The `nebulet` command too, for the start-up rows (the same features as xtask's build).
     let mut build = cargo();
@@ -411,8 +624,33 @@ fn main() -> ExitCode {
             test.args(["test", "--workspace"]).current_dir(root());
             run(test)
         }
-        Task::Qemu { timeout, cpu, manifest, qemu_arguments } => {
-            qemu(Duration::from_secs(timeout), &cpu, manifest.as_deref(), &qemu_arguments)
+        Task::Qemu {
+            timeout,
+            serve,
+            port,
+            run,
+            listen,
+            program_arguments,
+            cpu,
+            memory,
+            cpus,
+            apps,
+            build_only,
+            manifest,
+            qemu_arguments,
+        } => {
+            let timeout = match (timeout, &serve) {
+                (Some(seconds), _) => Some(Duration::from_secs(seconds)),
+                (None, Some(_)) => None,
+                (None, None) => Some(Duration::from_secs(60)),
+            };
+            let machine = Machine { timeout, cpu, memory, cpus, build_only };
+            let system = match (serve, run) {
+                (Some(app), _) => System::Serve { app, port },
+                (None, Some(app)) => System::Run { app, listen, arguments: program_arguments },
+                (None, None) => System::Demo { manifest, only: apps },
+            };
+            qemu(&machine, &system, &qemu_arguments)
         }
         Task::Bench(arguments) => bench_in_release(&arguments),
         Task::Stress(arguments) => stress::stress(&arguments),

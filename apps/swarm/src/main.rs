@@ -66,6 +66,7 @@ fn main() {
             sip::process::exit(1);
         }
     };
+    let starting = clock::monotonic();
     let mut workers = match start(n, k) {
         Ok(workers) => workers,
         Err(message) => {
@@ -73,7 +74,8 @@ fn main() {
             sip::process::exit(1);
         }
     };
-    println!("swarm: started {n} workers");
+    let elapsed_us = (clock::monotonic() - starting) / 1000;
+    println!("swarm: started {n} workers in {elapsed_us} us");
 
     let mut tally = Tally::default();
     let mut message = Message::new();

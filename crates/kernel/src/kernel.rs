@@ -19,11 +19,31 @@ use crate::random::FastRandom;
 use crate::runner::{self, ThreadContext};
 
 /// Heap the kernel keeps free for its own objects on a platform with a fixed heap: processes
-/// are not started, and memories not grown, into it.
+/// are not started, and memories not grown, into it. A small machine's is smaller: an eighth
+/// of its capacity ([`Margins`]).
 pub(crate) const KERNEL_MEMORY_MARGIN: u64 = 8 << 20;
 
 /// What a new process (or thread) needs at least, beyond the margin: its stack and first pages.
+/// A small machine's is smaller: a sixteenth of its capacity, and at least one stack.
 pub(crate) const PROCESS_MEMORY_MARGIN: u64 = 4 << 20;
+
+/// The margins of a fixed heap, scaled to the machine's capacity (a 32 MiB machine cannot keep
+/// 12 MiB free).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Margins {
+    kernel: u64,
+    process: u64,
+}
+
+impl Margins {
+    fn of(capacity: &crate::Capacity) -> Self {
+        let memory = capacity.memory_bytes;
+        Self {
+            kernel: KERNEL_MEMORY_MARGIN.min(memory / 8),
+            process: PROCESS_MEMORY_MARGIN.min((memory / 16).max(capacity.stack_bytes)),
+        }
+    }
+}
 
 /// What a process is started with, besides its module.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +121,7 @@ pub struct Kernel {
     /// Makes running processes yield early, for a process that woke or a kill.
     pub(crate) preemption: Arc<crate::processors::Preemption>,
     live_processes: AtomicUsize,
+    margins: Margins,
     /// Thread stores alive (each thread of each process has one).
     pub(crate) live_threads: AtomicUsize,
 }
@@ -142,6 +163,7 @@ impl Kernel {
             processors,
             preemption,
             live_processes: AtomicUsize::new(0),
+            margins: Margins::of(&capacity),
             live_threads: AtomicUsize::new(0),
         }))
     }
@@ -260,7 +282,7 @@ impl Kernel {
         process: &Arc<Process>,
         bootstrap: Option<HandleEntry>,
     ) -> Result<(), (Error, Option<HandleEntry>)> {
-        if !self.memory_allows(PROCESS_MEMORY_MARGIN) {
+        if !self.memory_allows(self.margins.process) {
             return Err((Error::NoResources, bootstrap));
         }
         process.mark_started(bootstrap)?;
@@ -269,11 +291,11 @@ impl Kernel {
         Ok(())
     }
 
-    /// Whether `bytes` more can be allocated and still leave [`KERNEL_MEMORY_MARGIN`] free.
+    /// Whether `bytes` more can be allocated and still leave the kernel's margin free.
     pub(crate) fn memory_allows(&self, bytes: u64) -> bool {
         self.platform
             .memory_available()
-            .is_none_or(|free| free >= bytes.saturating_add(KERNEL_MEMORY_MARGIN))
+            .is_none_or(|free| free >= bytes.saturating_add(self.margins.kernel))
     }
 
     pub(crate) fn process_ended(&self) {

@@ -17,10 +17,15 @@
 //! app count
 //! app count times:
 //!     name length, name                       UTF-8, non-empty, unique
-//!     code length, code                       wasmtime's precompiled module (an ELF file)
+//!     code length
+//!     padding                                 zeros, to the next multiple of CODE_ALIGNMENT
+//!     code                                    wasmtime's precompiled module (an ELF file)
 //! ```
 //!
-//! Nothing follows the last app. The image carries no checksum: it is trusted like the kernel
+//! The padding puts each app's code at a multiple of [`CODE_ALIGNMENT`] from the image's start,
+//! so that a kernel whose image lies page-aligned in memory (QEMU loads the initrd so) runs the
+//! code where it lies (`Module::deserialize_raw`) instead of copying it to its heap. Nothing
+//! follows the last app. The image carries no checksum: it is trusted like the kernel
 //! it is booted with (see `crates/metal`).
 #![no_std]
 // The crate is part of the bare-metal boundary; its one `unsafe` block is in `engine_config`.
@@ -33,8 +38,12 @@ extern crate std;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// The first eight bytes of an image (format version 1).
-pub const MAGIC: &[u8; 8] = b"NEBIMG01";
+/// The first eight bytes of an image (format version 2: code aligned).
+pub const MAGIC: &[u8; 8] = b"NEBIMG02";
+
+/// Where each app's code starts: a multiple of this many bytes from the image's start (the
+/// page size, which wasmtime requires of code it runs in place on the kernel's engine).
+pub const CODE_ALIGNMENT: usize = 4096;
 
 /// The target the apps are compiled for: the kernel's own.
 pub const TARGET: &str = "x86_64-unknown-none";
@@ -49,7 +58,7 @@ pub const CRANELIFT_FLAGS: [&str; 4] = ["has_sse3", "has_ssse3", "has_sse41", "h
 /// move it (there is no virtual memory to reserve address space with).
 pub const MEMORY_RESERVATION_FOR_GROWTH: u64 = 64 << 10;
 
-/// Bytes of each fiber stack (a thread's): 512 KiB, from the kernel's fixed heap.
+/// Bytes of each fiber stack (a thread's): 512 KiB, from the kernel's heap.
 pub const STACK_BYTES: u64 = 512 << 10;
 
 /// The wasmtime configuration of bare-metal engines: the host precompiler's and the kernel's.
@@ -75,7 +84,7 @@ pub fn engine_config() -> wasmtime::Config {
         .guard_before_linear_memory(false)
         .memory_reservation_for_growth(MEMORY_RESERVATION_FOR_GROWTH)
         .memory_init_cow(false)
-        // Fiber stacks come from the kernel's fixed heap: 512 KiB each, not wasmtime's 2 MiB
+        // Fiber stacks come from the kernel's heap: 512 KiB each, not wasmtime's 2 MiB
         // (the apps keep their own stacks in linear memory; host calls are shallow).
         .async_stack_size(STACK_BYTES as usize)
         .max_wasm_stack(256 << 10)
@@ -171,6 +180,11 @@ pub enum ImageError {
         /// Its offset in the image.
         at: usize,
     },
+    /// The padding before an app's code, from byte `at`, is not all zeros.
+    NonZeroPadding {
+        /// Its offset in the image.
+        at: usize,
+    },
     /// Bytes follow the last app, from byte `at`.
     TrailingBytes {
         /// The offset of the first one.
@@ -198,6 +212,9 @@ impl fmt::Display for ImageError {
             Self::EmptyName { at } => write!(formatter, "the app name at byte {at} is empty"),
             Self::DuplicateName { at } => {
                 write!(formatter, "the app name at byte {at} names a second app of that name")
+            }
+            Self::NonZeroPadding { at } => {
+                write!(formatter, "the padding at byte {at} is not zeros")
             }
             Self::TrailingBytes { at } => {
                 write!(formatter, "the image has bytes after its last app, from byte {at}")
@@ -229,6 +246,11 @@ pub fn parse(bytes: &[u8]) -> Result<Image<'_>, ImageError> {
             return Err(ImageError::DuplicateName { at: name_at });
         }
         let length = reader.length("app code length")?;
+        let padding = reader.at.next_multiple_of(CODE_ALIGNMENT) - reader.at;
+        let padding_at = reader.at;
+        if reader.take(padding, "app code padding")?.iter().any(|&byte| byte != 0) {
+            return Err(ImageError::NonZeroPadding { at: padding_at });
+        }
         let code = reader.take(length, "app code")?;
         apps.push(App { name, code });
     }
@@ -284,7 +306,10 @@ pub fn write(manifest: &str, apps: &[(&str, &[u8])]) -> Result<Vec<u8>, ImageErr
     let size = MAGIC.len()
         + 8
         + manifest.len()
-        + apps.iter().map(|(name, code)| 8 + name.len() + code.len()).sum::<usize>();
+        + apps
+            .iter()
+            .map(|(name, code)| 8 + name.len() + CODE_ALIGNMENT + code.len())
+            .sum::<usize>();
     let mut image = Vec::with_capacity(size);
     image.extend_from_slice(MAGIC);
     length(&mut image, manifest.len(), "manifest")?;
@@ -300,6 +325,7 @@ pub fn write(manifest: &str, apps: &[(&str, &[u8])]) -> Result<Vec<u8>, ImageErr
         length(&mut image, name.len(), "app name")?;
         image.extend_from_slice(name.as_bytes());
         length(&mut image, code.len(), "app code")?;
+        image.resize(image.len().next_multiple_of(CODE_ALIGNMENT), 0);
         image.extend_from_slice(code);
     }
     Ok(image)
@@ -343,10 +369,15 @@ mod tests {
         let mut image = MAGIC.to_vec();
         field(&mut image, b"service echo\nstart hello\n");
         image.extend_from_slice(&2u32.to_le_bytes());
+        let code = |image: &mut Vec<u8>, bytes: &[u8]| {
+            image.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            image.resize(image.len().next_multiple_of(CODE_ALIGNMENT), 0);
+            image.extend_from_slice(bytes);
+        };
         field(&mut image, b"echo");
-        field(&mut image, &[1, 2, 3]);
+        code(&mut image, &[1, 2, 3]);
         field(&mut image, b"hello");
-        field(&mut image, &[]);
+        code(&mut image, &[]);
         image
     }
 
@@ -365,6 +396,9 @@ mod tests {
         let range = bytes.as_ptr_range();
         assert!(range.contains(&image.manifest.as_ptr()));
         assert!(range.contains(&image.apps[0].code.as_ptr()));
+        // Each app's code lies at a multiple of CODE_ALIGNMENT from the start.
+        let offset = image.apps[0].code.as_ptr() as usize - bytes.as_ptr() as usize;
+        assert_eq!(offset, CODE_ALIGNMENT);
     }
 
     #[cfg(feature = "precompile")]
@@ -411,12 +445,15 @@ mod tests {
             bytes[offset] = byte;
             parse(&bytes).map(|_| ()).unwrap_err()
         };
-        assert_eq!(corrupt(7, b'2'), ImageError::BadMagic);
+        // An image of format version 1 (code not aligned) is refused.
+        assert_eq!(corrupt(7, b'1'), ImageError::BadMagic);
         // The manifest's length claims more than there is.
         assert_eq!(corrupt(11, 0x10), ImageError::Truncated { what: "manifest", at: 12 });
         assert_eq!(corrupt(12, 0xFF), ImageError::NotUtf8 { what: "manifest", at: 12 });
         // The app count (at 37) claims a third app.
-        assert_eq!(corrupt(37, 3), ImageError::Truncated { what: "app name", at: 69 });
+        assert_eq!(corrupt(37, 3), ImageError::Truncated { what: "app name", at: good.len() });
+        // The padding after echo's code length (at 49) must be zeros.
+        assert_eq!(corrupt(60, 1), ImageError::NonZeroPadding { at: 53 });
         // The second name becomes "echo"'s twin, then empty.
         let mut twin = good.clone();
         let second = good.windows(5).rposition(|window| window == b"hello").unwrap();
@@ -436,7 +473,7 @@ mod tests {
         huge[37..41].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(parse(&huge), Err(ImageError::Truncated { .. })));
         // Every message says what is wrong.
-        assert!(ImageError::BadMagic.to_string().contains("NEBIMG01"));
+        assert!(ImageError::BadMagic.to_string().contains("NEBIMG02"));
     }
 
     #[cfg(feature = "precompile")]

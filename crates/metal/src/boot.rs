@@ -4,9 +4,9 @@
 //! note and jumps to `pvh_start32` in 32-bit protected mode, paging off, with `ebx` holding the
 //! physical address of a `hvm_start_info`. The trampoline records the TSC, zeroes .bss,
 //! identity-maps the first 4 GiB with 2 MiB pages (the last GiB, where the LAPIC, IOAPIC and PCI
-//! holes live, uncached; the 2 MiB below the stack unmapped as a guard), enables PAE, long mode
-//! (EFER.LME, NXE off), paging and SSE (CR0.EM=0, CR0.MP=1, CR4.OSFXSR, CR4.OSXMMEXCPT), loads a
-//! 64-bit GDT and calls `kernel_main(start_info)` on the 8 MiB stack of `link.ld`.
+//! holes live, uncached; the 4 KiB page below the stack unmapped as a guard), enables PAE, long
+//! mode (EFER.LME, NXE off), paging and SSE (CR0.EM=0, CR0.MP=1, CR4.OSFXSR, CR4.OSXMMEXCPT),
+//! loads a 64-bit GDT and calls `kernel_main(start_info)` on the 512 KiB stack of `link.ld`.
 
 use core::arch::global_asm;
 
@@ -41,12 +41,15 @@ boot_gdt_pointer:
 
     .pushsection .bss.boot, "aw", @nobits
     .balign 4096
+    .global boot_pml4
 boot_pml4:
     .skip 4096
 boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4 * 4096
+boot_guard_pt:
+    .skip 4096
     .popsection
 
     .pushsection .text.boot, "ax"
@@ -93,9 +96,27 @@ pvh_start32:
     cmp ecx, 4 * 512
     jne .Lpd_loop
 
+    /* The 2 MiB around the stack guard: 4 KiB pages, all but the guard's. A 2 MiB guard
+       would waste 2 MiB of RAM, an eighth of a 16 MiB machine. */
     mov eax, offset __stack_guard
-    shr eax, 21
-    mov dword ptr [boot_pd + eax * 8], 0
+    shr eax, 21                 /* the guard's 2 MiB region */
+    mov edx, eax
+    shl edx, 21
+    or edx, 3                   /* present, writable */
+    xor ecx, ecx
+.Lpt_loop:
+    mov dword ptr [boot_guard_pt + ecx * 8], edx
+    add edx, 4096
+    inc ecx
+    cmp ecx, 512
+    jne .Lpt_loop
+    mov edx, offset __stack_guard
+    shr edx, 12
+    and edx, 511
+    mov dword ptr [boot_guard_pt + edx * 8], 0
+    mov edx, offset boot_guard_pt
+    or edx, 3
+    mov dword ptr [boot_pd + eax * 8], edx
 
     mov eax, cr4
     or eax, (1 << 5) | (1 << 9) | (1 << 10)     /* PAE, OSFXSR, OSXMMEXCPT */
@@ -239,6 +260,33 @@ impl StartInfo {
         // SAFETY: the loader's NUL-terminated command line.
         let bytes = unsafe { core::ffi::CStr::from_ptr(self.cmdline_paddr as *const _) };
         bytes.to_str().ok()
+    }
+
+    /// Where the memory map lies (start, end).
+    pub fn memory_map_range(&self) -> (u64, u64) {
+        let size = size_of::<MemoryRegion>() as u64 * u64::from(self.memmap_entries);
+        (self.memmap_paddr, self.memmap_paddr + size)
+    }
+
+    /// Where the module list lies (start, end).
+    pub fn module_list_range(&self) -> (u64, u64) {
+        let size = size_of::<Module>() as u64 * u64::from(self.nr_modules);
+        (self.modlist_paddr, self.modlist_paddr + size)
+    }
+
+    /// Where a NUL-terminated string the loader wrote lies (start, end; empty for address 0).
+    pub fn string_range(address: u64) -> (u64, u64) {
+        if address == 0 {
+            return (0, 0);
+        }
+        // SAFETY: the loader's NUL-terminated string (the kernel's or a module's command line).
+        let bytes = unsafe { core::ffi::CStr::from_ptr(address as *const _) };
+        (address, address + bytes.count_bytes() as u64 + 1)
+    }
+
+    /// The kernel command line's address (0 if none).
+    pub fn command_line_address(&self) -> u64 {
+        self.cmdline_paddr
     }
 
     /// The ACPI RSDP's physical address (0 if none).

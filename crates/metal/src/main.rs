@@ -10,14 +10,17 @@ extern crate alloc;
 
 mod boot;
 mod clock;
+mod cpus;
 mod engine;
 mod entropy;
 mod executor;
 mod heap;
 mod interrupts;
+mod network;
 mod platform;
 mod rtc;
 mod serial;
+mod serve;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -31,7 +34,7 @@ use nebulet_kernel::{ExitStatus, Kernel};
 use crate::clock::{now_ns, rdtsc};
 use crate::platform::{EXIT_FAILURE, EXIT_SUCCESS, MetalPlatform, exit};
 
-/// Called by the boot trampoline on the 8 MiB kernel stack, interrupts off.
+/// Called by the boot trampoline on the 512 KiB boot stack, interrupts off.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     let entered = rdtsc();
@@ -47,10 +50,15 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     );
     let info = boot::StartInfo::from_pointer(start_info).expect("a PVH start info");
     let heap = heap::init(info);
+    let (kernel_start, kernel_end) = boot::kernel_range();
     println!(
-        "heap: {} MiB at {:#x}; ACPI RSDP at {:#x}",
-        heap.len() >> 20,
-        heap.start,
+        "memory: {} KiB of RAM; kernel {} KiB at {kernel_start:#x} (with its stack); heap {} KiB \
+         in {} spans from {:#x}; ACPI RSDP at {:#x}",
+        heap.ram >> 10,
+        (kernel_end - kernel_start) >> 10,
+        heap.bytes >> 10,
+        heap.span_count,
+        heap.spans[0].0,
         info.rsdp()
     );
     if let Some(command_line) = info.command_line().filter(|line| !line.is_empty()) {
@@ -58,6 +66,21 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     }
     interrupts::init();
     fault_on_request(info.command_line().unwrap_or_default());
+    let wanted = info
+        .command_line()
+        .unwrap_or_default()
+        .split(' ')
+        .find_map(|word| word.strip_prefix("cpus=")?.parse().ok())
+        .unwrap_or(0);
+    let reserved: Vec<(u64, u64)> = heap::loader_ranges(info).collect();
+    let starting = now_ns();
+    let online = cpus::start_application_processors(info.rsdp(), wanted, &reserved);
+    println!(
+        "cpus: {online} online (started in {} ms); timer: {} ticks so far, {} counts each",
+        ms(now_ns() - starting),
+        interrupts::ticks(),
+        cpus::timer_count()
+    );
     let source = entropy::init();
     let wall_clock = rtc::init();
     println!(
@@ -67,7 +90,17 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     );
     println!("initialised in {} ms", ms(now_ns()));
 
-    let status = match boot_system(info) {
+    if let Some(app) = word_value(info.command_line().unwrap_or_default(), "serve") {
+        let failure = serve_system(info, app);
+        println!("nebulet-metal: FAILED: {failure}");
+        exit(EXIT_FAILURE)
+    }
+    let command_line = info.command_line().unwrap_or_default();
+    let (first, result) = match word_value(command_line, "run") {
+        Some(app) => (app, run_system(info, app, command_line)),
+        None => ("init", boot_system(info)),
+    };
+    let status = match result {
         Ok(status) => status,
         Err(failure) => {
             println!("nebulet-metal: FAILED: {failure}");
@@ -75,7 +108,7 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
         }
     };
     if let Some(first_line) = platform::first_console_write_ns() {
-        println!("nebulet-metal: init's first line {} ms after kernel entry", ms(first_line));
+        println!("nebulet-metal: {first}'s first line {} ms after kernel entry", ms(first_line));
     }
     println!(
         "nebulet-metal: {} ms since kernel entry, {} timer ticks, {} idle halts",
@@ -83,12 +116,21 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
         interrupts::ticks(),
         executor::halts()
     );
+    let (used, peak) = heap::used_bytes();
+    println!(
+        "nebulet-metal: heap {} KiB in use, at most {} KiB, of {} KiB",
+        used >> 10,
+        peak >> 10,
+        (heap::free_bytes() + used) >> 10
+    );
     match (status.reason, &status.message) {
-        (ExitReason::Exited, _) => println!("nebulet-metal: init exited with code {}", status.code),
-        (reason, Some(message)) => {
-            println!("nebulet-metal: init ended: {} ({message})", reason.word())
+        (ExitReason::Exited, _) => {
+            println!("nebulet-metal: {first} exited with code {}", status.code)
         }
-        (reason, None) => println!("nebulet-metal: init ended: {}", reason.word()),
+        (reason, Some(message)) => {
+            println!("nebulet-metal: {first} ended: {} ({message})", reason.word())
+        }
+        (reason, None) => println!("nebulet-metal: {first} ended: {}", reason.word()),
     }
     exit(if status.reason == ExitReason::Exited && status.code == 0 {
         EXIT_SUCCESS
@@ -97,9 +139,16 @@ extern "C" fn kernel_main(start_info: *const boot::StartInfo) -> ! {
     })
 }
 
-/// Loads the system image of the first PVH module (`-initrd`), boots it on a new kernel and
-/// runs every task until `init` ends; returns how init ended.
-fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
+/// The system image of the first PVH module (`-initrd`), its apps loaded on the kernel's
+/// engine.
+struct Loaded {
+    engine: &'static wasmtime::Engine,
+    manifest: &'static str,
+    apps: Vec<(String, wasmtime::Module)>,
+}
+
+/// Loads the system image: parses it and deserializes every app.
+fn load_image(info: &boot::StartInfo) -> Result<Loaded, String> {
     let module = info.modules().first().ok_or(
         "no system image: boot with the image as the initrd (`cargo xtask qemu` does: \
          `-initrd target/metal/image.bin`)",
@@ -113,34 +162,51 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
         .map_err(|error| format!("the system image at {:#x}: {error}", module.paddr))?;
     let engine = engine::init().map_err(|error| format!("cannot make the engine: {error:#}"))?;
     let loading = now_ns();
-    let mut init = None;
     let mut apps = Vec::with_capacity(image.apps.len());
+    let mut copied = 0;
     for app in &image.apps {
         // SAFETY: `Module::deserialize` trusts its bytes to be wasmtime's own output for this
         // engine's settings (it checks the header, the settings and the CPU features, not the
         // machine code). These come from the image this kernel was booted with, written by the
         // host's precompiler (`nebulet_metal_image::precompile`, same `engine_config`): they are
         // as trusted as the kernel image itself. A tampered image is NOT defended against: its
-        // code runs with the kernel's privileges.
-        let module = unsafe { wasmtime::Module::deserialize(engine, app.code) }
-            .map_err(|error| format!("cannot load app {}: {error:#}", app.name))?;
-        if app.name == "init" {
-            init = Some(module.clone());
+        // code runs with the kernel's privileges. In place (`deserialize_raw`), the module also
+        // needs its bytes to live as long as it and never change: they are in the image, which
+        // lives for the whole run, outside the heap (`heap::init`), and nothing writes it.
+        let module = unsafe {
+            if app.code.as_ptr().addr() % nebulet_metal_image::CODE_ALIGNMENT == 0 {
+                wasmtime::Module::deserialize_raw(engine, core::ptr::NonNull::from(app.code))
+            } else {
+                copied += app.code.len();
+                wasmtime::Module::deserialize(engine, app.code)
+            }
         }
+        .map_err(|error| format!("cannot load app {}: {error:#}", app.name))?;
         apps.push((app.name.to_string(), module));
     }
     println!(
-        "image: {} apps, {} KiB, loaded in {} ms",
+        "image: {} apps, {} KiB, loaded in {} ms ({} KiB of code copied to the heap; heap in \
+         use with the engine and the modules: {} KiB)",
         apps.len(),
         bytes.len() >> 10,
-        ms(now_ns() - loading)
+        ms(now_ns() - loading),
+        copied >> 10,
+        heap::used_bytes().0 >> 10
     );
+    Ok(Loaded { engine, manifest: image.manifest, apps })
+}
+
+/// Loads the system image, boots it on a new kernel and runs every task until `init` ends;
+/// returns how init ended.
+fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
+    let Loaded { engine, manifest, apps } = load_image(info)?;
+    let init = apps.iter().find(|(name, _)| name == "init").map(|(_, module)| module.clone());
     let starting = now_ns();
     let init = init.ok_or("the system image has no init app")?;
     let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
     let process = kernel
-        .boot(init, image.manifest, apps)
+        .boot(init, manifest, apps)
         .map_err(|error| format!("cannot boot the image: {error}"))?;
     println!(
         "kernel: up, init started in {} ms ({} ms after kernel entry)",
@@ -148,6 +214,70 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
         ms(now_ns())
     );
     Ok(executor::run_until(process.wait()))
+}
+
+/// Serves HTTP on port 80 of the machine's network (QEMU: a virtio-net device) with the image's
+/// app `name`, a fresh process per request (`serve.rs`), until the machine is stopped; returns
+/// only why it could not start.
+fn serve_system(info: &boot::StartInfo, name: &str) -> String {
+    let result = (|| -> Result<(), String> {
+        let Loaded { engine, apps, .. } = load_image(info)?;
+        let module = apps
+            .into_iter()
+            .find_map(|(app, module)| (app == name).then_some(module))
+            .ok_or_else(|| format!("the image has no app {name}"))?;
+        let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
+            .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+        let network = network::Network::start().map_err(|error| format!("network: {error}"))?;
+        println!("serve: answering http://10.0.2.15:80/ with {name}, a process per request");
+        executor::run_until(serve::serve(kernel, network, name.to_string(), module, 80));
+        Ok(())
+    })();
+    result.err().unwrap_or_else(|| "the server stopped".to_string())
+}
+
+/// Runs the image's app `name` alone, as `nebulet run` does: its arguments are the command
+/// line's `arg=VALUE` words, and each `listen=PORT` word gives it a kernel listener fed by that
+/// TCP port of the machine's network, as WASI descriptor 3, 4, and so on. Returns how it ended.
+fn run_system(
+    info: &boot::StartInfo,
+    name: &str,
+    command_line: &str,
+) -> Result<ExitStatus, String> {
+    let Loaded { engine, apps, .. } = load_image(info)?;
+    let module = apps
+        .into_iter()
+        .find_map(|(app, module)| (app == name).then_some(module))
+        .ok_or_else(|| format!("the image has no app {name}"))?;
+    let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
+        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    let words = |key: &'static str| {
+        command_line.split(' ').filter_map(move |word| word.strip_prefix(key)?.strip_prefix('='))
+    };
+    let ports: Vec<u16> = words("listen")
+        .map(|port| port.parse().map_err(|_| format!("listen={port}: not a port")))
+        .collect::<Result<_, _>>()?;
+    let mut listeners = Vec::with_capacity(ports.len());
+    if !ports.is_empty() {
+        let network = network::Network::start().map_err(|error| format!("network: {error}"))?;
+        for (index, &port) in ports.iter().enumerate() {
+            println!("run: listening on port {port} (descriptor {})", 3 + index);
+            listeners.push(network::listener(network.clone(), port));
+        }
+    }
+    let options = nebulet_kernel::ProcessOptions {
+        name: name.to_string(),
+        args: words("arg").map(str::to_string).collect(),
+        listeners,
+        ..nebulet_kernel::ProcessOptions::default()
+    };
+    let process = kernel.spawn(module, options);
+    Ok(executor::run_until(process.wait()))
+}
+
+/// The value of `KEY=VALUE` on the kernel command line.
+fn word_value<'a>(command_line: &'a str, key: &str) -> Option<&'a str> {
+    command_line.split(' ').find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Milliseconds with three decimals, for printing.

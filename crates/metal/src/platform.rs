@@ -8,9 +8,12 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use nebulet_kernel::vfs::Errno;
 use nebulet_kernel::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
 
-/// Heap the kernel keeps for itself, outside every process's budget: its own objects, message
-/// copies, wasmtime's bookkeeping.
-const HEAP_MARGIN: u64 = 16 << 20;
+/// Heap the kernel keeps for itself, outside every process's budget (its own objects, message
+/// copies, wasmtime's stores and instances): a sixteenth of the free heap, at least 1 MiB and at
+/// most 16 MiB.
+fn heap_margin(free: u64) -> u64 {
+    (free / 16).clamp(1 << 20, 16 << 20)
+}
 use x86_64::instructions::port::Port;
 
 use crate::clock::now_ns;
@@ -32,8 +35,8 @@ pub fn exit(code: u32) -> ! {
     }
 }
 
-/// The services of this machine to the kernel core: the TSC clock, the CMOS wall clock, the
-/// executor's timers and tasks, the CPU's entropy, and COM1 as the console (no input). It
+/// The services of this machine to the kernel core: its cores, the TSC clock, the CMOS wall
+/// clock, the executor's timers and tasks, the CPU's entropy, and COM1 as the console (no input). It
 /// compiles nothing: apps come precompiled in the boot image.
 #[derive(Debug)]
 pub struct MetalPlatform;
@@ -57,16 +60,25 @@ impl Platform for MetalPlatform {
     }
 
     fn capacity(&self) -> Capacity {
-        // The kernel's fixed heap less its margin; no mappings (one address space, no mmap).
+        // The heap sized from the memory map, less what the kernel holds now (its image's
+        // modules, the engine) and its margin; no mappings (one address space, no mmap), and
+        // as many threads as stacks fit.
+        let free = crate::heap::free_bytes();
+        let memory_bytes = free.saturating_sub(heap_margin(free));
+        let stack_bytes = nebulet_metal_image::STACK_BYTES;
         Capacity {
-            memory_bytes: crate::heap::free_bytes().saturating_sub(HEAP_MARGIN),
+            memory_bytes,
             mappings: u64::MAX,
             linear_memories: u64::MAX,
-            threads: u64::MAX,
-            stack_bytes: nebulet_metal_image::STACK_BYTES,
+            threads: memory_bytes / stack_bytes,
+            stack_bytes,
             memory_mappings: 0,
             thread_mappings: 0,
         }
+    }
+
+    fn processors(&self) -> usize {
+        crate::cpus::online()
     }
 
     fn now(&self) -> i64 {
@@ -101,7 +113,7 @@ impl Platform for MetalPlatform {
 
     fn spawn(&self, task: BoxFuture<()>) {
         // Nobody joins a process's task: the kernel learns its end through the process.
-        drop(executor::spawn(task));
+        executor::spawn(task).detach();
     }
 
     fn compile_module(
@@ -114,21 +126,24 @@ impl Platform for MetalPlatform {
 }
 
 /// Wasmtime's thread-local pointers (slot 0: the runtime's state; slot 1: component-model
-/// async, unused here). Single core, one kernel thread: globals. Wasmtime saves and restores
-/// them itself around fiber switches; interrupt handlers never touch them.
-static WASMTIME_TLS: [AtomicPtr<u8>; 2] =
-    [AtomicPtr::new(core::ptr::null_mut()), AtomicPtr::new(core::ptr::null_mut())];
+/// async, unused here) are each core's own (`cpus::Cpu`), as a thread's are hosted: a task runs
+/// on one core for a whole poll, and wasmtime saves and restores them itself around fiber
+/// switches, so a fiber resumed on another core finds its state there. Interrupt handlers never
+/// touch them.
+fn wasmtime_tls() -> &'static [AtomicPtr<u8>; 2] {
+    &crate::cpus::current().wasmtime_tls
+}
 
 /// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`); every slot starts out null.
 #[unsafe(no_mangle)]
 pub extern "C" fn wasmtime_tls_get(slot: usize) -> *mut u8 {
-    WASMTIME_TLS.get(slot).map_or(core::ptr::null_mut(), |cell| cell.load(Ordering::Relaxed))
+    wasmtime_tls().get(slot).map_or(core::ptr::null_mut(), |cell| cell.load(Ordering::Relaxed))
 }
 
 /// Called by wasmtime (`runtime/vm/sys/custom/capi.rs`) with slot 0 or 1.
 #[unsafe(no_mangle)]
 pub extern "C" fn wasmtime_tls_set(slot: usize, pointer: *mut u8) {
-    if let Some(cell) = WASMTIME_TLS.get(slot) {
+    if let Some(cell) = wasmtime_tls().get(slot) {
         cell.store(pointer, Ordering::Relaxed);
     }
 }
