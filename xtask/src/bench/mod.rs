@@ -315,16 +315,23 @@ pub fn run(
     comparisons.push(switch::thread_switch(&nebulet, &settings)?);
     progress("message round trip");
     comparisons.push(message::round_trip(&nebulet, &settings)?);
-    let dense = Nebulet::new(dense_options())?;
     progress("process create+start+exit");
-    let (spawns, spawn_note) = process::spawn(&nebulet, &dense, &settings)?;
-    comparisons.extend(spawns);
+    let what = "Nebulet: create+start+wait of a 1-page module with an empty `_start`";
+    let default_spawns = process::nebulet_spawns(&nebulet, &settings, what)?;
     progress("compute");
     let native = compute::native(&settings)?;
-    comparisons.push(compute::compare(&nebulet, &settings, native.clone(), "compute")?);
+    let compute = compute::compare(&nebulet, &settings, native.clone(), "compute")?;
     drop(nebulet);
-    comparisons.push(compute::compare(&dense, &settings, native, "compute, dense engine")?);
+    // One emulator at a time (see `process::spawn`).
+    let dense = Nebulet::new(dense_options())?;
+    let what = "Nebulet: the same, dense engine (memories and stacks from shared reservations)";
+    let dense_spawns = process::nebulet_spawns(&dense, &settings, what)?;
+    let dense_compute = compute::compare(&dense, &settings, native, "compute, dense engine")?;
     drop(dense);
+    let (spawns, spawn_note) = process::spawn(default_spawns, dense_spawns, &settings)?;
+    comparisons.extend(spawns);
+    comparisons.push(compute);
+    comparisons.push(dense_compute);
 
     progress("memory per idle process (each count in a fresh process)");
     let idle = memory::measure(&settings)?;

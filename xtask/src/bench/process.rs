@@ -12,24 +12,21 @@ use super::{Comparison, Goal, Settings, Side, output_directory, progress, root, 
 
 const TINY_C: &str = "int main(void) {\n    return 0;\n}\n";
 
-/// The comparison, and what the Linux side spawned (for the table's notes).
-/// Also measured under the dense engine (see `dense_options`), against the same Linux runs.
+/// Nebulet's side: `count` spawns in each of `runs` runs, by the engine of `nebulet`.
+pub fn nebulet_spawns(nebulet: &Nebulet, settings: &Settings, what: &str) -> Result<Side, String> {
+    let count = settings.nebulet_spawns;
+    Side::measure(what, settings.runs, || nebulet.bench_case(&["spawn", &count.to_string()]))
+}
+
+/// The comparisons of the default and the dense engine (measured each with only its own
+/// emulator alive: another's epoch ticker keeps the process's address space active on every
+/// core, so every unmapping of the default engine interrupts them all to flush their TLBs),
+/// against the same Linux runs; and what the Linux side spawned (for the table's notes).
 pub fn spawn(
-    nebulet: &Nebulet,
-    dense: &Nebulet,
+    default: Side,
+    dense: Side,
     settings: &Settings,
 ) -> Result<(Vec<Comparison>, String), String> {
-    let count = settings.nebulet_spawns;
-    let nebulet = Side::measure(
-        "Nebulet: create+start+wait of a 1-page module with an empty `_start`",
-        settings.runs,
-        || nebulet.bench_case(&["spawn", &count.to_string()]),
-    )?;
-    let dense = Side::measure(
-        "Nebulet: the same, dense engine (memories and stacks from shared reservations)",
-        settings.runs,
-        || dense.bench_case(&["spawn", &count.to_string()]),
-    )?;
     let (program, what) = tiny_program()?;
     progress(&format!("  Linux spawns {what}"));
     let count = settings.linux_spawns;
@@ -49,7 +46,7 @@ pub fn spawn(
     let comparisons = vec![
         Comparison {
             operation: "process create+start+exit",
-            nebulet,
+            nebulet: default,
             linux: linux.clone(),
             goal: Some(Goal::AtMost(5_000.0)),
         },
