@@ -134,7 +134,7 @@ fn main() {
 
 impl Init {
     fn run(&mut self) -> Result<i32, String> {
-        let bootstrap = sip::process::bootstrap_channel().ok_or("no bootstrap channel")?;
+        let bootstrap = sip::process::bootstrap_channel().ok_or("no bootstrap channel: init is started by `nebulet demo`, which hands it the image")?;
         let image = Image::receive(&bootstrap)
             .map_err(|error| format!("cannot read the image: {error}"))?;
         let manifest = image.manifest().ok_or("the image has no manifest")?;

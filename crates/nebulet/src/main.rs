@@ -45,14 +45,25 @@ fn main() {
             demo(manifest, Report::chosen(verbose), modules::cache(cache.enabled(), &[]))
         }
         Command::Serve(arguments) => nebulet_serve::run(arguments),
-        Command::Apps => {
-            for (name, bytes) in image::APPS {
-                println!("{name:<12} {:>8} bytes", bytes.len());
-            }
-            Ok(0)
-        }
+        Command::Apps => apps(),
     };
     exit(outcome)
+}
+
+/// `nebulet apps`: the embedded apps with their sizes. A reader that stops early (`| head`)
+/// ends the listing quietly.
+fn apps() -> Outcome {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    for (name, bytes) in image::APPS {
+        if let Err(error) = writeln!(stdout, "{name:<12} {:>8} bytes", bytes.len()) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(0);
+            }
+            return Err(format!("cannot write the list: {error}"));
+        }
+    }
+    Ok(0)
 }
 
 /// Ends the command. Whatever other processes still do (spin, wait for stdin, sit in a long
@@ -66,10 +77,10 @@ fn exit(outcome: Outcome) -> ! {
 }
 
 /// Waits for `process`, writes out what processes printed until then, and ends the command.
-fn finish(emulator: &Emulator, process: &ProcessRef, name: &str) -> ! {
+fn finish(emulator: &Emulator, process: &ProcessRef, name: &str, report: Report) -> ! {
     let status = emulator.block_on(process.wait());
     emulator.flush_console();
-    exit(exit_code(name, &status))
+    exit(exit_code(name, &status, report))
 }
 
 /// What the command prints besides the programs' output and its errors.
@@ -122,7 +133,15 @@ fn run(arguments: RunArguments) -> Outcome {
         args.remove(0);
     }
     let environment = environment.into_iter().filter_map(|variable| variable.resolve()).collect();
-    let bytes = modules::read(&file)?;
+    // `nebulet run hello`: no such file, but an app of the embedded image has that name.
+    let embedded = (!file.exists())
+        .then(|| file.to_str())
+        .flatten()
+        .and_then(|name| image::APPS.iter().find(|(app, _)| *app == name));
+    let bytes = match embedded {
+        Some((_, bytes)) => bytes.to_vec(),
+        None => modules::read(&file)?,
+    };
     let preopens = preopens(&directories)?;
     let emulator =
         emulator(Report::chosen(verbose), modules::cache(cache.enabled(), &directories))?;
@@ -149,7 +168,7 @@ fn run(arguments: RunArguments) -> Outcome {
         ..Default::default()
     };
     let process = emulator.kernel().spawn(module, options);
-    finish(&emulator, &process, &name)
+    finish(&emulator, &process, &name, Report::chosen(verbose))
 }
 
 /// `nebulet compile`: writes the module compiled, as `nebulet run --allow-precompiled` loads it.
@@ -191,16 +210,25 @@ fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -
         apps.push((name.to_string(), module));
     }
     let init = init.ok_or("the image has no init app")?;
+    eprintln!(
+        "nebulet: booting the demo system on a Nebulet kernel hosted in this Linux process. Every \
+         line below is printed by a wasm process: init starts the apps of the manifest (`nebulet \
+         apps` lists them), which talk over channels."
+    );
     let process = emulator
         .kernel()
         .boot(init, &manifest, apps)
         .map_err(|error| format!("cannot boot the image: {error}"))?;
-    finish(&emulator, &process, "init")
+    finish(&emulator, &process, "init", report)
 }
 
 /// The command's exit code for how the first process ended; prints why if it did not exit.
-fn exit_code(name: &str, status: &ExitStatus) -> Outcome {
-    match (&status.message, status.reason) {
+fn exit_code(name: &str, status: &ExitStatus, report: Report) -> Outcome {
+    let message = status.message.as_deref().map(|message| match report {
+        Report::Budget => message.to_string(),
+        Report::Nothing => modules::program_frames(message),
+    });
+    match (&message, status.reason) {
         (_, nebulet_abi::ExitReason::Exited) => match u8::try_from(status.code) {
             Ok(code) => Ok(code),
             Err(_) => {

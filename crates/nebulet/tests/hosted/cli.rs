@@ -129,6 +129,11 @@ fn the_default_command_boots_the_demo_system() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("init: all"), "{stdout}");
+    // The first line says what runs, on stderr (stdout is the processes' own).
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("nebulet: booting the demo system on a Nebulet kernel"), "{stderr}");
+    assert!(stderr.contains("Every line below is printed by a wasm process"), "{stderr}");
+    assert!(!stdout.contains("koid"), "no unexplained jargon: {stdout}");
 }
 
 /// Runs `nebulet run PATH` and returns its one line of stderr, asserting it failed with code 1.
@@ -235,4 +240,94 @@ fn run_listen_on_a_bad_or_taken_address_is_one_line() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(stderr.starts_with(&format!("nebulet: cannot listen on {address}:")), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn run_says_plain_text_is_neither_wasm_nor_wat() {
+    let text = write_temporary("notes.wasm", "hello world\n");
+    assert_eq!(
+        run_fails_with_one_line(&text),
+        format!("nebulet: {} is neither a wasm module nor wat text\n", text.display())
+    );
+}
+
+#[test]
+fn run_says_what_start_should_look_like() {
+    let path = write_temporary("params.wat", r#"(module (func (export "_start") (param i32)))"#);
+    assert_eq!(
+        run_fails_with_one_line(&path),
+        "nebulet: process `params` cannot start: `_start` must take no parameters and return \
+         nothing, but it is `(func (param i32))`\n"
+    );
+}
+
+#[test]
+fn run_names_an_import_with_the_wrong_signature() {
+    let path = write_temporary(
+        "import.wat",
+        r#"(module (import "nebulet" "clock_monotonic" (func (param i32) (result i64)))
+                   (func (export "_start")))"#,
+    );
+    assert_eq!(
+        run_fails_with_one_line(&path),
+        "nebulet: process `import` cannot start: incompatible import type for \
+         `nebulet::clock_monotonic`: the module imports it as `(func (param i32) (result i64))`, \
+         but it is `(func (result i64))`\n"
+    );
+}
+
+#[test]
+fn run_with_the_name_of_an_embedded_app_runs_it() {
+    let output = nebulet().args(["run", "hello"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout.starts_with("hello from nebulet\n"), "{stdout}");
+    // A service needs init: it says so, rather than only "no bootstrap channel".
+    let output = nebulet().args(["run", "echo"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("echo: no bootstrap channel: this app is started by another process"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nebulet demo"), "{stdout}");
+}
+
+#[test]
+fn apps_ends_quietly_when_its_reader_is_gone() {
+    // The read end is closed before the command writes: every write meets a broken pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = nebulet().arg("apps").stdout(writer).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn a_rust_panic_shows_the_programs_frames_and_verbose_shows_all() {
+    let path = write_temporary("panics.wasm", "");
+    std::fs::write(&path, nebulet::image::find("wasi-std").unwrap()).unwrap();
+    let run = |verbose: &[&str]| {
+        let output = nebulet()
+            .arg("run")
+            .args(verbose)
+            .arg(&path)
+            .args(["files", "/nowhere"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        stderr.lines().last().unwrap().to_string()
+    };
+    let short = run(&[]);
+    assert!(
+        short.ends_with(
+            "wasm backtrace: wasi_std::check::{{closure}} <- wasi_std::files <- wasi_std::main \
+             (14 frames of std and libc hidden, -v shows them)"
+        ),
+        "{short}"
+    );
+    let long = run(&["-v"]);
+    assert!(long.contains("<- std::process::abort <-"), "{long}");
+    assert!(long.ends_with("<- wasi_std::main <- std::sys::backtrace::__rust_begin_short_backtrace <- __main_void <- _start"), "{long}");
 }
