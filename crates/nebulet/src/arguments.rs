@@ -56,6 +56,24 @@ pub(crate) enum Command {
     Apps,
     /// Serves HTTP/1.1, answering each request with a fresh process of a wasm app.
     Serve(nebulet_serve::ServeArgs),
+    /// Creates an app project: Cargo.toml with the SDK (`sip`) as a dependency, the
+    /// wasm32-wasip1 target and `nebulet run` as `cargo run`'s runner, a `src/main.rs` that
+    /// uses a channel, and a README.
+    New(NewArguments),
+}
+
+/// The options of `nebulet new`.
+#[derive(Debug, Args)]
+pub(crate) struct NewArguments {
+    /// The project's directory, to be created; its last component is the package name.
+    pub(crate) path: PathBuf,
+    /// Takes the SDK from this Nebulet checkout (or its `crates/sip`) as a path dependency,
+    /// instead of from git.
+    #[arg(long, value_name = "CHECKOUT", conflicts_with = "sdk_git")]
+    pub(crate) sdk_path: Option<PathBuf>,
+    /// The git repository to take the SDK from.
+    #[arg(long, value_name = "URL", default_value = crate::new::SDK_GIT)]
+    pub(crate) sdk_git: String,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ use nebulet::image;
 
 mod arguments;
 mod modules;
+mod new;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +47,13 @@ fn main() {
         }
         Command::Serve(arguments) => nebulet_serve::run(arguments),
         Command::Apps => apps(),
+        Command::New(arguments) => {
+            let sdk = match arguments.sdk_path {
+                Some(path) => new::Sdk::Path(path),
+                None => new::Sdk::Git(arguments.sdk_git),
+            };
+            new::create(&arguments.path, &sdk).map(|()| 0)
+        }
     };
     exit(outcome)
 }

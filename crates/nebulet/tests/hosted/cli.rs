@@ -331,3 +331,57 @@ fn a_rust_panic_shows_the_programs_frames_and_verbose_shows_all() {
     assert!(long.contains("<- std::process::abort <-"), "{long}");
     assert!(long.ends_with("<- wasi_std::main <- std::sys::backtrace::__rust_begin_short_backtrace <- __main_void <- _start"), "{long}");
 }
+
+/// `nebulet new` with the SDK as a relative path dependency: the project builds for
+/// wasm32-wasip1 without the network (the SDK has no dependencies outside this repository)
+/// and `cargo run` runs it through `nebulet run`, its configured runner.
+#[test]
+fn nebulet_new_makes_a_project_that_builds_and_runs() {
+    let parent = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nebulet-new-{}", std::process::id()));
+    std::fs::create_dir_all(&parent).unwrap();
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = nebulet()
+        .args(["new", "hello-app", "--sdk-path"])
+        .arg(&checkout)
+        .current_dir(&parent)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let project = parent.join("hello-app");
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    // The path leads from the project to crates/sip: relative when both share a folder.
+    let path = manifest.split("sip = { path = \"").nth(1).and_then(|rest| rest.split('"').next());
+    let path = path.unwrap_or_else(|| panic!("no path dependency: {manifest}"));
+    let sip = checkout.join("crates/sip").canonicalize().unwrap();
+    assert_eq!(project.join(path).canonicalize().unwrap(), sip, "{manifest}");
+    let shares_a_folder =
+        sip.components().nth(1) == project.canonicalize().unwrap().components().nth(1);
+    assert_eq!(path.starts_with(".."), shares_a_folder, "{manifest}");
+    let again = nebulet().args(["new", "hello-app"]).current_dir(&parent).output().unwrap();
+    assert_eq!(again.status.code(), Some(1), "an existing directory is refused");
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let runner = format!("{} run", env!("CARGO_BIN_EXE_nebulet"));
+    let output = Command::new(cargo)
+        .args(["run", "--release", "--offline", "--quiet"])
+        .current_dir(&project)
+        .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner)
+        // This test's own build settings must not reach the project's build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout, "hello-app: received \"hello over a channel\" with 1 handle\n");
+    assert!(project.join("target/wasm32-wasip1/release/hello-app.wasm").is_file());
+    std::fs::remove_dir_all(&parent).unwrap();
+}
