@@ -332,40 +332,40 @@ fn a_rust_panic_shows_the_programs_frames_and_verbose_shows_all() {
     assert!(long.ends_with("<- wasi_std::main <- std::sys::backtrace::__rust_begin_short_backtrace <- __main_void <- _start"), "{long}");
 }
 
-/// `nebulet new` with the SDK as a relative path dependency: the project builds for
-/// wasm32-wasip1 without the network (the SDK has no dependencies outside this repository)
-/// and `cargo run` runs it through `nebulet run`, its configured runner.
-#[test]
-fn nebulet_new_makes_a_project_that_builds_and_runs() {
+/// A scratch folder for `nebulet new` projects, inside the target directory.
+fn projects_folder(what: &str) -> std::path::PathBuf {
     let parent = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("nebulet-new-{}", std::process::id()));
+        .join(format!("nebulet-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&parent).unwrap();
-    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    parent
+}
+
+/// The repository's root.
+fn checkout() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `nebulet new NAME --sdk-path CHECKOUT` in `parent`: the project's folder.
+fn new_project(parent: &std::path::Path, name: &str) -> std::path::PathBuf {
     let output = nebulet()
-        .args(["new", "hello-app", "--sdk-path"])
-        .arg(&checkout)
-        .current_dir(&parent)
+        .args(["new", name, "--sdk-path"])
+        .arg(checkout())
+        .current_dir(parent)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let project = parent.join("hello-app");
-    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
-    // The path leads from the project to crates/sip: relative when both share a folder.
-    let path = manifest.split("sip = { path = \"").nth(1).and_then(|rest| rest.split('"').next());
-    let path = path.unwrap_or_else(|| panic!("no path dependency: {manifest}"));
-    let sip = checkout.join("crates/sip").canonicalize().unwrap();
-    assert_eq!(project.join(path).canonicalize().unwrap(), sip, "{manifest}");
-    let shares_a_folder =
-        sip.components().nth(1) == project.canonicalize().unwrap().components().nth(1);
-    assert_eq!(path.starts_with(".."), shares_a_folder, "{manifest}");
-    let again = nebulet().args(["new", "hello-app"]).current_dir(&parent).output().unwrap();
-    assert_eq!(again.status.code(), Some(1), "an existing directory is refused");
+    parent.join(name)
+}
 
+/// `cargo ARGUMENTS --offline --quiet` in a project, with `nebulet run` (this build's) as the
+/// wasm32-wasip1 runner; asserts success and returns stdout.
+fn cargo_in(project: &std::path::Path, arguments: &[&str]) -> String {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let runner = format!("{} run", env!("CARGO_BIN_EXE_nebulet"));
     let output = Command::new(cargo)
-        .args(["run", "--release", "--offline", "--quiet"])
-        .current_dir(&project)
+        .args(arguments)
+        .args(["--offline", "--quiet"])
+        .current_dir(project)
         .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", runner)
         // This test's own build settings must not reach the project's build.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -374,14 +374,75 @@ fn nebulet_new_makes_a_project_that_builds_and_runs() {
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(
         output.status.code(),
         Some(0),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+/// `nebulet new` with the SDK as a relative path dependency: the project builds for
+/// wasm32-wasip1 without the network (the SDK has no dependencies outside this repository)
+/// and `cargo run` runs it through `nebulet run`, its configured runner.
+#[test]
+fn nebulet_new_makes_a_project_that_builds_and_runs() {
+    let parent = projects_folder("new");
+    let project = new_project(&parent, "hello-app");
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    // The path leads from the project to crates/sip: relative when both share a folder.
+    let path = manifest.split("sip = { path = \"").nth(1).and_then(|rest| rest.split('"').next());
+    let path = path.unwrap_or_else(|| panic!("no path dependency: {manifest}"));
+    let sip = checkout().join("crates/sip").canonicalize().unwrap();
+    assert_eq!(project.join(path).canonicalize().unwrap(), sip, "{manifest}");
+    let project_root = project.canonicalize().unwrap();
+    let shares_a_folder = sip.components().nth(1) == project_root.components().nth(1);
+    assert_eq!(path.starts_with(".."), shares_a_folder, "{manifest}");
+    let again = nebulet().args(["new", "hello-app"]).current_dir(&parent).output().unwrap();
+    assert_eq!(again.status.code(), Some(1), "an existing directory is refused");
+
+    let stdout = cargo_in(&project, &["run", "--release"]);
     assert_eq!(stdout, "hello-app: received \"hello over a channel\" with 1 handle\n");
     assert!(project.join("target/wasm32-wasip1/release/hello-app.wasm").is_file());
+    std::fs::remove_dir_all(&parent).unwrap();
+}
+
+/// The body of the first fenced block of `docs/tutorial.md` that starts after the text
+/// `marker`.
+fn tutorial_block(marker: &str) -> String {
+    let tutorial = std::fs::read_to_string(checkout().join("docs/tutorial.md")).unwrap();
+    let at = tutorial.find(marker).expect("the marker is in the tutorial") + marker.len();
+    let mut fences = tutorial[at..].match_indices("```").map(|(index, _)| at + index);
+    // Past a fence that closes the block the marker is in, if it is in one.
+    let inside = tutorial[..at].matches("```").count() % 2 == 1;
+    if inside {
+        fences.next();
+    }
+    let (open, close) = (fences.next().unwrap(), fences.next().unwrap());
+    let block = &tutorial[open..close];
+    block.split_once('\n').unwrap().1.to_string()
+}
+
+/// The tutorial's service and client (step 2) build and print what the tutorial shows.
+#[test]
+fn the_tutorials_service_runs_as_written() {
+    let parent = projects_folder("tutorial");
+    let project = new_project(&parent, "greeter");
+    let code = tutorial_block("Replace `src/main.rs` with:");
+    std::fs::write(project.join("src/main.rs"), code).unwrap();
+    cargo_in(&project, &["build", "--release"]);
+    let built = project.join("target/wasm32-wasip1/release");
+    let output = nebulet()
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/app", built.display()))
+        .arg(built.join("greeter.wasm"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let shown = tutorial_block("nebulet run --dir target/wasm32-wasip1/release::/app");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), shown);
     std::fs::remove_dir_all(&parent).unwrap();
 }
