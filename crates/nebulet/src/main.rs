@@ -4,6 +4,7 @@
 use nebulet::image;
 
 mod arguments;
+mod logging;
 mod modules;
 mod new;
 
@@ -37,6 +38,12 @@ type Outcome = Result<u8, String>;
 
 fn main() {
     let arguments = Arguments::parse();
+    let verbose = match &arguments.command {
+        Some(Command::Run(run)) => run.verbose,
+        Some(Command::Demo { verbose, .. }) => *verbose,
+        _ => false,
+    };
+    logging::init(verbose);
     let default =
         Command::Demo { manifest: None, verbose: false, cache: CacheArguments::default() };
     let outcome = match arguments.command.unwrap_or(default) {
@@ -91,28 +98,30 @@ fn finish(emulator: &Emulator, process: &ProcessRef, name: &str, report: Report)
     exit(exit_code(name, &status, report))
 }
 
-/// What the command prints besides the programs' output and its errors.
+/// How much of a trap's backtrace the command shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Report {
-    Nothing,
-    /// The root budget, first (`-v`).
-    Budget,
+    /// The program's own frames.
+    Program,
+    /// Every frame (`-v`).
+    Everything,
 }
 
 impl Report {
     fn chosen(verbose: bool) -> Report {
-        if verbose { Report::Budget } else { Report::Nothing }
+        if verbose { Report::Everything } else { Report::Program }
     }
 }
 
-fn emulator(report: Report, cache: Option<ModuleCache>) -> Result<Emulator, String> {
+fn emulator(cache: Option<ModuleCache>) -> Result<Emulator, String> {
     let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), cache)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
-    if report == Report::Budget {
+    // Shown with `-v` (or RUST_LOG=info).
+    {
         let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes } =
             emulator.capacity();
-        eprintln!(
-            "nebulet: root budget: {} MiB of memory, {mappings} mappings, {linear_memories} \
+        tracing::info!(
+            "root budget: {} MiB of memory, {mappings} mappings, {linear_memories} \
              linear memories, {threads} threads of {} KiB of stack",
             memory_bytes >> 20,
             stack_bytes >> 10
@@ -151,8 +160,7 @@ fn run(arguments: RunArguments) -> Outcome {
         None => modules::read(&file)?,
     };
     let preopens = preopens(&directories)?;
-    let emulator =
-        emulator(Report::chosen(verbose), modules::cache(cache.enabled(), &directories))?;
+    let emulator = emulator(modules::cache(cache.enabled(), &directories))?;
     let precompiled = if allow_precompiled { Precompiled::Allowed } else { Precompiled::Refused };
     let module = modules::load(&emulator, &file, &bytes, precompiled)?;
     let name =
@@ -162,9 +170,7 @@ fn run(arguments: RunArguments) -> Outcome {
         let (listener, bound) = emulator
             .listen(address)
             .map_err(|error| format!("cannot listen on {address}: {error}"))?;
-        if verbose {
-            eprintln!("nebulet: listening on {bound} (descriptor {})", 3 + index);
-        }
+        tracing::info!("listening on {bound} (descriptor {})", 3 + index);
         listeners.push(listener);
     }
     let options = ProcessOptions {
@@ -186,7 +192,7 @@ fn compile(module: &Path, output: Option<PathBuf>, cache: &CacheArguments) -> Ou
         return Err(format!("{} is compiled already", module.display()));
     }
     let binary = module_binary(&bytes, Some(module))?;
-    let emulator = emulator(Report::Nothing, modules::cache(cache.enabled(), &[]))?;
+    let emulator = emulator(modules::cache(cache.enabled(), &[]))?;
     let compiled = modules::with_notice(module, || emulator.precompile(&binary))
         .map_err(|reason| format!("cannot compile {}: {reason}", module.display()))?;
     // As wasmtime does: the module's file name with `.cwasm`, in the current directory.
@@ -205,7 +211,7 @@ fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
         None => image::MANIFEST.to_string(),
     };
-    let emulator = emulator(report, cache)?;
+    let emulator = emulator(cache)?;
     let mut init = None;
     let mut apps = Vec::new();
     for (name, bytes) in image::APPS {
@@ -233,8 +239,8 @@ fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -
 /// The command's exit code for how the first process ended; prints why if it did not exit.
 fn exit_code(name: &str, status: &ExitStatus, report: Report) -> Outcome {
     let message = status.message.as_deref().map(|message| match report {
-        Report::Budget => message.to_string(),
-        Report::Nothing => modules::program_frames(message),
+        Report::Everything => message.to_string(),
+        Report::Program => modules::program_frames(message),
     });
     match (&message, status.reason) {
         (_, nebulet_abi::ExitReason::Exited) => match u8::try_from(status.code) {

@@ -47,7 +47,7 @@ pub(crate) fn cache(enabled: bool, directories: &[DirectoryArgument]) -> Option<
     let cache = match ModuleCache::open(&ModuleCache::default_directory()?, DEFAULT_CACHE_LIMIT) {
         Ok(cache) => cache,
         Err(message) => {
-            eprintln!("nebulet: {message}");
+            tracing::warn!("{message}");
             return None;
         }
     };

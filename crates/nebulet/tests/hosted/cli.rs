@@ -186,6 +186,13 @@ fn run_verbose_shows_the_root_budget_first() {
     assert!(numbers.iter().all(|&number| number > 0), "{stderr}");
     let quiet = nebulet().arg("run").arg(&path).output().unwrap();
     assert!(quiet.stderr.is_empty(), "without -v nothing: {quiet:?}");
+    // RUST_LOG chooses as `-v` does (and no colour where stderr is not a terminal).
+    let logged = nebulet().env("RUST_LOG", "info").arg("run").arg(&path).output().unwrap();
+    let stderr = String::from_utf8(logged.stderr).unwrap();
+    assert!(stderr.starts_with("nebulet: root budget: "), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+    let silent = nebulet().env("RUST_LOG", "off").args(["run", "-v"]).arg(&path).output().unwrap();
+    assert!(silent.stderr.is_empty(), "RUST_LOG wins over -v: {silent:?}");
 }
 
 #[test]
