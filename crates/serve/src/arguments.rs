@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// How long a request waits for a free handler (past it: 503).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
+    /// Answers `GET /metrics` with Prometheus metrics (requests by status, latency histogram,
+    /// handlers running and queued, live processes, memory) instead of running the app.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 impl ServeArgs {
@@ -112,8 +116,12 @@ pub fn run(arguments: ServeArgs) -> Result<u8, String> {
         .file_stem()
         .map_or_else(|| "app".into(), |stem| stem.to_string_lossy().into_owned());
     let app = App::new(module, &name, arguments.convention);
-    let server = Server::bind(emulator.kernel().clone(), app, limits, Log::Stderr, arguments.addr)
-        .map_err(|error| format!("cannot listen on {}: {error}", arguments.addr))?;
+    let mut server =
+        Server::bind(emulator.kernel().clone(), app, limits, Log::Stderr, arguments.addr)
+            .map_err(|error| format!("cannot listen on {}: {error}", arguments.addr))?;
+    if arguments.metrics {
+        server.serve_metrics();
+    }
     eprintln!(
         "nebulet serve: {name} ({}) on http://{}",
         server.convention_name(),

@@ -19,6 +19,7 @@ mod connection;
 mod environment;
 mod handler;
 mod log;
+mod metrics;
 mod response;
 mod server;
 mod sockets;

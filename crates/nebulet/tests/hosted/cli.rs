@@ -453,3 +453,66 @@ fn the_tutorials_service_runs_as_written() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), shown);
     std::fs::remove_dir_all(&parent).unwrap();
 }
+
+/// One HTTP/1.1 request on a connection of its own (`Connection: close`): the whole answer.
+fn http_request(address: &str, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(crate::PATIENCE)).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn serve_metrics_counts_requests_in_the_prometheus_format() {
+    use std::io::{BufRead, BufReader};
+    let path = write_temporary("metered.wasm", "");
+    std::fs::write(&path, nebulet::image::find("http-echo").unwrap()).unwrap();
+    let mut child = nebulet()
+        .arg("serve")
+        .arg(&path)
+        .args(["--addr", "127.0.0.1:0", "--metrics"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let address = line.trim_end().rsplit("http://").next().unwrap().to_string();
+    for body in ["one", "two"] {
+        let answer = http_request(&address, "POST", "/echo", body);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with(body), "{answer}");
+    }
+    let page = http_request(&address, "GET", "/metrics", "");
+    let refused = http_request(&address, "POST", "/metrics", "");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("content-type: text/plain; version=0.0.4"), "{page}");
+    for expected in [
+        "nebulet_serve_requests_total{status=\"200\"} 2\n",
+        "nebulet_serve_request_duration_seconds_bucket{le=\"30\"} 2\n",
+        "nebulet_serve_request_duration_seconds_count 2\n",
+        "# TYPE nebulet_serve_request_duration_seconds histogram\n",
+        "# TYPE nebulet_live_processes gauge\n",
+        "# TYPE nebulet_memory_bytes gauge\n",
+        "# TYPE process_resident_memory_bytes gauge\n",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?} in:\n{page}");
+    }
+    let resident: f64 = page
+        .lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(resident > 1e6, "{page}");
+    assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
+}
