@@ -294,7 +294,7 @@ impl core::fmt::Display for Seconds {
         }
         // Nine digits, without the trailing zeros.
         let mut digits = 9;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             digits -= 1;
         }
