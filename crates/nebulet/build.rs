@@ -51,6 +51,11 @@ fn main() {
         })
         .map(|(name, _)| name.as_str())
         .collect();
+    let mut targets = vec![TARGET];
+    if !threaded.is_empty() {
+        targets.push(THREADS_TARGET);
+    }
+    require_targets(&targets);
     let mut plain = vec!["--workspace".to_string()];
     plain.extend(threaded.iter().flat_map(|name| ["--exclude".to_string(), name.to_string()]));
     build(&apps, &target_dir, TARGET, &plain);
@@ -95,6 +100,28 @@ fn main() {
     )
     .expect("writing to a String");
     std::fs::write(out_dir.join("image.rs"), source).expect("cannot write image.rs");
+}
+
+/// Fails the build, naming the `rustup target add` line, if the toolchain lacks a target the
+/// apps need (rather than leaving the nested build to fail with "can't find crate for `core`").
+/// A target is installed when the sysroot holds `lib/rustlib/TARGET/lib`.
+fn require_targets(targets: &[&str]) {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(output) = Command::new(rustc).args(["--print", "sysroot"]).output() else { return };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|target| !sysroot.join("lib/rustlib").join(target).join("lib").is_dir())
+        .collect();
+    if output.status.success() && !missing.is_empty() {
+        panic!(
+            "the Rust toolchain lacks the target(s) {} that the apps are built for (rustup's \
+             automatic install may be off): run `rustup target add {}`",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
 }
 
 /// Builds packages of the apps workspace for one target, in release mode.
