@@ -98,6 +98,8 @@ pub struct Kernel {
     /// Makes running processes yield early, for a process that woke or a kill.
     pub(crate) preemption: Arc<crate::processors::Preemption>,
     live_processes: AtomicUsize,
+    /// The processes running now, for listings.
+    pub(crate) roster: crate::roster::Roster,
     /// Thread stores alive (each thread of each process has one).
     pub(crate) live_threads: AtomicUsize,
 }
@@ -137,6 +139,7 @@ impl Kernel {
             processors,
             preemption,
             live_processes: AtomicUsize::new(0),
+            roster: Default::default(),
             live_threads: AtomicUsize::new(0),
         }))
     }
@@ -154,6 +157,11 @@ impl Kernel {
     /// How many processes have started and not yet ended.
     pub fn live_processes(&self) -> usize {
         self.live_processes.load(Ordering::Relaxed)
+    }
+
+    /// The processes running now (for `nebulet ps`), by kernel object id.
+    pub fn processes(&self) -> Vec<crate::ProcessSummary> {
+        self.roster.summaries()
     }
 
     /// Turns on the processors given and not ended, and processes known to the scheduler: both
@@ -260,6 +268,7 @@ impl Kernel {
         }
         process.mark_started(bootstrap)?;
         self.live_processes.fetch_add(1, Ordering::Relaxed);
+        self.roster.enter(process);
         self.platform.spawn(Box::pin(runner::run(self.clone(), process.clone())));
         Ok(())
     }

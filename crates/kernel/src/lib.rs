@@ -21,6 +21,7 @@ mod platform;
 mod prepare;
 mod processors;
 mod random;
+mod roster;
 mod runner;
 mod syscalls;
 mod threads;
@@ -35,6 +36,7 @@ pub use objects::process::{ExitStatus, ProcessRef};
 pub use objects::socket::SocketEnd;
 pub use platform::{BoxFuture, Capacity, CompileError, ConsoleStream, Platform};
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
+pub use roster::ProcessSummary;
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.
 pub use wasmtime;

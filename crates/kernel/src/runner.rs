@@ -256,6 +256,7 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     drop(scheduler);
     // Counted out before TERMINATED is asserted, so whoever sees the end sees the count too.
     kernel.process_ended();
+    kernel.roster.leave(&process);
     crate::syscalls::unregister_services(&kernel, &process);
     process.finish(status);
 }

@@ -49,8 +49,21 @@ pub(crate) enum Command {
         /// Prints the root budget (what this host gives all processes) to stderr first.
         #[arg(short, long)]
         verbose: bool,
+        /// Opens a control socket at PATH (mode 0600) on which `nebulet ps` lists the processes.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheArguments,
+    },
+    /// Lists the processes of a running `nebulet run` or `nebulet demo` started with
+    /// `--control PATH`: id, name, threads, CPU time, memory, handles and queued bytes.
+    Ps {
+        /// The control socket of the command to ask.
+        #[arg(long, value_name = "PATH")]
+        control: PathBuf,
+        /// Prints a JSON array, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Lists the apps of the embedded image with their sizes.
     Apps,
@@ -99,6 +112,9 @@ pub(crate) struct RunArguments {
     /// `.cwasm` is machine code, which runs without the sandbox's checks.
     #[arg(long)]
     pub(crate) allow_precompiled: bool,
+    /// Opens a control socket at PATH (mode 0600) on which `nebulet ps` lists the processes.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) control: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) cache: CacheArguments,
     /// The module to run, then the arguments to pass to it.

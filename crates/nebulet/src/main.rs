@@ -4,6 +4,7 @@
 use nebulet::image;
 
 mod arguments;
+mod control;
 mod logging;
 mod modules;
 mod new;
@@ -44,14 +45,22 @@ fn main() {
         _ => false,
     };
     logging::init(verbose);
-    let default =
-        Command::Demo { manifest: None, verbose: false, cache: CacheArguments::default() };
+    let default = Command::Demo {
+        manifest: None,
+        verbose: false,
+        control: None,
+        cache: CacheArguments::default(),
+    };
     let outcome = match arguments.command.unwrap_or(default) {
         Command::Run(arguments) => run(arguments),
         Command::Compile { module, output, cache } => compile(&module, output, &cache),
-        Command::Demo { manifest, verbose, cache } => {
-            demo(manifest, Report::chosen(verbose), modules::cache(cache.enabled(), &[]))
-        }
+        Command::Demo { manifest, verbose, control, cache } => demo(
+            manifest,
+            Report::chosen(verbose),
+            control.as_deref(),
+            modules::cache(cache.enabled(), &[]),
+        ),
+        Command::Ps { control, json } => control::ps(&control, if json { "json" } else { "table" }),
         Command::Serve(arguments) => nebulet_serve::run(arguments),
         Command::Apps => apps(),
         Command::New(arguments) => {
@@ -84,6 +93,7 @@ fn apps() -> Outcome {
 /// Ends the command. Whatever other processes still do (spin, wait for stdin, sit in a long
 /// call), the host process ends here at once: nothing waits for the runtime to shut down.
 fn exit(outcome: Outcome) -> ! {
+    control::close();
     let code = outcome.unwrap_or_else(|message| {
         eprintln!("nebulet: {message}");
         1
@@ -137,6 +147,7 @@ fn run(arguments: RunArguments) -> Outcome {
         directories,
         listen,
         allow_precompiled,
+        control,
         cache,
         module_and_args,
     } = arguments;
@@ -161,6 +172,9 @@ fn run(arguments: RunArguments) -> Outcome {
     };
     let preopens = preopens(&directories)?;
     let emulator = emulator(modules::cache(cache.enabled(), &directories))?;
+    if let Some(path) = &control {
+        control::open(emulator.kernel(), path)?;
+    }
     let precompiled = if allow_precompiled { Precompiled::Allowed } else { Precompiled::Refused };
     let module = modules::load(&emulator, &file, &bytes, precompiled)?;
     let name =
@@ -205,13 +219,21 @@ fn compile(module: &Path, output: Option<PathBuf>, cache: &CacheArguments) -> Ou
     Ok(0)
 }
 
-fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -> Outcome {
+fn demo(
+    manifest: Option<PathBuf>,
+    report: Report,
+    control: Option<&Path>,
+    cache: Option<ModuleCache>,
+) -> Outcome {
     let manifest = match manifest {
         Some(path) => std::fs::read_to_string(&path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
         None => image::MANIFEST.to_string(),
     };
     let emulator = emulator(cache)?;
+    if let Some(path) = control {
+        control::open(emulator.kernel(), path)?;
+    }
     let mut init = None;
     let mut apps = Vec::new();
     for (name, bytes) in image::APPS {

@@ -516,3 +516,63 @@ fn serve_metrics_counts_requests_in_the_prometheus_format() {
     assert!(resident > 1e6, "{page}");
     assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
 }
+
+/// Prints `ready`, then sleeps until it is killed.
+const READY_THEN_SLEEPS: &str = r#"(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (import "nebulet" "nanosleep" (func $sleep (param i64) (result i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 16) "ready\n")
+    (func (export "_start")
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const 6))
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (drop (call $sleep (i64.const 0x7fffffffffffffff)))))"#;
+
+#[test]
+fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let program = write_temporary("sleeper.wat", READY_THEN_SLEEPS);
+    let socket = program.with_file_name("control.sock");
+    let mut child = nebulet()
+        .arg("run")
+        .arg("--control")
+        .arg(&socket)
+        .arg(&program)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it has printed, the process runs (and the socket, opened before, exists).
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only this user may connect");
+    let table = nebulet().args(["ps", "--control"]).arg(&socket).output().unwrap();
+    let json = nebulet().args(["ps", "--json", "--control"]).arg(&socket).output().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(table.status.code(), Some(0), "{table:?}");
+    let table = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0]
+            .split_whitespace()
+            .eq(["ID", "NAME", "THREADS", "CPU", "MEMORY", "HANDLES", "QUEUED"]),
+        "{table}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!((row[1], row[2]), ("sleeper", "1"), "{table}");
+    let json = String::from_utf8(json.stdout).unwrap();
+    assert!(json.starts_with("[{\"id\":"), "{json}");
+    assert!(json.contains(",\"name\":\"sleeper\",\"threads\":1,\"cpu_nanoseconds\":"), "{json}");
+    assert!(json.ends_with("}]\n"), "{json}");
+    // Nothing listens any more: ps says so on one line.
+    let gone = nebulet().args(["ps", "--control"]).arg(&socket).output().unwrap();
+    assert_eq!(gone.status.code(), Some(1));
+    let stderr = String::from_utf8(gone.stderr).unwrap();
+    assert!(stderr.starts_with("nebulet: cannot reach "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
