@@ -65,6 +65,15 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shows `nebulet ps`'s table again every second (a live view) until the command ends.
+    Top {
+        /// The control socket of the command to watch.
+        #[arg(long, value_name = "PATH")]
+        control: PathBuf,
+        /// How often to refresh: a number with ns, us, ms or s.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
     /// Lists the apps of the embedded image with their sizes.
     Apps,
     /// Serves HTTP/1.1, answering each request with a fresh process of a wasm app.
@@ -160,6 +169,15 @@ fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
     let mut addresses =
         text.to_socket_addrs().map_err(|error| format!("`{text}` is not HOST:PORT ({error})"))?;
     addresses.next().ok_or_else(|| format!("`{text}` has no address"))
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    nebulet_abi::bootstrap::parse_duration(text)
+        .filter(|nanoseconds| *nanoseconds > 0)
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| {
+            format!("`{text}` is not a duration above 0 (a number with ns, us, ms or s)")
+        })
 }
 
 fn parse_codegen(text: &str) -> Result<Codegen, String> {

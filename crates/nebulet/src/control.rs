@@ -60,8 +60,8 @@ fn answer(kernel: &Kernel, stream: UnixStream) -> std::io::Result<()> {
     (&stream).write_all(text.as_bytes())
 }
 
-/// `nebulet ps`: asks the command whose control socket is `path` for its processes.
-pub(crate) fn ps(path: &Path, format: &str) -> Result<u8, String> {
+/// What the command whose control socket is `path` answers to `format` (`table` or `json`).
+fn ask(path: &Path, format: &str) -> Result<String, String> {
     let mut stream = UnixStream::connect(path).map_err(|error| {
         format!(
             "cannot reach {}: {error} (start `nebulet run` or `nebulet demo` with --control {})",
@@ -72,10 +72,54 @@ pub(crate) fn ps(path: &Path, format: &str) -> Result<u8, String> {
     stream.write_all(format!("{format}\n").as_bytes()).map_err(|error| error.to_string())?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(|error| error.to_string())?;
+    Ok(text)
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is no error.
+fn print(text: &str) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()) {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.to_string()),
-        _ => Ok(0),
+        _ => Ok(()),
+    }
+}
+
+/// `nebulet ps`: asks the command whose control socket is `path` for its processes.
+pub(crate) fn ps(path: &Path, format: &str) -> Result<u8, String> {
+    print(&ask(path, format)?)?;
+    Ok(0)
+}
+
+/// `nebulet top`: the `ps` table again every `interval`, on a cleared terminal (or, when stdout
+/// is not a terminal, one table after another with a blank line between), until the command
+/// ends.
+pub(crate) fn top(path: &Path, interval: std::time::Duration) -> Result<u8, String> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    let mut first = true;
+    loop {
+        let table = match ask(path, "table") {
+            Ok(table) => table,
+            // The command ended (its socket is gone): so does the view.
+            Err(_) if !first => {
+                eprintln!("nebulet: {}: the command ended", path.display());
+                return Ok(0);
+            }
+            Err(message) => return Err(message),
+        };
+        let screen = if terminal {
+            format!(
+                "\x1b[H\x1b[2Jnebulet top: {} (every {interval:?}; Ctrl-C quits)\n\n{table}",
+                path.display()
+            )
+        } else if first {
+            table
+        } else {
+            format!("\n{table}")
+        };
+        print(&screen)?;
+        first = false;
+        std::thread::sleep(interval);
     }
 }
 

@@ -60,6 +60,7 @@ fn main() {
             control.as_deref(),
             modules::cache(cache.enabled(), &[]),
         ),
+        Command::Top { control, interval } => control::top(&control, interval),
         Command::Ps { control, json } => control::ps(&control, if json { "json" } else { "table" }),
         Command::Serve(arguments) => nebulet_serve::run(arguments),
         Command::Apps => apps(),

@@ -576,3 +576,45 @@ fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
     assert!(stderr.starts_with("nebulet: cannot reach "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn top_shows_the_table_until_the_command_ends() {
+    use std::io::{BufRead, BufReader, Read};
+    let program = write_temporary("watched.wat", READY_THEN_SLEEPS);
+    let socket = program.with_file_name("top.sock");
+    let mut watched = nebulet()
+        .arg("run")
+        .arg("--control")
+        .arg(&socket)
+        .arg(&program)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(watched.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let mut top = nebulet()
+        .args(["top", "--interval", "50ms", "--control"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not a terminal: tables one after another. The first shows the process.
+    let mut output = BufReader::new(top.stdout.take().unwrap());
+    let (mut header, mut row) = (String::new(), String::new());
+    output.read_line(&mut header).unwrap();
+    output.read_line(&mut row).unwrap();
+    assert!(header.trim_start().starts_with("ID  NAME"), "{header}");
+    assert_eq!(row.split_whitespace().nth(1), Some("watched"), "{row}");
+    // When the command ends, so does top, saying so.
+    let _ = watched.kill();
+    let _ = watched.wait();
+    let mut rest = String::new();
+    output.read_to_string(&mut rest).unwrap();
+    let status = top.wait().unwrap();
+    let mut stderr = String::new();
+    top.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, format!("nebulet: {}: the command ended\n", socket.display()));
+}
