@@ -62,7 +62,13 @@ fn main() {
         ),
         Command::Top { control, interval } => control::top(&control, interval),
         Command::Ps { control, json } => control::ps(&control, if json { "json" } else { "table" }),
-        Command::Serve(arguments) => nebulet_serve::run(arguments),
+        Command::Serve(arguments) => {
+            let control = arguments.control.clone();
+            nebulet_serve::run_with(arguments, |kernel| match &control {
+                Some(path) => control::open(kernel, path),
+                None => Ok(()),
+            })
+        }
         Command::Apps => apps(),
         Command::New(arguments) => {
             let sdk = match arguments.sdk_path {

@@ -27,7 +27,7 @@ mod supervisor;
 
 use std::time::Duration;
 
-pub use arguments::{ServeArgs, run};
+pub use arguments::{ServeArgs, run, run_with};
 pub use log::Log;
 pub use server::{App, Server, Statistics};
 

@@ -470,14 +470,16 @@ fn http_request(address: &str, method: &str, path: &str, body: &str) -> String {
 }
 
 #[test]
-fn serve_metrics_counts_requests_in_the_prometheus_format() {
+fn serve_metrics_counts_requests_in_the_prometheus_format_and_serve_answers_ps() {
     use std::io::{BufRead, BufReader};
     let path = write_temporary("metered.wasm", "");
     std::fs::write(&path, nebulet::image::find("http-echo").unwrap()).unwrap();
+    let socket = path.with_file_name("serve.sock");
     let mut child = nebulet()
         .arg("serve")
         .arg(&path)
-        .args(["--addr", "127.0.0.1:0", "--metrics"])
+        .args(["--addr", "127.0.0.1:0", "--metrics", "--control"])
+        .arg(&socket)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -492,7 +494,11 @@ fn serve_metrics_counts_requests_in_the_prometheus_format() {
     }
     let page = http_request(&address, "GET", "/metrics", "");
     let refused = http_request(&address, "POST", "/metrics", "");
+    // `serve --control` answers `ps` too (between requests no handler runs).
+    let listing = nebulet().args(["ps", "--control"]).arg(&socket).output().unwrap();
     let _ = child.kill();
+    assert_eq!(listing.status.code(), Some(0), "{listing:?}");
+    assert!(String::from_utf8_lossy(&listing.stdout).trim_start().starts_with("ID  NAME"));
     let _ = child.wait();
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
     assert!(page.contains("content-type: text/plain; version=0.0.4"), "{page}");
