@@ -34,6 +34,10 @@ fn preopens(directories: &[DirectoryArgument]) -> Result<Preopens, String> {
         .collect()
 }
 
+/// How long the command waits, once its process has ended, for its connections to send what
+/// the program wrote.
+const NETWORK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How the command ends: the first process's exit code, or a one-line error (exit code 1).
 type Outcome = Result<u8, String>;
 
@@ -112,6 +116,9 @@ fn exit(outcome: Outcome) -> ! {
 fn finish(emulator: &Emulator, process: &ProcessRef, name: &str, report: Report) -> ! {
     let status = emulator.block_on(process.wait());
     emulator.flush_console();
+    // What the program wrote to its connections reaches its clients before the command ends
+    // (bounded: a client that does not read does not keep it).
+    nebulet_hosted::network::drain(NETWORK_PATIENCE);
     exit(exit_code(name, &status, report))
 }
 

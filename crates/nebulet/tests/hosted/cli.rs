@@ -225,11 +225,15 @@ fn run_listen_gives_the_program_listening_sockets_from_descriptor_3() {
     assert_eq!([addresses[0].1.as_str(), addresses[1].1.as_str()], ["3", "4"]);
     let mut stream = TcpStream::connect(&addresses[0].0).unwrap();
     stream.set_read_timeout(Some(crate::PATIENCE)).unwrap();
-    stream.write_all(b"over the network").unwrap();
+    // Large enough that the answer's end is still on its way when the program exits: the
+    // command must not end before it has reached the client.
+    let request = "over the network ".repeat(40_000);
+    stream.write_all(request.as_bytes()).unwrap();
     stream.shutdown(Shutdown::Write).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    assert_eq!(answer, "OVER THE NETWORK");
+    assert_eq!(answer.len(), request.len());
+    assert!(answer == request.to_ascii_uppercase(), "the answer arrived whole");
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "wasi-std tcp: ok\n");
