@@ -628,3 +628,37 @@ fn top_shows_the_table_until_the_command_ends() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(stderr, format!("nebulet: {}: the command ended\n", socket.display()));
 }
+
+/// The tutorial's HTTP handler (step 3) builds, and `nebulet serve` answers as the tutorial
+/// shows.
+#[test]
+fn the_tutorials_http_endpoint_answers_as_written() {
+    use std::io::{BufRead, BufReader};
+    let parent = projects_folder("tutorial-http");
+    let project = new_project(&parent, "hello-http");
+    let code = tutorial_block("and give it this `src/main.rs`:");
+    std::fs::write(project.join("src/main.rs"), code).unwrap();
+    cargo_in(&project, &["build", "--release"]);
+    let mut child = nebulet()
+        .arg("serve")
+        .arg(project.join("target/wasm32-wasip1/release/hello-http.wasm"))
+        .args(["--addr", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim_end().rsplit("http://").next().unwrap().to_string();
+    let greet = http_request(&address, "GET", "/greet", "");
+    let named = http_request(&address, "POST", "/", "tutorial");
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = |answer: &str| answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string());
+    let shown = tutorial_block("kill %1\n```");
+    assert_eq!(
+        format!("{}{}", body(&greet).unwrap(), body(&named).unwrap()),
+        shown,
+        "{greet}\n{named}"
+    );
+    std::fs::remove_dir_all(&parent).unwrap();
+}
