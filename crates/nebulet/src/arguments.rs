@@ -257,7 +257,8 @@ mod tests {
         assert!(!parsed.verbose);
         let escaped = run(&["--", "prog.wasm", "one"]);
         assert_eq!(escaped.module_and_args, ["prog.wasm", "one"]);
-        assert!(Arguments::try_parse_from(["nebulet", "run"]).is_err(), "the module is required");
+        let missing = Arguments::try_parse_from(["nebulet", "run"]).unwrap_err();
+        assert_eq!(missing.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]
@@ -274,11 +275,15 @@ mod tests {
             .map(|directory| (directory.host.to_str().unwrap(), directory.guest.as_str()))
             .collect();
         assert_eq!(directories, [("data", "/data"), (".", ".")]);
-        for bad in
-            [["--env", "=1", "p"], ["--env", "", "p"], ["--dir", "::x", "p"], ["--dir", "x::", "p"]]
-        {
+        for (bad, why) in [
+            (["--env", "=1", "p"], "`=1` is not NAME or NAME=VALUE"),
+            (["--env", "", "p"], "`` is not NAME or NAME=VALUE"),
+            (["--dir", "::x", "p"], "`::x` is not HOST_DIR or HOST_DIR::GUEST_DIR"),
+            (["--dir", "x::", "p"], "`x::` is not HOST_DIR or HOST_DIR::GUEST_DIR"),
+        ] {
             let line = ["nebulet", "run"].into_iter().chain(bad);
-            assert!(Arguments::try_parse_from(line).is_err(), "{bad:?}");
+            let error = Arguments::try_parse_from(line).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
         }
     }
 
@@ -289,7 +294,11 @@ mod tests {
         assert!(!run(&["-C", "cache=n", "p"]).cache.enabled());
         assert!(run(&["-C", "cache=n", "-C", "cache=y", "p"]).cache.enabled());
         assert!(run(&["-C", "cache", "p"]).cache.enabled());
-        assert!(Arguments::try_parse_from(["nebulet", "run", "-C", "inlining=y", "p"]).is_err());
-        assert!(Arguments::try_parse_from(["nebulet", "run", "-C", "cache=maybe", "p"]).is_err());
+        let unknown = Arguments::try_parse_from(["nebulet", "run", "-C", "inlining=y", "p"]);
+        let unknown = unknown.unwrap_err().to_string();
+        assert!(unknown.contains("unknown codegen option `inlining`"), "{unknown}");
+        let maybe = Arguments::try_parse_from(["nebulet", "run", "-C", "cache=maybe", "p"]);
+        let maybe = maybe.unwrap_err().to_string();
+        assert!(maybe.contains("`maybe` is not y or n"), "{maybe}");
     }
 }

@@ -201,9 +201,10 @@ mod tests {
     #[test]
     fn names_follow_cargo() {
         assert_eq!(package_name(Path::new("a/my-app_2")).unwrap(), "my-app_2");
-        assert!(package_name(Path::new("2fast")).is_err());
-        assert!(package_name(Path::new("with space")).is_err());
-        assert!(package_name(Path::new("..")).is_err());
+        let rule = "is not a package name: letters, digits, - and _, not starting with a digit";
+        assert_eq!(package_name(Path::new("2fast")).unwrap_err(), format!("`2fast` {rule}"));
+        assert_eq!(package_name(Path::new("a b")).unwrap_err(), format!("`a b` {rule}"));
+        assert_eq!(package_name(Path::new("..")).unwrap_err(), ".. does not end in a name");
     }
 
     #[test]
@@ -214,6 +215,10 @@ mod tests {
         assert_eq!(sip_folder(&sip).unwrap(), sip);
         let project = root.join("target/some-app");
         assert_eq!(relative_to_project(&project, &sip).unwrap(), "../../crates/sip");
-        assert!(sip_folder(&root.join("docs")).is_err());
+        let docs = root.join("docs");
+        assert_eq!(
+            sip_folder(&docs).unwrap_err(),
+            format!("{} is neither a Nebulet checkout nor its crates/sip folder", docs.display())
+        );
     }
 }
