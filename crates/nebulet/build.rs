@@ -51,6 +51,11 @@ fn main() {
         })
         .map(|(name, _)| name.as_str())
         .collect();
+    let mut targets = vec![TARGET];
+    if !threaded.is_empty() {
+        targets.push(THREADS_TARGET);
+    }
+    require_targets(&targets);
     let mut plain = vec!["--workspace".to_string()];
     plain.extend(threaded.iter().flat_map(|name| ["--exclude".to_string(), name.to_string()]));
     build(&apps, &target_dir, TARGET, &plain);
@@ -97,6 +102,28 @@ fn main() {
     std::fs::write(out_dir.join("image.rs"), source).expect("cannot write image.rs");
 }
 
+/// Fails the build, naming the `rustup target add` line, if the toolchain lacks a target the
+/// apps need (rather than leaving the nested build to fail with "can't find crate for `core`").
+/// A target is installed when the sysroot holds `lib/rustlib/TARGET/lib`.
+fn require_targets(targets: &[&str]) {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(output) = Command::new(rustc).args(["--print", "sysroot"]).output() else { return };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|target| !sysroot.join("lib/rustlib").join(target).join("lib").is_dir())
+        .collect();
+    if output.status.success() && !missing.is_empty() {
+        panic!(
+            "the Rust toolchain lacks the target(s) {} that the apps are built for (rustup's \
+             automatic install may be off): run `rustup target add {}`",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+}
+
 /// Builds packages of the apps workspace for one target, in release mode.
 fn build(apps: &Path, target_dir: &Path, target: &str, packages: &[String]) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -135,35 +162,81 @@ fn app_names(apps: &Path) -> Vec<String> {
 }
 
 /// Compiles the C test program in `folder` (its `main.c`) with clang against the wasi-libc
-/// sysroot, into OUT_DIR. Without clang or the sysroot (Debian: `apt-get install clang lld
-/// wasi-libc libclang-rt-14-dev-wasm32`) it warns and returns `None`: the program is then not
-/// embedded, and its test is skipped (or fails where the environment variable CI is set).
+/// sysroot, into OUT_DIR.
+///
+/// Without clang, wasm-ld, wasi-libc or clang's wasm32 builtins (Debian: `apt-get install clang
+/// lld wasi-libc libclang-rt-14-dev-wasm32`) it warns and returns `None`: the program is then not
+/// embedded, and its tests are marked ignored with the reason (cfg `nebulet_no_c_program`), so
+/// `cargo test` shows them as skipped. Where the environment variable CI is set, or when clang
+/// and the rest are installed but the compilation fails, the build fails instead.
 fn build_c(folder: &Path, out_dir: &Path) -> Option<(String, PathBuf)> {
+    println!("cargo::rustc-check-cfg=cfg(nebulet_no_c_program)");
+    println!("cargo::rerun-if-env-changed=CI");
     let source = folder.join("main.c");
-    if !source.exists() {
+    if let Some(missing) = missing_c_toolchain() {
+        let message = format!(
+            "the C test program {C_PROGRAM} is not built ({missing}); its tests are ignored. \
+             Install clang and wasi-libc (Debian: apt-get install clang lld wasi-libc \
+             libclang-rt-14-dev-wasm32)"
+        );
+        if env::var_os("CI").is_some() {
+            panic!("{message}, but CI is set, and CI installs them");
+        }
+        println!("cargo::warning={message}");
+        println!("cargo::rustc-cfg=nebulet_no_c_program");
         return None;
     }
     let output = out_dir.join(format!("{C_PROGRAM}.wasm"));
-    let result = Command::new("clang")
-        .arg("--target=wasm32-wasi")
-        .arg(format!("--sysroot={WASI_SYSROOT}"))
+    let finished = Command::new("clang")
+        .args(["--target=wasm32-wasi", &format!("--sysroot={WASI_SYSROOT}")])
         .args(["-O2", "-Wall", "-o"])
         .arg(&output)
         .arg(&source)
-        .output();
-    let problem = match result {
-        Ok(finished) if finished.status.success() => return Some((C_PROGRAM.into(), output)),
-        Ok(finished) => format!(
-            "clang failed ({}): {}",
+        .output()
+        .expect("clang ran a moment ago");
+    if !finished.status.success() {
+        panic!(
+            "clang failed to compile {} ({}):\n{}",
+            source.display(),
             finished.status,
-            String::from_utf8_lossy(&finished.stderr).lines().collect::<Vec<_>>().join(" | ")
-        ),
-        Err(error) => format!("cannot run clang: {error}"),
+            String::from_utf8_lossy(&finished.stderr)
+        );
+    }
+    Some((C_PROGRAM.into(), output))
+}
+
+/// What the C test program's toolchain lacks, if anything: clang, wasm-ld, the wasi-libc
+/// sysroot or clang's wasm32 builtins library.
+fn missing_c_toolchain() -> Option<String> {
+    let clang = |arguments: &[&str]| {
+        Command::new("clang")
+            .arg("--target=wasm32-wasi")
+            .args(arguments)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
     };
-    println!(
-        "cargo::warning=the C test program {C_PROGRAM} is not built ({problem}); its test is \
-         skipped. Install clang and wasi-libc (Debian: apt-get install clang lld wasi-libc \
-         libclang-rt-14-dev-wasm32)"
-    );
+    let Some(_) = clang(&["--version"]) else { return Some("no clang".into()) };
+    let exists = |path: &str| Path::new(path).is_absolute() && Path::new(path).exists();
+    let linker = clang(&["-print-prog-name=wasm-ld"]).unwrap_or_default();
+    if !exists(&linker) && which("wasm-ld").is_none() {
+        return Some("no wasm-ld (package lld)".into());
+    }
+    let header = Path::new(WASI_SYSROOT).join("include/wasm32-wasi/stdio.h");
+    if !header.exists() {
+        return Some(format!("no wasi-libc: {} is missing", header.display()));
+    }
+    let builtins = clang(&["--rtlib=compiler-rt", "-print-libgcc-file-name"]).unwrap_or_default();
+    if !exists(&builtins) {
+        return Some(format!("no wasm32 builtins for clang: {builtins} is missing"));
+    }
     None
+}
+
+/// The path of a program on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|folder| folder.join(program))
+        .find(|path| path.is_file())
 }

@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod metal_bench;
 mod stress;
+mod targets;
 
 #[derive(Debug, Parser)]
 #[command(about = "Nebulet's build tasks")]
@@ -32,7 +33,8 @@ struct Arguments {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Builds the apps in `apps/` for wasm32-wasip1 and lists their sizes.
+    /// Builds the apps in `apps/` (for wasm32-wasip1, the threaded ones for
+    /// wasm32-wasip1-threads) and lists them with their sizes.
     Apps,
     /// Runs every test of the workspace.
     Test,
@@ -173,27 +175,61 @@ fn run(mut command: Command) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("{command:?} failed: {status}")) }
 }
 
+/// `cargo xtask apps`: builds every program of the apps workspace, the threaded ones (their
+/// Cargo.toml names wasm32-wasip1-threads, as `crates/nebulet/build.rs` reads it) for that
+/// target and the others for wasm32-wasip1, and lists the modules with their sizes.
 fn apps() -> Result<(), String> {
+    targets::require(&[WASM_TARGET, THREADS_TARGET])?;
     let root = root();
+    let apps = root.join("apps");
     let target_dir = root.join("target/wasm-apps");
-    let mut build = cargo();
-    build
-        .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
-        .arg(root.join("apps/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    run(build)?;
-    let built = target_dir.join(WASM_TARGET).join("release");
-    let mut modules: Vec<_> = std::fs::read_dir(&built)
-        .map_err(|error| format!("cannot list {}: {error}", built.display()))?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "wasm"))
-        .collect();
-    modules.sort();
+    let (_, mut threaded) = metal_apps(&apps)?;
+    threaded.extend(metal_apps(&apps.join("tests"))?.1);
+    let build = |target: &str, packages: Vec<String>| {
+        let mut build = cargo();
+        build
+            .args(["build", "--release", "--target", target, "--manifest-path"])
+            .arg(apps.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .args(packages)
+            // Flags meant for a host build must not reach the wasm build.
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET");
+        run(build)
+    };
+    let mut plain = vec!["--workspace".to_string()];
+    plain.extend(threaded.iter().flat_map(|name| ["--exclude".to_string(), name.clone()]));
+    build(WASM_TARGET, plain)?;
+    if !threaded.is_empty() {
+        build(
+            THREADS_TARGET,
+            threaded.iter().flat_map(|name| ["-p".into(), name.clone()]).collect(),
+        )?;
+    }
+    let mut modules = Vec::new();
+    for target in [WASM_TARGET, THREADS_TARGET] {
+        let built = target_dir.join(target).join("release");
+        modules.extend(
+            std::fs::read_dir(&built)
+                .map_err(|error| format!("cannot list {}: {error}", built.display()))?
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| {
+                    let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or("");
+                    // Only this target's programs: the other target's build may have left
+                    // a stale copy here.
+                    path.extension().is_some_and(|extension| extension == "wasm")
+                        && threaded.iter().any(|app| app == name) == (target == THREADS_TARGET)
+                }),
+        );
+    }
+    modules.sort_by_key(|path| path.file_name().map(ToOwned::to_owned));
     for module in modules {
         let size = std::fs::metadata(&module).map_err(|error| error.to_string())?.len();
-        println!("{:<40} {size:>8} bytes", module.display());
+        let shown = module.strip_prefix(&root).unwrap_or(&module);
+        println!("{:<56} {size:>8} bytes", shown.display());
     }
     Ok(())
 }
@@ -479,6 +515,7 @@ fn qemu(machine: &Machine, system: &System, extra: &[String]) -> Result<(), Stri
         }
         Err(error) => return Err(format!("cannot run {QEMU}: {error}")),
     }
+    targets::require(&[WASM_TARGET, METAL_TARGET])?;
     let (image, system_arguments) = match system {
         System::Demo { manifest, only } => {
             (demo_image(manifest.as_deref(), only.as_deref())?, vec![])

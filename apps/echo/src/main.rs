@@ -28,7 +28,7 @@ struct Client {
 
 fn main() {
     let Some(bootstrap) = sip::process::bootstrap_channel() else {
-        fail("no bootstrap channel");
+        fail(sip::process::NO_BOOTSTRAP);
     };
     let (connections, registered) =
         Channel::create().unwrap_or_else(|error| fail(&format!("channel_create: {error}")));

@@ -21,7 +21,7 @@ const STEP: Duration = Duration::from_millis(20);
 
 fn main() {
     let Some(bootstrap) = sip::process::bootstrap_channel() else {
-        fail("no bootstrap channel");
+        fail(sip::process::NO_BOOTSTRAP);
     };
     if let Err(error) = bootstrap.write_bytes(READY) {
         fail(&format!("cannot report ready: {error}"));

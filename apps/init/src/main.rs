@@ -28,7 +28,7 @@
 use std::time::Duration;
 
 use nebulet_abi::WAIT_MANY_MAX_ITEMS;
-use nebulet_abi::bootstrap::{READY, Restart, Role, parse_manifest};
+use nebulet_abi::bootstrap::{READY, Restart, Role, Seconds, parse_manifest};
 use sip::bootstrap::Image;
 use sip::{
     Channel, DEADLINE_INFINITE, Error, InfoProcess, InfoProcessExt, Limit, Module, Process,
@@ -134,7 +134,7 @@ fn main() {
 
 impl Init {
     fn run(&mut self) -> Result<i32, String> {
-        let bootstrap = sip::process::bootstrap_channel().ok_or("no bootstrap channel")?;
+        let bootstrap = sip::process::bootstrap_channel().ok_or("no bootstrap channel: init is started by `nebulet demo`, which hands it the image")?;
         let image = Image::receive(&bootstrap)
             .map_err(|error| format!("cannot read the image: {error}"))?;
         let manifest = image.manifest().ok_or("the image has no manifest")?;
@@ -198,11 +198,12 @@ impl Init {
             .iter()
             .filter(|app| app.gave_up || !app.ended().is_some_and(|info| info.succeeded()))
             .count();
-        println!("init: all {} tasks done", tasks.len());
+        let plural = if tasks.len() == 1 { "" } else { "s" };
+        println!("init: all {} task{plural} done", tasks.len());
         if failed == 0 {
             Ok(0)
         } else {
-            println!("init: {failed} of {} tasks failed", tasks.len());
+            println!("init: {failed} of {} task{plural} failed", tasks.len());
             Ok(1)
         }
     }
@@ -302,7 +303,7 @@ impl Init {
                     "init: {} restarted {count} time{} in {}, giving up",
                     app.name,
                     if count == 1 { "" } else { "s" },
-                    seconds(app.restart_window)
+                    Seconds(app.restart_window)
                 );
                 return Ok(());
             }
@@ -388,31 +389,5 @@ impl Init {
                 let _ = run.process.kill();
             }
         }
-    }
-}
-
-/// Nanoseconds as seconds for messages: `10s`, `0.5s`, `0.001s`.
-fn seconds(nanos: u64) -> String {
-    let whole = nanos / 1_000_000_000;
-    let fraction = nanos % 1_000_000_000;
-    if fraction == 0 {
-        format!("{whole}s")
-    } else {
-        let digits = format!("{fraction:09}");
-        format!("{whole}.{}s", digits.trim_end_matches('0'))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seconds_read_well() {
-        assert_eq!(seconds(10_000_000_000), "10s");
-        assert_eq!(seconds(500_000_000), "0.5s");
-        assert_eq!(seconds(1_250_000_000), "1.25s");
-        assert_eq!(seconds(1_000), "0.000001s");
-        assert_eq!(seconds(0), "0s");
     }
 }

@@ -24,7 +24,7 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let bootstrap = sip::process::bootstrap_channel().ok_or("no bootstrap channel")?;
+    let bootstrap = sip::process::bootstrap_channel().ok_or(sip::process::NO_BOOTSTRAP)?;
     let image =
         Image::receive(&bootstrap).map_err(|error| format!("cannot read the image: {error}"))?;
     let module = image.module("pong").ok_or("no app pong in the image")?;
@@ -97,6 +97,6 @@ fn use_echo() -> Result<(), String> {
     if back_koid != koid {
         return Err(format!("echo returned object {back_koid} instead of {koid}"));
     }
-    println!("ping: echo returned the event handle (koid {koid})");
+    println!("ping: echo sent back a handle to the same event (kernel object id {koid})");
     Ok(())
 }

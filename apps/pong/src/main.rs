@@ -5,7 +5,7 @@ use sip::{DEADLINE_INFINITE, Error, Message};
 
 fn main() {
     let Some(channel) = sip::process::bootstrap_channel() else {
-        println!("pong: no bootstrap channel");
+        println!("pong: {}", sip::process::NO_BOOTSTRAP);
         sip::process::exit(1);
     };
     let mut message = Message::new();

@@ -117,7 +117,7 @@ fn arguments() -> Result<(u32, u32), String> {
 
 /// Starts `n` workers of the image's `worker` app.
 fn start(n: u32, k: u32) -> Result<Vec<Worker>, String> {
-    let bootstrap = sip::process::bootstrap_channel().ok_or("no bootstrap channel")?;
+    let bootstrap = sip::process::bootstrap_channel().ok_or(sip::process::NO_BOOTSTRAP)?;
     let image =
         Image::receive(&bootstrap).map_err(|error| format!("cannot read the image: {error}"))?;
     let module = image.module("worker").ok_or("no app worker in the image")?;

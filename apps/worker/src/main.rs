@@ -6,7 +6,7 @@ use sip::{DEADLINE_INFINITE, Error, Message};
 
 fn main() {
     let Some(channel) = sip::process::bootstrap_channel() else {
-        println!("worker: no bootstrap channel");
+        println!("worker: {}", sip::process::NO_BOOTSTRAP);
         sip::process::exit(1);
     };
     let mut message = Message::new();

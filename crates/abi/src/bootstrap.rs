@@ -151,6 +151,19 @@ impl Limit {
         }
     }
 
+    /// What a value of this limit looks like, for error messages.
+    const fn expected(self) -> &'static str {
+        match self {
+            Limit::MemoryBytes | Limit::QueuedBytes => {
+                "expected a SIZE: bytes with an optional K, M or G, e.g. 64M"
+            }
+            Limit::Handles | Limit::Children | Limit::Threads => "expected a COUNT, e.g. 64",
+            Limit::CpuNanoseconds => {
+                "expected a DURATION: a number with ns, us, ms or s, e.g. 250ms"
+            }
+        }
+    }
+
     fn parse(self, value: &str) -> Option<u64> {
         match self {
             Limit::MemoryBytes | Limit::QueuedBytes => parse_size(value),
@@ -191,14 +204,26 @@ fn parse_restarts(text: &str) -> Option<(u32, u64)> {
     Some((count.parse().ok()?, parse_duration(window)?))
 }
 
-/// Whether `key=value` is an option a directive understands, with a valid value.
-fn valid_option(word: &str) -> bool {
-    let Some((key, value)) = word.split_once('=') else { return false };
-    match key {
-        "restart" => matches!(value, "never" | "on-failure" | "always"),
-        "restarts" => parse_restarts(value).is_some(),
-        _ => Limit::ALL.into_iter().any(|limit| limit.key() == key && limit.parse(value).is_some()),
-    }
+/// Why `word` is not an option a directive understands (`key=value` with a valid value): what
+/// the option expects, or `None` when it is one.
+fn option_problem(word: &str) -> Option<&'static str> {
+    const KNOWN: &str = "not an option: options are restart=, restarts=, memory=, handles=, \
+                         queued=, children=, cpu= and threads=";
+    let Some((key, value)) = word.split_once('=') else { return Some(KNOWN) };
+    let (valid, expected) = match key {
+        "restart" => (
+            matches!(value, "never" | "on-failure" | "always"),
+            "expected never, on-failure or always",
+        ),
+        "restarts" => (parse_restarts(value).is_some(), "expected COUNT/DURATION, e.g. 3/10s"),
+        _ => {
+            let Some(limit) = Limit::ALL.into_iter().find(|limit| limit.key() == key) else {
+                return Some(KNOWN);
+            };
+            (limit.parse(value).is_some(), limit.expected())
+        }
+    };
+    if valid { None } else { Some(expected) }
 }
 
 /// A manifest line that is not a directive.
@@ -208,15 +233,22 @@ pub struct ManifestError<'a> {
     pub line: usize,
     /// The text of the line.
     pub text: &'a str,
+    /// The option at fault, with what it expects; `None` when the line's form is wrong.
+    pub option: Option<(&'a str, &'static str)>,
 }
 
 impl core::fmt::Display for ManifestError<'_> {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            formatter,
-            "manifest line {}: expected `service NAME [OPTION...]` or `start NAME [OPTION...]`, found `{}`",
-            self.line, self.text
-        )
+        match self.option {
+            Some((word, expected)) => {
+                write!(formatter, "manifest line {}: `{word}`: {expected}", self.line)
+            }
+            None => write!(
+                formatter,
+                "manifest line {}: expected `service NAME [OPTION...]` or `start NAME [OPTION...]`, found `{}`",
+                self.line, self.text
+            ),
+        }
     }
 }
 
@@ -229,7 +261,7 @@ pub fn parse_manifest(
         if line.is_empty() {
             return None;
         }
-        let error = ManifestError { line: index + 1, text: raw };
+        let error = ManifestError { line: index + 1, text: raw, option: None };
         let mut words = line.splitn(3, char::is_whitespace);
         let role = match words.next() {
             Some("service") => Role::Service,
@@ -240,15 +272,41 @@ pub fn parse_manifest(
             return Some(Err(error));
         };
         let options = words.next().unwrap_or("").trim();
-        if !options.split_whitespace().all(valid_option) {
-            return Some(Err(error));
+        for word in options.split_whitespace() {
+            if let Some(expected) = option_problem(word) {
+                return Some(Err(ManifestError { option: Some((word, expected)), ..error }));
+            }
         }
         Some(Ok(Directive { role, name, options }))
     })
 }
 
+/// Nanoseconds shown as seconds, for messages: `10s`, `0.5s`, `0.000001s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl core::fmt::Display for Seconds {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let whole = self.0 / 1_000_000_000;
+        let mut fraction = self.0 % 1_000_000_000;
+        if fraction == 0 {
+            return write!(formatter, "{whole}s");
+        }
+        // Nine digits, without the trailing zeros.
+        let mut digits = 9;
+        while fraction.is_multiple_of(10) {
+            fraction /= 10;
+            digits -= 1;
+        }
+        write!(formatter, "{whole}.{fraction:0digits$}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::string::ToString;
+
     use super::*;
 
     #[test]
@@ -264,7 +322,10 @@ mod tests {
         assert_eq!(echo.limits().count(), 0);
         let ping = directives[1].unwrap().unwrap();
         assert_eq!((ping.role, ping.name), (Role::Task, "ping"));
-        assert_eq!(directives[2], Some(Err(ManifestError { line: 5, text: "bogus line" })));
+        assert_eq!(
+            directives[2],
+            Some(Err(ManifestError { line: 5, text: "bogus line", option: None }))
+        );
         assert_eq!(
             directives[3].unwrap().unwrap_err().line,
             6,
@@ -283,9 +344,36 @@ mod tests {
             limits[limit as usize] = value;
         }
         assert_eq!(limits, [0, 16 << 20, 64, 64 << 10, 8, 250_000_000]);
-        assert!(parse_manifest("start x memory=lots").next().unwrap().is_err());
-        assert!(parse_manifest("start x colour=blue").next().unwrap().is_err());
-        assert_eq!(Limit::from_raw(3), Some(Limit::QueuedBytes));
-        assert_eq!(Limit::from_raw(9), None);
+    }
+
+    #[test]
+    fn a_bad_option_is_named_with_what_it_expects() {
+        let error =
+            parse_manifest("start x restart=always memory=lots").next().unwrap().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "manifest line 1: `memory=lots`: expected a SIZE: bytes with an optional K, M or G, e.g. 64M"
+        );
+        let error = parse_manifest("\nstart x colour=blue").next().unwrap().unwrap_err();
+        assert_eq!(error.line, 2);
+        assert_eq!(error.option.map(|(word, _)| word), Some("colour=blue"));
+        assert!(error.to_string().contains("not an option"));
+        let error = parse_manifest("start x restarts=3").next().unwrap().unwrap_err();
+        assert!(error.to_string().ends_with("`restarts=3`: expected COUNT/DURATION, e.g. 3/10s"));
+        let error = parse_manifest("launch x").next().unwrap().unwrap_err();
+        assert!(error.to_string().contains("expected `service NAME"));
+    }
+
+    #[test]
+    fn seconds_read_well() {
+        for (nanos, shown) in [
+            (10_000_000_000, "10s"),
+            (500_000_000, "0.5s"),
+            (1_250_000_000, "1.25s"),
+            (1_000, "0.000001s"),
+            (0, "0s"),
+        ] {
+            assert_eq!(Seconds(nanos).to_string(), shown);
+        }
     }
 }

@@ -10,8 +10,8 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use nebulet_abi::SOCKET_MAX_TRANSFER_BYTES;
 use nebulet_kernel::{BoxFuture, Connect, Connector, Listener, SocketEnd};
@@ -83,6 +83,48 @@ mod libc_errno {
     pub(super) const EMFILE: i32 = 24;
 }
 
+/// Connections (of any kernel in this host process) whose outbound copy has not finished.
+static OUTBOUND: Mutex<usize> = Mutex::new(0);
+/// Notified when [`OUTBOUND`] goes down.
+static OUTBOUND_DONE: Condvar = Condvar::new();
+
+/// One connection's outbound copy, counted in [`OUTBOUND`] while it runs.
+struct Outbound;
+
+impl Outbound {
+    fn start() -> Self {
+        *OUTBOUND.lock().unwrap_or_else(|poison| poison.into_inner()) += 1;
+        Outbound
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        *OUTBOUND.lock().unwrap_or_else(|poison| poison.into_inner()) -= 1;
+        OUTBOUND_DONE.notify_all();
+    }
+}
+
+/// Waits (at most `patience`) until every connection has sent what processes wrote to it:
+/// a command that exits once its process has ended calls this first, so that the last bytes
+/// a program wrote (and its FIN) reach the client. `false` if some did not finish in time (a
+/// client that does not read).
+pub fn drain(patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    let mut running = OUTBOUND.lock().unwrap_or_else(|poison| poison.into_inner());
+    while *running > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        running = OUTBOUND_DONE
+            .wait_timeout(running, left)
+            .unwrap_or_else(|poison| poison.into_inner())
+            .0;
+    }
+    true
+}
+
 /// A socket pair for `stream`: returns the process's end; the host's end is copied to and from
 /// the connection by two tasks.
 pub fn bridge(runtime: &Handle, stream: TcpStream) -> Arc<SocketEnd> {
@@ -108,7 +150,9 @@ pub fn bridge(runtime: &Handle, stream: TcpStream) -> Arc<SocketEnd> {
         }
         inbound.shutdown_write();
     });
+    let outbound = Outbound::start();
     runtime.spawn(async move {
+        let _outbound = outbound;
         let mut buffer = vec![0u8; SOCKET_MAX_TRANSFER_BYTES as usize];
         loop {
             let count = poll_fn(|context| host_end.poll_read(context, &mut buffer)).await;

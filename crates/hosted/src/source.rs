@@ -22,6 +22,13 @@ pub fn module_binary<'a>(bytes: &'a [u8], path: Option<&Path>) -> Result<Cow<'a,
         let what = name.as_deref().unwrap_or("the module");
         return Err(format!("{what} is neither a wasm module nor wat text"));
     };
+    // Text that cannot begin a module (`(`, or a comment before it) is no wat either: say so,
+    // rather than the parser's "expected `(`".
+    let start = text.trim_start();
+    if !(start.starts_with('(') || start.starts_with(";;")) {
+        let what = name.as_deref().unwrap_or("the module");
+        return Err(format!("{what} is neither a wasm module nor wat text"));
+    }
     let parsed =
         wat::Parser::new().parse_str(path, text).map_err(|error| one_line(&error.to_string()))?;
     Ok(Cow::Owned(parsed))

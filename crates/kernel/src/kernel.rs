@@ -122,6 +122,8 @@ pub struct Kernel {
     pub(crate) preemption: Arc<crate::processors::Preemption>,
     live_processes: AtomicUsize,
     margins: Margins,
+    /// The processes running now, for listings.
+    pub(crate) roster: crate::roster::Roster,
     /// Thread stores alive (each thread of each process has one).
     pub(crate) live_threads: AtomicUsize,
 }
@@ -164,6 +166,7 @@ impl Kernel {
             preemption,
             live_processes: AtomicUsize::new(0),
             margins: Margins::of(&capacity),
+            roster: Default::default(),
             live_threads: AtomicUsize::new(0),
         }))
     }
@@ -181,6 +184,11 @@ impl Kernel {
     /// How many processes have started and not yet ended.
     pub fn live_processes(&self) -> usize {
         self.live_processes.load(Ordering::Relaxed)
+    }
+
+    /// The processes running now (for `nebulet ps`), by kernel object id.
+    pub fn processes(&self) -> Vec<crate::ProcessSummary> {
+        self.roster.summaries()
     }
 
     /// Turns on the processors given and not ended, and processes known to the scheduler: both
@@ -287,6 +295,7 @@ impl Kernel {
         }
         process.mark_started(bootstrap)?;
         self.live_processes.fetch_add(1, Ordering::Relaxed);
+        self.roster.enter(process);
         self.platform.spawn(Box::pin(runner::run(self.clone(), process.clone())));
         Ok(())
     }

@@ -21,6 +21,7 @@ mod platform;
 mod prepare;
 mod processors;
 mod random;
+mod roster;
 mod runner;
 mod syscalls;
 mod threads;
@@ -37,6 +38,7 @@ pub use platform::{
     BoxFuture, Capacity, CompileError, ConsoleStream, Platform, RunLength, RunStart,
 };
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
+pub use roster::ProcessSummary;
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.
 pub use wasmtime;

@@ -269,6 +269,7 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     }
     // Counted out before TERMINATED is asserted, so whoever sees the end sees the count too.
     kernel.process_ended();
+    kernel.roster.leave(&process);
     crate::syscalls::unregister_services(&kernel, &process);
     process.finish(status);
 }
@@ -435,7 +436,25 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
     }
     let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
         Ok(start) => start,
-        Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
+        Err(error) => {
+            // Say what `_start` should be, rather than wasmtime's "expected 0 types, found 1".
+            let message = match instance.get_func(&mut store, "_start") {
+                Some(start) => {
+                    let found = start.ty(&store).to_string();
+                    // FuncType's Display is `(type (func ...))`.
+                    let found = found
+                        .strip_prefix("(type ")
+                        .and_then(|rest| rest.strip_suffix(')'))
+                        .unwrap_or(&found);
+                    format!(
+                        "cannot start: `_start` must take no parameters and return nothing, \
+                         but it is `{found}`"
+                    )
+                }
+                None => describe(&error, "cannot start"),
+            };
+            return ThreadEnd::Process(ExitStatus::ended(ExitReason::Trapped, Some(message)));
+        }
     };
     ThreadEnd::Process(match start.call_async(&mut store, ()).await {
         Ok(()) => ExitStatus::exited(0),
@@ -484,11 +503,28 @@ fn ending(error: wasmtime::Error, what: &str) -> ExitStatus {
     ExitStatus::ended(ExitReason::Trapped, Some(describe(&error, what)))
 }
 
+/// wasmtime's "types incompatible: expected type `A`, found type `B`" for an import, where `A`
+/// is the module's import and `B` what the kernel provides, said in those words.
+fn import_mismatch(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("types incompatible: expected type `")?;
+    let (imported, rest) = rest.split_once("`, found type `")?;
+    let provided = rest.strip_suffix('`')?;
+    Some(format!("the module imports it as `{imported}`, but it is `{provided}`"))
+}
+
 /// `what: reason; wasm backtrace: f <- g <- _start`, on one line.
 pub(crate) fn describe(error: &wasmtime::Error, what: &str) -> String {
     let reason = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
-        None => error.root_cause().to_string(),
+        // The whole chain, as "incompatible import type for `MODULE::NAME`: types incompatible:
+        // ...", without the backtrace wasmtime attaches as context (its frames follow below).
+        None => error
+            .chain()
+            .map(ToString::to_string)
+            .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+            .map(|text| import_mismatch(&text).unwrap_or(text))
+            .collect::<Vec<_>>()
+            .join(": "),
     };
     let reason = reason.lines().map(str::trim).collect::<Vec<_>>().join(" ");
     let frames: Vec<String> = error

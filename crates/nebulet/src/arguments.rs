@@ -49,13 +49,53 @@ pub(crate) enum Command {
         /// Prints the root budget (what this host gives all processes) to stderr first.
         #[arg(short, long)]
         verbose: bool,
+        /// Opens a control socket at PATH (mode 0600) on which `nebulet ps` lists the processes.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheArguments,
+    },
+    /// Lists the processes of a running `nebulet run` or `nebulet demo` started with
+    /// `--control PATH`: id, name, threads, CPU time, memory, handles and queued bytes.
+    Ps {
+        /// The control socket of the command to ask.
+        #[arg(long, value_name = "PATH")]
+        control: PathBuf,
+        /// Prints a JSON array, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows `nebulet ps`'s table again every second (a live view) until the command ends.
+    Top {
+        /// The control socket of the command to watch.
+        #[arg(long, value_name = "PATH")]
+        control: PathBuf,
+        /// How often to refresh: a number with ns, us, ms or s.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
     },
     /// Lists the apps of the embedded image with their sizes.
     Apps,
     /// Serves HTTP/1.1, answering each request with a fresh process of a wasm app.
     Serve(nebulet_serve::ServeArgs),
+    /// Creates an app project: Cargo.toml with the SDK (`sip`) as a dependency, the
+    /// wasm32-wasip1 target and `nebulet run` as `cargo run`'s runner, a `src/main.rs` that
+    /// uses a channel, and a README.
+    New(NewArguments),
+}
+
+/// The options of `nebulet new`.
+#[derive(Debug, Args)]
+pub(crate) struct NewArguments {
+    /// The project's directory, to be created; its last component is the package name.
+    pub(crate) path: PathBuf,
+    /// Takes the SDK from this Nebulet checkout (or its `crates/sip`) as a path dependency,
+    /// instead of from git.
+    #[arg(long, value_name = "CHECKOUT", conflicts_with = "sdk_git")]
+    pub(crate) sdk_path: Option<PathBuf>,
+    /// The git repository to take the SDK from.
+    #[arg(long, value_name = "URL", default_value = crate::new::SDK_GIT)]
+    pub(crate) sdk_git: String,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +121,9 @@ pub(crate) struct RunArguments {
     /// `.cwasm` is machine code, which runs without the sandbox's checks.
     #[arg(long)]
     pub(crate) allow_precompiled: bool,
+    /// Opens a control socket at PATH (mode 0600) on which `nebulet ps` lists the processes.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) control: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) cache: CacheArguments,
     /// The module to run, then the arguments to pass to it.
@@ -126,6 +169,15 @@ fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
     let mut addresses =
         text.to_socket_addrs().map_err(|error| format!("`{text}` is not HOST:PORT ({error})"))?;
     addresses.next().ok_or_else(|| format!("`{text}` has no address"))
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    nebulet_abi::bootstrap::parse_duration(text)
+        .filter(|nanoseconds| *nanoseconds > 0)
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| {
+            format!("`{text}` is not a duration above 0 (a number with ns, us, ms or s)")
+        })
 }
 
 fn parse_codegen(text: &str) -> Result<Codegen, String> {
@@ -205,7 +257,8 @@ mod tests {
         assert!(!parsed.verbose);
         let escaped = run(&["--", "prog.wasm", "one"]);
         assert_eq!(escaped.module_and_args, ["prog.wasm", "one"]);
-        assert!(Arguments::try_parse_from(["nebulet", "run"]).is_err(), "the module is required");
+        let missing = Arguments::try_parse_from(["nebulet", "run"]).unwrap_err();
+        assert_eq!(missing.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]
@@ -222,11 +275,15 @@ mod tests {
             .map(|directory| (directory.host.to_str().unwrap(), directory.guest.as_str()))
             .collect();
         assert_eq!(directories, [("data", "/data"), (".", ".")]);
-        for bad in
-            [["--env", "=1", "p"], ["--env", "", "p"], ["--dir", "::x", "p"], ["--dir", "x::", "p"]]
-        {
+        for (bad, why) in [
+            (["--env", "=1", "p"], "`=1` is not NAME or NAME=VALUE"),
+            (["--env", "", "p"], "`` is not NAME or NAME=VALUE"),
+            (["--dir", "::x", "p"], "`::x` is not HOST_DIR or HOST_DIR::GUEST_DIR"),
+            (["--dir", "x::", "p"], "`x::` is not HOST_DIR or HOST_DIR::GUEST_DIR"),
+        ] {
             let line = ["nebulet", "run"].into_iter().chain(bad);
-            assert!(Arguments::try_parse_from(line).is_err(), "{bad:?}");
+            let error = Arguments::try_parse_from(line).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
         }
     }
 
@@ -237,7 +294,11 @@ mod tests {
         assert!(!run(&["-C", "cache=n", "p"]).cache.enabled());
         assert!(run(&["-C", "cache=n", "-C", "cache=y", "p"]).cache.enabled());
         assert!(run(&["-C", "cache", "p"]).cache.enabled());
-        assert!(Arguments::try_parse_from(["nebulet", "run", "-C", "inlining=y", "p"]).is_err());
-        assert!(Arguments::try_parse_from(["nebulet", "run", "-C", "cache=maybe", "p"]).is_err());
+        let unknown = Arguments::try_parse_from(["nebulet", "run", "-C", "inlining=y", "p"]);
+        let unknown = unknown.unwrap_err().to_string();
+        assert!(unknown.contains("unknown codegen option `inlining`"), "{unknown}");
+        let maybe = Arguments::try_parse_from(["nebulet", "run", "-C", "cache=maybe", "p"]);
+        let maybe = maybe.unwrap_err().to_string();
+        assert!(maybe.contains("`maybe` is not y or n"), "{maybe}");
     }
 }

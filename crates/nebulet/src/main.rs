@@ -4,7 +4,10 @@
 use nebulet::image;
 
 mod arguments;
+mod control;
+mod logging;
 mod modules;
+mod new;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,33 +34,77 @@ fn preopens(directories: &[DirectoryArgument]) -> Result<Preopens, String> {
         .collect()
 }
 
+/// How long the command waits, once its process has ended, for its connections to send what
+/// the program wrote.
+const NETWORK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How the command ends: the first process's exit code, or a one-line error (exit code 1).
 type Outcome = Result<u8, String>;
 
 fn main() {
     let arguments = Arguments::parse();
-    let default =
-        Command::Demo { manifest: None, verbose: false, cache: CacheArguments::default() };
+    let verbose = match &arguments.command {
+        Some(Command::Run(run)) => run.verbose,
+        Some(Command::Demo { verbose, .. }) => *verbose,
+        _ => false,
+    };
+    logging::init(verbose);
+    let default = Command::Demo {
+        manifest: None,
+        verbose: false,
+        control: None,
+        cache: CacheArguments::default(),
+    };
     let outcome = match arguments.command.unwrap_or(default) {
         Command::Run(arguments) => run(arguments),
         Command::Compile { module, output, cache } => compile(&module, output, &cache),
-        Command::Demo { manifest, verbose, cache } => {
-            demo(manifest, Report::chosen(verbose), modules::cache(cache.enabled(), &[]))
+        Command::Demo { manifest, verbose, control, cache } => demo(
+            manifest,
+            Report::chosen(verbose),
+            control.as_deref(),
+            modules::cache(cache.enabled(), &[]),
+        ),
+        Command::Top { control, interval } => control::top(&control, interval),
+        Command::Ps { control, json } => control::ps(&control, if json { "json" } else { "table" }),
+        Command::Serve(arguments) => {
+            let control = arguments.control.clone();
+            nebulet_serve::run_with(arguments, |kernel| match &control {
+                Some(path) => control::open(kernel, path),
+                None => Ok(()),
+            })
         }
-        Command::Serve(arguments) => nebulet_serve::run(arguments),
-        Command::Apps => {
-            for (name, bytes) in image::APPS {
-                println!("{name:<12} {:>8} bytes", bytes.len());
-            }
-            Ok(0)
+        Command::Apps => apps(),
+        Command::New(arguments) => {
+            let sdk = match arguments.sdk_path {
+                Some(path) => new::Sdk::Path(path),
+                None => new::Sdk::Git(arguments.sdk_git),
+            };
+            new::create(&arguments.path, &sdk).map(|()| 0)
         }
     };
     exit(outcome)
 }
 
+/// `nebulet apps`: the embedded apps with their sizes. A reader that stops early (`| head`)
+/// ends the listing quietly.
+fn apps() -> Outcome {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    for (name, bytes) in image::APPS {
+        if let Err(error) = writeln!(stdout, "{name:<12} {:>8} bytes", bytes.len()) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(0);
+            }
+            return Err(format!("cannot write the list: {error}"));
+        }
+    }
+    Ok(0)
+}
+
 /// Ends the command. Whatever other processes still do (spin, wait for stdin, sit in a long
 /// call), the host process ends here at once: nothing waits for the runtime to shut down.
 fn exit(outcome: Outcome) -> ! {
+    control::close();
     let code = outcome.unwrap_or_else(|message| {
         eprintln!("nebulet: {message}");
         1
@@ -66,34 +113,39 @@ fn exit(outcome: Outcome) -> ! {
 }
 
 /// Waits for `process`, writes out what processes printed until then, and ends the command.
-fn finish(emulator: &Emulator, process: &ProcessRef, name: &str) -> ! {
+fn finish(emulator: &Emulator, process: &ProcessRef, name: &str, report: Report) -> ! {
     let status = emulator.block_on(process.wait());
     emulator.flush_console();
-    exit(exit_code(name, &status))
+    // What the program wrote to its connections reaches its clients before the command ends
+    // (bounded: a client that does not read does not keep it).
+    nebulet_hosted::network::drain(NETWORK_PATIENCE);
+    exit(exit_code(name, &status, report))
 }
 
-/// What the command prints besides the programs' output and its errors.
+/// How much of a trap's backtrace the command shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Report {
-    Nothing,
-    /// The root budget, first (`-v`).
-    Budget,
+    /// The program's own frames.
+    Program,
+    /// Every frame (`-v`).
+    Everything,
 }
 
 impl Report {
     fn chosen(verbose: bool) -> Report {
-        if verbose { Report::Budget } else { Report::Nothing }
+        if verbose { Report::Everything } else { Report::Program }
     }
 }
 
-fn emulator(report: Report, cache: Option<ModuleCache>) -> Result<Emulator, String> {
+fn emulator(cache: Option<ModuleCache>) -> Result<Emulator, String> {
     let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), cache)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
-    if report == Report::Budget {
+    // Shown with `-v` (or RUST_LOG=info).
+    {
         let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes, .. } =
             emulator.capacity();
-        eprintln!(
-            "nebulet: root budget: {} MiB of memory, {mappings} mappings, {linear_memories} \
+        tracing::info!(
+            "root budget: {} MiB of memory, {mappings} mappings, {linear_memories} \
              linear memories, {threads} threads of {} KiB of stack",
             memory_bytes >> 20,
             stack_bytes >> 10
@@ -109,6 +161,7 @@ fn run(arguments: RunArguments) -> Outcome {
         directories,
         listen,
         allow_precompiled,
+        control,
         cache,
         module_and_args,
     } = arguments;
@@ -122,10 +175,20 @@ fn run(arguments: RunArguments) -> Outcome {
         args.remove(0);
     }
     let environment = environment.into_iter().filter_map(|variable| variable.resolve()).collect();
-    let bytes = modules::read(&file)?;
+    // `nebulet run hello`: no such file, but an app of the embedded image has that name.
+    let embedded = (!file.exists())
+        .then(|| file.to_str())
+        .flatten()
+        .and_then(|name| image::APPS.iter().find(|(app, _)| *app == name));
+    let bytes = match embedded {
+        Some((_, bytes)) => bytes.to_vec(),
+        None => modules::read(&file)?,
+    };
     let preopens = preopens(&directories)?;
-    let emulator =
-        emulator(Report::chosen(verbose), modules::cache(cache.enabled(), &directories))?;
+    let emulator = emulator(modules::cache(cache.enabled(), &directories))?;
+    if let Some(path) = &control {
+        control::open(emulator.kernel(), path)?;
+    }
     let precompiled = if allow_precompiled { Precompiled::Allowed } else { Precompiled::Refused };
     let module = modules::load(&emulator, &file, &bytes, precompiled)?;
     let name =
@@ -135,9 +198,7 @@ fn run(arguments: RunArguments) -> Outcome {
         let (listener, bound) = emulator
             .listen(address)
             .map_err(|error| format!("cannot listen on {address}: {error}"))?;
-        if verbose {
-            eprintln!("nebulet: listening on {bound} (descriptor {})", 3 + index);
-        }
+        tracing::info!("listening on {bound} (descriptor {})", 3 + index);
         listeners.push(listener);
     }
     let options = ProcessOptions {
@@ -149,7 +210,7 @@ fn run(arguments: RunArguments) -> Outcome {
         ..Default::default()
     };
     let process = emulator.kernel().spawn(module, options);
-    finish(&emulator, &process, &name)
+    finish(&emulator, &process, &name, Report::chosen(verbose))
 }
 
 /// `nebulet compile`: writes the module compiled, as `nebulet run --allow-precompiled` loads it.
@@ -159,7 +220,7 @@ fn compile(module: &Path, output: Option<PathBuf>, cache: &CacheArguments) -> Ou
         return Err(format!("{} is compiled already", module.display()));
     }
     let binary = module_binary(&bytes, Some(module))?;
-    let emulator = emulator(Report::Nothing, modules::cache(cache.enabled(), &[]))?;
+    let emulator = emulator(modules::cache(cache.enabled(), &[]))?;
     let compiled = modules::with_notice(module, || emulator.precompile(&binary))
         .map_err(|reason| format!("cannot compile {}: {reason}", module.display()))?;
     // As wasmtime does: the module's file name with `.cwasm`, in the current directory.
@@ -172,13 +233,21 @@ fn compile(module: &Path, output: Option<PathBuf>, cache: &CacheArguments) -> Ou
     Ok(0)
 }
 
-fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -> Outcome {
+fn demo(
+    manifest: Option<PathBuf>,
+    report: Report,
+    control: Option<&Path>,
+    cache: Option<ModuleCache>,
+) -> Outcome {
     let manifest = match manifest {
         Some(path) => std::fs::read_to_string(&path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
         None => image::MANIFEST.to_string(),
     };
-    let emulator = emulator(report, cache)?;
+    let emulator = emulator(cache)?;
+    if let Some(path) = control {
+        control::open(emulator.kernel(), path)?;
+    }
     let mut init = None;
     let mut apps = Vec::new();
     for (name, bytes) in image::APPS {
@@ -191,16 +260,25 @@ fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -
         apps.push((name.to_string(), module));
     }
     let init = init.ok_or("the image has no init app")?;
+    eprintln!(
+        "nebulet: booting the demo system on a Nebulet kernel hosted in this Linux process. Every \
+         line below is printed by a wasm process: init starts the apps of the manifest (`nebulet \
+         apps` lists them), which talk over channels."
+    );
     let process = emulator
         .kernel()
         .boot(init, &manifest, apps)
         .map_err(|error| format!("cannot boot the image: {error}"))?;
-    finish(&emulator, &process, "init")
+    finish(&emulator, &process, "init", report)
 }
 
 /// The command's exit code for how the first process ended; prints why if it did not exit.
-fn exit_code(name: &str, status: &ExitStatus) -> Outcome {
-    match (&status.message, status.reason) {
+fn exit_code(name: &str, status: &ExitStatus, report: Report) -> Outcome {
+    let message = status.message.as_deref().map(|message| match report {
+        Report::Everything => message.to_string(),
+        Report::Program => modules::program_frames(message),
+    });
+    match (&message, status.reason) {
         (_, nebulet_abi::ExitReason::Exited) => match u8::try_from(status.code) {
             Ok(code) => Ok(code),
             Err(_) => {

@@ -47,7 +47,7 @@ pub(crate) fn cache(enabled: bool, directories: &[DirectoryArgument]) -> Option<
     let cache = match ModuleCache::open(&ModuleCache::default_directory()?, DEFAULT_CACHE_LIMIT) {
         Ok(cache) => cache,
         Err(message) => {
-            eprintln!("nebulet: {message}");
+            tracing::warn!("{message}");
             return None;
         }
     };
@@ -110,4 +110,64 @@ pub(crate) fn with_notice<T>(file: &Path, compile: impl FnOnce() -> T) -> T {
         drop(done);
         result
     })
+}
+
+/// The separator of the wasm backtrace in a trap's message (`crates/kernel/src/runner.rs`).
+const BACKTRACE: &str = "; wasm backtrace: ";
+
+/// A trap message with the program's own frames only: the frames of Rust's standard library
+/// and the libc start-up code (a panic's way to its abort) are left out, with a count of them
+/// (`-v` shows all).
+pub(crate) fn program_frames(message: &str) -> String {
+    let Some((reason, frames)) = message.split_once(BACKTRACE) else { return message.into() };
+    let frames: Vec<&str> = frames.split(" <- ").collect();
+    // Only Rust programs have std frames to hide; other programs' backtraces stay whole.
+    if !frames.iter().any(|frame| is_standard_library(frame)) {
+        return message.into();
+    }
+    let own: Vec<&str> = frames.iter().copied().filter(|frame| !is_runtime_frame(frame)).collect();
+    let hidden = frames.len() - own.len();
+    if hidden == 0 || own.is_empty() {
+        return message.into();
+    }
+    format!(
+        "{reason}{BACKTRACE}{} ({hidden} frames of std and libc hidden, -v shows them)",
+        own.join(" <- ")
+    )
+}
+
+/// Whether a frame belongs to Rust's standard library.
+fn is_standard_library(frame: &str) -> bool {
+    const PREFIXES: [&str; 6] = ["std::", "core::", "alloc::", "__rustc::", "<std::", "<core::"];
+    PREFIXES.iter().any(|prefix| frame.starts_with(prefix))
+}
+
+/// Whether a frame belongs to the standard library or libc's start-up code.
+fn is_runtime_frame(frame: &str) -> bool {
+    const NAMES: [&str; 5] = ["abort", "_start", "__main_void", "__original_main", "main"];
+    is_standard_library(frame) || NAMES.contains(&frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rust_panic_shows_the_programs_frames() {
+        let message = "trapped: wasm trap: wasm `unreachable` instruction executed; wasm \
+            backtrace: abort <- std::sys::pal::wasi::helpers::abort_internal <- \
+            std::process::abort <- __rustc::__rust_abort <- core::panicking::panic_fmt <- \
+            wasi_std::check::{{closure}} <- wasi_std::files <- wasi_std::main <- \
+            std::sys::backtrace::__rust_begin_short_backtrace <- __main_void <- _start";
+        assert_eq!(
+            program_frames(message),
+            "trapped: wasm trap: wasm `unreachable` instruction executed; wasm backtrace: \
+             wasi_std::check::{{closure}} <- wasi_std::files <- wasi_std::main (8 frames of \
+             std and libc hidden, -v shows them)"
+        );
+        // A wat program's frames stay, and so does a message without frames.
+        let wat = "trapped: unreachable; wasm backtrace: deep <- _start";
+        assert_eq!(program_frames(wat), wat);
+        assert_eq!(program_frames("killed"), "killed");
+    }
 }

@@ -65,6 +65,13 @@ pub struct ServeArgs {
     /// How long a request waits for a free handler (past it: 503).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
+    /// Answers `GET /metrics` with Prometheus metrics (requests by status, latency histogram,
+    /// handlers running and queued, live processes, memory) instead of running the app.
+    #[arg(long)]
+    pub metrics: bool,
+    /// Opens a control socket at PATH (mode 0600) on which `nebulet ps` lists the processes.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -99,11 +106,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs `nebulet serve` until SIGINT or SIGTERM; the command's exit code, or a one-line error.
 pub fn run(arguments: ServeArgs) -> Result<u8, String> {
+    run_with(arguments, |_| Ok(()))
+}
+
+/// [`run`], calling `prepare` with the kernel before the server starts (the command opens its
+/// control socket there).
+pub fn run_with(
+    arguments: ServeArgs,
+    prepare: impl FnOnce(&std::sync::Arc<nebulet_hosted::Kernel>) -> Result<(), String>,
+) -> Result<u8, String> {
     let bytes = read_module(&arguments.app)?;
     let limits = arguments.limits();
     let emulator =
         Emulator::with_pooling(Console::Stdout, EngineOptions::default(), crate::pooling(&limits))
             .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    prepare(emulator.kernel())?;
     let module = emulator
         .compile(&bytes)
         .map_err(|reason| format!("cannot load {}: {reason}", arguments.app.display()))?;
@@ -112,8 +129,12 @@ pub fn run(arguments: ServeArgs) -> Result<u8, String> {
         .file_stem()
         .map_or_else(|| "app".into(), |stem| stem.to_string_lossy().into_owned());
     let app = App::new(module, &name, arguments.convention);
-    let server = Server::bind(emulator.kernel().clone(), app, limits, Log::Stderr, arguments.addr)
-        .map_err(|error| format!("cannot listen on {}: {error}", arguments.addr))?;
+    let mut server =
+        Server::bind(emulator.kernel().clone(), app, limits, Log::Stderr, arguments.addr)
+            .map_err(|error| format!("cannot listen on {}: {error}", arguments.addr))?;
+    if arguments.metrics {
+        server.serve_metrics();
+    }
     eprintln!(
         "nebulet serve: {name} ({}) on http://{}",
         server.convention_name(),

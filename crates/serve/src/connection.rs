@@ -144,7 +144,8 @@ async fn refused(
         return;
     };
     let log = shared.log.clone();
-    Access { log, remote, request: "-".into(), status, started }.write(0);
+    let metrics = shared.metrics.clone();
+    Access { log, remote, request: "-".into(), status, started, metrics }.write(0);
 }
 
 async fn write_all(stream: &TcpStream, mut bytes: &[u8]) {

@@ -36,6 +36,7 @@ pub(crate) async fn answer(
         request: request_line,
         status: 499,
         started: Instant::now(),
+        metrics: shared.metrics.clone(),
     };
     let mut unanswered = Unanswered(Some(access));
     let mut response = respond(&shared, request, peers).await;
@@ -62,6 +63,11 @@ async fn respond(
     request: Request<Incoming>,
     peers: Peers,
 ) -> Response<ResponseBody> {
+    if let Some(metrics) = &shared.metrics
+        && request.uri().path() == "/metrics"
+    {
+        return metrics_page(shared, metrics, request.method());
+    }
     let limits = &shared.limits;
     // A NUL would cut PATH_INFO short in the handler's environment (C strings).
     if percent_encoding::percent_decode_str(request.uri().path()).any(|byte| byte == 0) {
@@ -123,6 +129,25 @@ fn declared_length(request: &Request<Incoming>) -> Option<u64> {
 
 /// An answer of the server's own: the status and its reason as plain text. Those sent before
 /// the request body is read close the connection (the rest of the body is not read).
+/// `GET /metrics` (or HEAD): the Prometheus text format; other methods 405.
+fn metrics_page(
+    shared: &Shared,
+    metrics: &crate::metrics::Metrics,
+    method: &http::Method,
+) -> Response<ResponseBody> {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return failure(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let statistics = *shared.statistics.borrow();
+    let text = metrics.render(&shared.kernel, &statistics);
+    let mut response = Response::new(ResponseBody::new(Bytes::from(text), None));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 pub(crate) fn failure(status: StatusCode) -> Response<ResponseBody> {
     let text = format!("{} {}\n", status.as_str(), status.canonical_reason().unwrap_or(""));
     let mut response = Response::new(ResponseBody::new(Bytes::from(text), None));

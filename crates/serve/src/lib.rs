@@ -19,6 +19,7 @@ mod connection;
 mod environment;
 mod handler;
 mod log;
+mod metrics;
 mod response;
 mod server;
 mod sockets;
@@ -26,7 +27,7 @@ mod supervisor;
 
 use std::time::Duration;
 
-pub use arguments::{ServeArgs, run};
+pub use arguments::{ServeArgs, run, run_with};
 pub use log::Log;
 pub use server::{App, Server, Statistics};
 

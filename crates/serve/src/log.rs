@@ -6,6 +6,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use crate::metrics::Metrics;
+
 /// Where the server writes its lines.
 #[derive(Debug, Clone)]
 pub enum Log {
@@ -97,11 +99,17 @@ pub(crate) struct Access {
     pub(crate) request: String,
     pub(crate) status: u16,
     pub(crate) started: Instant,
+    /// The server's metrics, which count the request too.
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Access {
     pub(crate) fn write(&self, bytes: u64) {
-        let milliseconds = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.answered(self.status, elapsed);
+        }
+        let milliseconds = elapsed.as_secs_f64() * 1000.0;
         self.log.line(&format!(
             "{} \"{}\" {} {bytes} {milliseconds:.3}ms",
             self.remote.ip(),

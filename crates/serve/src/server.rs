@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admission::Admission;
+use crate::metrics::Metrics;
 use crate::{Convention, Limits, Log};
 
 /// Connections waiting to be accepted (the OS's backlog).
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) admission: Admission,
     pub(crate) statistics: watch::Sender<Statistics>,
     pub(crate) local: SocketAddr,
+    /// Counted and served at `GET /metrics` when [`Server::serve_metrics`] asked for them.
+    pub(crate) metrics: Option<Arc<Metrics>>,
     phase: watch::Sender<Phase>,
     requests: AtomicU64,
 }
@@ -134,10 +137,20 @@ impl Server {
             admission,
             statistics: watch::Sender::new(Statistics::default()),
             local,
+            metrics: None,
             phase: watch::Sender::new(Phase::Serving),
             requests: AtomicU64::new(0),
         });
         Ok(Self { listener, shared })
+    }
+
+    /// Answers `GET /metrics` itself, with Prometheus metrics (requests, latency, handlers,
+    /// live processes, memory), instead of running the app for that path. Before [`run`].
+    ///
+    /// [`run`]: Server::run
+    pub fn serve_metrics(&mut self) {
+        let shared = Arc::get_mut(&mut self.shared).expect("the server has not started");
+        shared.metrics = Some(Arc::new(Metrics::new()));
     }
 
     /// The address it listens on.

@@ -15,6 +15,12 @@ pub fn bootstrap_channel() -> Option<Channel> {
     bootstrap().map(Channel::from_handle)
 }
 
+/// What an app that needs a bootstrap channel says when it has none: it was run directly
+/// (`nebulet run APP`) instead of by the process meant to start it.
+pub const NO_BOOTSTRAP: &str = "no bootstrap channel: this app is started by another process \
+    (init, from a manifest line), not run on its own: try `nebulet demo`, or \
+    `nebulet demo --manifest FILE` with a line naming it";
+
 /// Ends the process with `code` (reason "exited"). std's stdout is flushed first; destructors
 /// do not run, the kernel closes every handle.
 pub fn exit(code: i32) -> ! {

@@ -144,9 +144,10 @@ const WAITS_ARMED: &str = r#"(module
     (drop (call $wait (i32.load (i32.const 0)) (i32.const 8) (i64.const 0x7fffffffffffffff) (i32.const 0)))
     (call $exit (i32.const 3))))"#;
 
-/// Arms a 250 ms watchdog and calls `watchdog_alive` every 5 ms for 500 ms, then exits 0 with
-/// the watchdog still armed (the margin keeps it from firing on a loaded machine, where a 5 ms
-/// sleep can come back tens of milliseconds late). Other exit codes name the call that failed.
+/// Arms a 1 s watchdog and calls `watchdog_alive` every 5 ms for 1.5 s (past the interval, so
+/// only the calls keep it alive), then exits 0 with the watchdog still armed. The margin, 200
+/// times the 5 ms step, keeps it from firing on a loaded machine, where a sleep can come back
+/// hundreds of milliseconds late. Other exit codes name the call that failed.
 const KEEPS_ALIVE: &str = r#"(module
   (import "nebulet" "watchdog_setup" (func $setup (param i64) (result i32)))
   (import "nebulet" "watchdog_alive" (func $alive (result i32)))
@@ -156,8 +157,8 @@ const KEEPS_ALIVE: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start")
     (local $end i64)
-    (if (call $setup (i64.const 250000000)) (then (call $exit (i32.const 1))))
-    (local.set $end (i64.add (call $now) (i64.const 500000000)))
+    (if (call $setup (i64.const 1000000000)) (then (call $exit (i32.const 1))))
+    (local.set $end (i64.add (call $now) (i64.const 1500000000)))
     (loop $tick
       (if (call $alive) (then (call $exit (i32.const 2))))
       (if (call $sleep (i64.add (call $now) (i64.const 5000000))) (then (call $exit (i32.const 3))))
@@ -202,16 +203,16 @@ fn watchdog_alive() {
         reason(&info),
         info.exit_code
     );
-    assert!(now() - start >= 500 * MILLISECOND, "keeper ran its 500 ms");
+    assert!(now() - start >= 1_500 * MILLISECOND, "keeper ran its 1.5 s");
     // Its armed watchdog cannot change how it ended.
     expect!(raw::nanosleep(now() + 50 * MILLISECOND), Ok(()));
     let later = process_info(child);
     assert_eq!((later.exit_reason, later.exit_code), (ExitReason::Exited as u32, 0));
-    // A disarmed watchdog does not fire while this process sleeps past the old interval (long
-    // enough that disarming it in time never races on a loaded machine).
-    expect!(raw::watchdog_setup(200 * MILLISECOND), Ok(()));
+    // A disarmed watchdog does not fire while this process sleeps past the old interval (1 s:
+    // long enough that disarming it in time never races on a loaded machine).
+    expect!(raw::watchdog_setup(SECOND), Ok(()));
     expect!(raw::watchdog_setup(0), Ok(()));
-    expect!(raw::nanosleep(now() + 300 * MILLISECOND), Ok(()));
+    expect!(raw::nanosleep(now() + 1_100 * MILLISECOND), Ok(()));
 }
 
 /// Grows its one page by one (gets 1), then by one more (gets -1: over 2 pages), and exits 0;

@@ -35,6 +35,7 @@ fn main() {
         "wasi-sockets" => wasi_sockets(),
         "connect" => connect(),
         "misc" => misc(),
+        "threads" => thread_calls(),
         other => panic!("unknown case `{other}`"),
     }
     println!("syscalls {case}: ok");
@@ -221,7 +222,10 @@ fn signals() {
     expect!(raw::timer_create(writable(&mut timer)), Ok(()));
     let start = now();
     expect!(raw::timer_set(timer, start + 3_000_000), Ok(()));
-    assert!(!signals_of(timer).contains(Signals::SIGNALED));
+    // Not signaled before its deadline (on a slow machine the deadline may pass before the
+    // poll: then it may be signaled).
+    let signaled = signals_of(timer).contains(Signals::SIGNALED);
+    assert!(!signaled || now() - start >= 3_000_000, "the timer fired before its deadline");
     wait(timer, Signals::SIGNALED);
     assert!(now() - start >= 3_000_000, "the timer fired after its deadline");
     expect!(raw::timer_set(timer, now() + 1_000_000_000), Ok(()));
@@ -493,7 +497,15 @@ fn processes() {
     expect!(raw::process_start(child, child), Err(Error::InvalidArgs));
     let inspector = duplicate(child, Rights::INSPECT | Rights::WAIT);
     expect!(raw::process_start(inspector, theirs), Err(Error::AccessDenied));
+    // Limits, before the start only (every case: apps/tests/limits `set-limit-errors`).
+    expect!(raw::process_set_limit(child, 2, 1_000), Ok(()));
+    expect!(raw::process_set_limit(child, 0, 1_000), Err(Error::InvalidArgs));
+    expect!(raw::process_set_limit(child, 2, -1), Err(Error::OutOfRange));
+    expect!(raw::process_set_limit(inspector, 2, 1_000), Err(Error::AccessDenied));
+    expect!(raw::process_set_limit(BOGUS, 2, 1_000), Err(Error::BadHandle));
+    expect!(raw::process_set_limit(module, 2, 1_000), Err(Error::WrongType));
     expect!(raw::process_start(child, theirs), Ok(()));
+    expect!(raw::process_set_limit(child, 2, 1_000), Err(Error::BadState));
     expect!(raw::handle_close(theirs), Err(Error::BadHandle));
     expect!(raw::process_start(child, 0), Err(Error::BadState));
     wait(ours, Signals::READABLE);
@@ -584,6 +596,62 @@ fn misc() {
     expect!(raw::debug_write(OUT_OF_BOUNDS, 8), Err(Error::InvalidArgs));
     let start = now();
     assert!(start > 0 && now() >= start, "the clock is monotonic");
+}
+
+/// The thread calls in a process of one thread: `thread_yield`, the futexes' argument checks,
+/// values and timeouts, and `sched_lock`/`sched_unlock` nesting. (Waking another thread is
+/// tested by the threaded program, apps/tests/threaded.)
+fn thread_calls() {
+    expect!(raw::thread_yield(), Ok(()));
+
+    let word = Box::new(core::sync::atomic::AtomicU32::new(7));
+    let at = address(&*word);
+    assert_eq!(at % 4, 0);
+    // Pointer checks: misaligned, outside memory, straddling the end.
+    for bad in [at + 1, at + 2, OUT_OF_BOUNDS, memory_end(), memory_end() - 2] {
+        expect!(raw::futex_wait(bad, 7, 0), Err(Error::InvalidArgs));
+        expect!(raw::futex_wake(bad, 1, 0), Err(Error::InvalidArgs));
+    }
+    // A value other than `expected` returns at once; the expected one waits until the deadline.
+    expect!(raw::futex_wait(at, 8, DEADLINE_INFINITE), Err(Error::BadState));
+    expect!(raw::futex_wait(at, 7, 0), Err(Error::TimedOut));
+    let start = now();
+    expect!(raw::futex_wait(at, 7, start + 2_000_000), Err(Error::TimedOut));
+    assert!(now() >= start + 2_000_000, "futex_wait returned before its deadline");
+    // Waking nobody: OK with 0 woken; `woken_out` is optional, and checked when given.
+    let mut woken = u32::MAX;
+    expect!(raw::futex_wake(at, u32::MAX, writable(&mut woken)), Ok(()));
+    assert_eq!(woken, 0);
+    expect!(raw::futex_wake(at, 1, 0), Ok(()));
+    expect!(raw::futex_wake(at, 1, OUT_OF_BOUNDS), Err(Error::InvalidArgs));
+    expect!(raw::futex_wake(at, 1, memory_end() - 3), Err(Error::InvalidArgs));
+    assert_eq!(word.load(core::sync::atomic::Ordering::Relaxed), 7, "the futex calls left it");
+
+    // sched_unlock without a lock is refused; regions nest, one unlock per lock.
+    expect!(raw::sched_unlock(), Err(Error::BadState));
+    expect!(raw::sched_lock(), Ok(()));
+    expect!(raw::sched_lock(), Ok(()));
+    expect!(raw::thread_yield(), Ok(()));
+    expect!(raw::sched_unlock(), Ok(()));
+    expect!(raw::sched_unlock(), Ok(()));
+    expect!(raw::sched_unlock(), Err(Error::BadState));
+    // A blocking call inside a region works (and keeps the region).
+    expect!(raw::sched_lock(), Ok(()));
+    expect!(raw::nanosleep(now()), Ok(()));
+    expect!(raw::sched_unlock(), Ok(()));
+    expect!(raw::sched_unlock(), Err(Error::BadState));
+
+    // The watchdog of this process: not armed, bad intervals, armed, disarmed. (Its kills are
+    // tested by the limits program, apps/tests/limits.)
+    expect!(raw::watchdog_alive(), Err(Error::BadState));
+    expect!(raw::watchdog_setup(999_999), Err(Error::InvalidArgs));
+    expect!(raw::watchdog_setup(-1_000_000), Err(Error::InvalidArgs));
+    expect!(raw::watchdog_alive(), Err(Error::BadState));
+    expect!(raw::watchdog_setup(0), Ok(()));
+    expect!(raw::watchdog_setup(60_000_000_000), Ok(()));
+    expect!(raw::watchdog_alive(), Ok(()));
+    expect!(raw::watchdog_setup(0), Ok(()));
+    expect!(raw::watchdog_alive(), Err(Error::BadState));
 }
 
 /// Two new handles from a pair-making call.

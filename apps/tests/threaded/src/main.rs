@@ -207,12 +207,24 @@ fn ping_pong(rounds: u32) {
 fn cancel() {
     let event = sip::Event::create().unwrap();
     let raw = event.as_handle().as_raw();
-    let waiter = thread::spawn(move || {
-        // Borrow the value without owning it: the main thread closes it.
-        let handle = std::mem::ManuallyDrop::new(sip::Handle::from_raw(raw).unwrap());
-        handle.wait_one(sip::Signals::SIGNALED, sip::DEADLINE_INFINITE)
-    });
-    thread::sleep(Duration::from_millis(3));
+    let waiting = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let waiting = waiting.clone();
+        thread::spawn(move || {
+            // Borrow the value without owning it: the main thread closes it.
+            let handle = std::mem::ManuallyDrop::new(sip::Handle::from_raw(raw).unwrap());
+            // Inside the sched lock no other thread of this process runs until this one blocks:
+            // once the main thread sees `waiting`, this thread is inside the wait (no timing).
+            let region = sip::thread::NoPreempt::new().unwrap();
+            waiting.store(true, Ordering::Release);
+            let result = handle.wait_one(sip::Signals::SIGNALED, sip::DEADLINE_INFINITE);
+            drop(region);
+            result
+        })
+    };
+    while !waiting.load(Ordering::Acquire) {
+        sip::thread::yield_now();
+    }
     drop(event);
     assert_eq!(waiter.join().unwrap(), Err(Error::Canceled));
 }

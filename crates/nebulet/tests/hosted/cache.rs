@@ -302,7 +302,7 @@ fn run_refuses_a_cache_directory_others_can_write_to() {
     assert_eq!(
         stderr,
         format!(
-            "nebulet: not using {} as the module cache: others can write to it\n",
+            "nebulet: warning: not using {} as the module cache: others can write to it\n",
             text(&cache)
         )
     );

@@ -34,6 +34,8 @@ pub fn nebulet_command() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nebulet"));
     let directory = std::env::temp_dir().join(format!("nebulet-test-cache-{}", std::process::id()));
     command.env(nebulet_hosted::CACHE_DIRECTORY_VARIABLE, directory);
+    // The tests expect the default log level: a RUST_LOG of the caller's must not change it.
+    command.env_remove("RUST_LOG");
     command
 }
 

@@ -51,6 +51,11 @@ fn socket_listener_and_connector_calls() {
 }
 
 #[test]
+fn thread_futex_sched_and_watchdog_calls() {
+    conformance("threads");
+}
+
+#[test]
 fn random_debug_and_clock() {
     let system = System::new();
     system.pass("syscalls", &["misc"]);
