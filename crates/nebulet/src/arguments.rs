@@ -56,6 +56,10 @@ pub(crate) enum Command {
     Apps,
     /// Serves HTTP/1.1, answering each request with a fresh process of a wasm app.
     Serve(nebulet_serve::ServeArgs),
+    /// The host process of a hardware protection domain (`run --isolate`), started by nebulet
+    /// itself with its socket to the parent as stdin.
+    #[command(name = "domain-child", hide = true)]
+    DomainChild,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +85,11 @@ pub(crate) struct RunArguments {
     /// `.cwasm` is machine code, which runs without the sandbox's checks.
     #[arg(long)]
     pub(crate) allow_precompiled: bool,
+    /// Runs the program in a hardware protection domain: a host process of its own, sandboxed
+    /// (seccomp-bpf, Landlock, namespaces) before the module is compiled in it; see
+    /// docs/domains.md. Its `--dir` directories and stdio are passed in as descriptors.
+    #[arg(long)]
+    pub(crate) isolate: bool,
     #[command(flatten)]
     pub(crate) cache: CacheArguments,
     /// The module to run, then the arguments to pass to it.

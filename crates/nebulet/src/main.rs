@@ -4,6 +4,7 @@
 use nebulet::image;
 
 mod arguments;
+mod isolated;
 mod modules;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ fn preopens(directories: &[DirectoryArgument]) -> Result<Preopens, String> {
 }
 
 /// How the command ends: the first process's exit code, or a one-line error (exit code 1).
-type Outcome = Result<u8, String>;
+pub(crate) type Outcome = Result<u8, String>;
 
 fn main() {
     let arguments = Arguments::parse();
@@ -45,6 +46,7 @@ fn main() {
             demo(manifest, Report::chosen(verbose), modules::cache(cache.enabled(), &[]))
         }
         Command::Serve(arguments) => nebulet_serve::run(arguments),
+        Command::DomainChild => std::process::exit(nebulet_domains::child_main()),
         Command::Apps => {
             for (name, bytes) in image::APPS {
                 println!("{name:<12} {:>8} bytes", bytes.len());
@@ -109,6 +111,7 @@ fn run(arguments: RunArguments) -> Outcome {
         directories,
         listen,
         allow_precompiled,
+        isolate,
         cache,
         module_and_args,
     } = arguments;
@@ -123,6 +126,10 @@ fn run(arguments: RunArguments) -> Outcome {
     }
     let environment = environment.into_iter().filter_map(|variable| variable.resolve()).collect();
     let bytes = modules::read(&file)?;
+    if isolate {
+        let run = isolated::Run { file, args, environment, directories, listen, verbose };
+        return isolated::run(run, bytes, allow_precompiled);
+    }
     let preopens = preopens(&directories)?;
     let emulator =
         emulator(Report::chosen(verbose), modules::cache(cache.enabled(), &directories))?;
@@ -199,7 +206,7 @@ fn demo(manifest: Option<PathBuf>, report: Report, cache: Option<ModuleCache>) -
 }
 
 /// The command's exit code for how the first process ended; prints why if it did not exit.
-fn exit_code(name: &str, status: &ExitStatus) -> Outcome {
+pub(crate) fn exit_code(name: &str, status: &ExitStatus) -> Outcome {
     match (&status.message, status.reason) {
         (_, nebulet_abi::ExitReason::Exited) => match u8::try_from(status.code) {
             Ok(code) => Ok(code),

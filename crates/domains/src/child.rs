@@ -1,0 +1,144 @@
+//! The domain's side: `nebulet domain-child`, run with its socket to the parent as stdin. It
+//! takes its descriptors and setup, sandboxes itself, then boots a kernel of its own and runs
+//! the program, bridging its bootstrap channel, and tells the parent how the program ended.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use nebulet_hosted::{Console, Emulator, EngineOptions, HostDirectory, ProcessOptions};
+use nebulet_kernel::ChannelEnd;
+use nebulet_kernel::vfs::Directory;
+
+use crate::bridge::{Bridge, Side};
+use crate::sandbox::{self, Report};
+use crate::wire::{self, Frame, Setup};
+
+/// Runs the domain; returns the host process's exit code (0 once the parent has been told how
+/// the program ended; 1 with a message on stderr for a broken start).
+pub fn main() -> i32 {
+    match run() {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("nebulet domain: {message}");
+            1
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
+        move |error| format!("{what}: {error}")
+    }
+    let control = rustix::io::dup(std::io::stdin().as_fd())
+        .map_err(|error| failed("no socket to the parent as stdin")(std::io::Error::from(error)))?;
+    let mut descriptors = crate::handoff::receive(&control).map_err(failed("no descriptors"))?;
+    let mut socket = std::os::unix::net::UnixStream::from(control);
+    let body =
+        wire::read_body_blocking(&mut socket, wire::MAX_SETUP_BYTES).map_err(failed("no setup"))?;
+    let setup: Setup = wire::decode(&body).map_err(failed("a bad setup"))?;
+    if descriptors.len() != 3 + setup.preopens.len() {
+        return Err("the descriptors do not match the setup".into());
+    }
+    let preopen_descriptors = descriptors.split_off(3);
+    let [input, output, error] =
+        <[OwnedFd; 3]>::try_from(descriptors).map_err(|_| "no standard streams".to_string())?;
+    let dup = |result: rustix::io::Result<()>| {
+        result.map_err(|error| format!("cannot set up stdio: {error}"))
+    };
+    dup(rustix::stdio::dup2_stdin(&input))?;
+    dup(rustix::stdio::dup2_stdout(&output))?;
+    dup(rustix::stdio::dup2_stderr(&error))?;
+    drop((input, output, error));
+
+    let mut report = Report::default();
+    sandbox::enter_namespaces(&mut report);
+    sandbox::limit_resources(&mut report);
+    sandbox::restrict_files(&preopen_descriptors, &mut report)?;
+    let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), None)
+        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    sandbox::restrict_system_calls(&mut report)?;
+    if setup.probe.as_deref() == Some("report") {
+        for line in &report.lines {
+            eprintln!("nebulet domain sandbox: {line}");
+        }
+    } else if let Some(probe) = &setup.probe {
+        crate::probe::run(probe);
+    }
+
+    socket.set_nonblocking(true).map_err(failed("cannot use the socket"))?;
+    let status = emulator.block_on(serve(&emulator, setup, preopen_descriptors, socket));
+    emulator.flush_console();
+    status
+}
+
+/// Runs the program with its bridge until it ends, then tells the parent.
+async fn serve(
+    emulator: &Emulator,
+    setup: Setup,
+    preopen_descriptors: Vec<OwnedFd>,
+    socket: std::os::unix::net::UnixStream,
+) -> Result<(), String> {
+    let socket = tokio::net::UnixStream::from_std(socket)
+        .map_err(|error| format!("cannot use the socket: {error}"))?;
+    let (mut reader, writer) = socket.into_split();
+    let (outgoing, frames) = tokio::sync::mpsc::unbounded_channel();
+    let writing = tokio::spawn(wire::write_frames(writer, frames));
+    let bridge = Bridge::new(Side::Domain, outgoing.clone(), emulator.runtime().clone());
+    let preopens = setup
+        .preopens
+        .into_iter()
+        .zip(preopen_descriptors)
+        .map(|(guest, descriptor)| {
+            (guest, Arc::new(HostDirectory::from_descriptor(descriptor)) as Arc<dyn Directory>)
+        })
+        .collect();
+    let options = ProcessOptions {
+        name: setup.name,
+        args: setup.args,
+        environment: setup.environment,
+        preopens,
+        ..Default::default()
+    };
+    let status = match emulator.compile(&setup.module) {
+        Err(reason) => nebulet_hosted::ExitStatus {
+            code: -1,
+            reason: nebulet_abi::ExitReason::Trapped,
+            message: Some(format!("cannot start: {reason}")),
+        },
+        Ok(module) => {
+            let process = if setup.bootstrap {
+                let (local, given) = ChannelEnd::crossing_pair();
+                bridge.attach(wire::BOOTSTRAP, local);
+                emulator.kernel().spawn_with_bootstrap(module, options, given)
+            } else {
+                emulator.kernel().spawn(module, options)
+            };
+            let receiving = {
+                let bridge = bridge.clone();
+                async move {
+                    while let Ok(Some(body)) = wire::read_body(&mut reader, usize::MAX).await {
+                        let Ok(frame) = wire::decode::<Frame>(&body) else { break };
+                        if bridge.receive(frame).is_err() {
+                            break;
+                        }
+                    }
+                    // The parent is gone: nothing in here can be told anything any more.
+                    std::process::exit(1)
+                }
+            };
+            let receiver = tokio::spawn(receiving);
+            let status = process.wait().await;
+            receiver.abort();
+            status
+        }
+    };
+    let _ = std::io::stdout().flush();
+    let exit =
+        Frame::Exit { code: status.code, reason: status.reason as u32, message: status.message };
+    let _ = outgoing.send(exit);
+    bridge.disconnect();
+    drop(bridge);
+    drop(outgoing);
+    writing.await.map_err(|error| error.to_string())?.map_err(|error| error.to_string())
+}
