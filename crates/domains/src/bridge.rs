@@ -104,12 +104,29 @@ impl Bridge {
 
     /// Bridges `end` (whose peer a local process holds) as channel `id`.
     pub(crate) fn attach(self: &Arc<Self>, id: u64, end: ChannelEnd) {
+        self.attach_gated(id, end, None);
+    }
+
+    /// [`Bridge::attach`], sending nothing until `gate` opens (a carried channel: not before
+    /// the frame that carries it is queued).
+    fn attach_gated(
+        self: &Arc<Self>,
+        id: u64,
+        end: ChannelEnd,
+        gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) {
         let end = Arc::new(end);
         let (inbound, receiver) = mpsc::unbounded_channel();
         let undelivered = Arc::new(AtomicUsize::new(0));
         let credits = Arc::new(Semaphore::new(CREDITS));
         let mut links = self.links();
-        let sender = self.runtime.spawn(self.clone().send_loop(id, end.clone(), credits.clone()));
+        let sending = self.clone().send_loop(id, end.clone(), credits.clone());
+        let sender = self.runtime.spawn(async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            sending.await;
+        });
         let deliverer =
             self.runtime.spawn(self.clone().deliver_loop(id, end, receiver, undelivered.clone()));
         let tasks = [sender.abort_handle(), deliverer.abort_handle()];
@@ -122,18 +139,24 @@ impl Bridge {
             let Ok(permit) = credits.acquire().await else { return };
             permit.forget();
             let Some(message) = poll_fn(|context| end.poll_read(context)).await else { break };
+            let mut gates = Vec::with_capacity(message.channels.len());
             let channels = message
                 .channels
                 .into_iter()
                 .map(|(carried, rights)| {
                     let carried_id = self.next_id.fetch_add(2, Ordering::Relaxed);
-                    self.attach(carried_id, carried);
+                    let (open, gate) = tokio::sync::oneshot::channel();
+                    self.attach_gated(carried_id, carried, Some(gate));
+                    gates.push(open);
                     (carried_id, rights.bits())
                 })
                 .collect();
             let frame = Frame::Message { channel: id, bytes: message.bytes, channels };
             if self.outgoing.send(frame).is_err() {
                 return;
+            }
+            for open in gates {
+                let _ = open.send(());
             }
         }
         // The local peer is gone: nothing more is delivered here either.

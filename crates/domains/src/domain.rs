@@ -33,6 +33,9 @@ pub struct DomainOptions {
     /// Its bootstrap channel, bridged: the host's end, whose peer a local process (or the host)
     /// holds.
     pub bootstrap: Option<ChannelEnd>,
+    /// For tests of the sandbox: what the domain's host process itself tries once sandboxed
+    /// (see the `probe` module: `report`, `open:PATH`, `connect:ADDRESS`, `syscall`).
+    pub probe: Option<String>,
 }
 
 impl DomainOptions {
@@ -46,6 +49,7 @@ impl DomainOptions {
             preopens: Vec::new(),
             stdio: None,
             bootstrap: None,
+            probe: None,
         }
     }
 }
@@ -63,8 +67,16 @@ impl Domain {
     /// Starts a domain that compiles `module` (wasm or WAT bytes) inside its sandbox and runs
     /// it. Must be called within a tokio runtime, which runs the bridge.
     pub async fn start(module: Vec<u8>, options: DomainOptions) -> io::Result<Domain> {
-        let DomainOptions { executable, name, args, environment, preopens, stdio, bootstrap } =
-            options;
+        let DomainOptions {
+            executable,
+            name,
+            args,
+            environment,
+            preopens,
+            stdio,
+            bootstrap,
+            probe,
+        } = options;
         let (parent_socket, child_socket) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::STREAM,
@@ -97,7 +109,7 @@ impl Domain {
             preopens: guests,
             module,
             bootstrap: bootstrap.is_some(),
-            probe: std::env::var(crate::probe::VARIABLE).ok(),
+            probe,
         };
         let socket = std::os::unix::net::UnixStream::from(parent_socket);
         socket.set_nonblocking(true)?;

@@ -17,6 +17,7 @@ mod wire;
 
 pub use child::main as child_main;
 pub use domain::{Domain, DomainOptions};
+pub use probe::PROBE_VARIABLE;
 
 /// The hidden subcommand that runs a domain's side.
 pub const CHILD_COMMAND: &str = "domain-child";

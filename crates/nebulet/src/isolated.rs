@@ -58,6 +58,7 @@ pub(crate) fn run(run: Run, bytes: Vec<u8>, allow_precompiled: bool) -> crate::O
         args,
         environment,
         preopens,
+        probe: std::env::var(nebulet_domains::PROBE_VARIABLE).ok(),
         ..DomainOptions::new(executable, name.clone())
     };
     if verbose {
