@@ -46,11 +46,15 @@ enum Inbound {
 
 /// One bridged channel on this side.
 struct Link {
+    /// The local end (also held by the link's tasks).
+    end: Arc<ChannelEnd>,
     inbound: mpsc::UnboundedSender<Inbound>,
     /// Messages that arrived and are not yet delivered.
     undelivered: Arc<AtomicUsize>,
     /// Messages this side may still send before the other side delivers some.
     credits: Arc<Semaphore>,
+    /// Messages sent and not yet delivered.
+    in_flight: Arc<AtomicUsize>,
     tasks: [AbortHandle; 2],
 }
 
@@ -116,11 +120,13 @@ impl Bridge {
         gate: Option<tokio::sync::oneshot::Receiver<()>>,
     ) {
         let end = Arc::new(end);
+        let end_for_link = end.clone();
         let (inbound, receiver) = mpsc::unbounded_channel();
         let undelivered = Arc::new(AtomicUsize::new(0));
         let credits = Arc::new(Semaphore::new(CREDITS));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let mut links = self.links();
-        let sending = self.clone().send_loop(id, end.clone(), credits.clone());
+        let sending = self.clone().send_loop(id, end.clone(), credits.clone(), in_flight.clone());
         let sender = self.runtime.spawn(async move {
             if let Some(gate) = gate {
                 let _ = gate.await;
@@ -130,11 +136,20 @@ impl Bridge {
         let deliverer =
             self.runtime.spawn(self.clone().deliver_loop(id, end, receiver, undelivered.clone()));
         let tasks = [sender.abort_handle(), deliverer.abort_handle()];
-        links.insert(id, Link { inbound, undelivered, credits, tasks });
+        links.insert(
+            id,
+            Link { end: end_for_link, inbound, undelivered, credits, in_flight, tasks },
+        );
     }
 
     /// Reads the local end and sends what it reads, while the other side has room.
-    async fn send_loop(self: Arc<Self>, id: u64, end: Arc<ChannelEnd>, credits: Arc<Semaphore>) {
+    async fn send_loop(
+        self: Arc<Self>,
+        id: u64,
+        end: Arc<ChannelEnd>,
+        credits: Arc<Semaphore>,
+        in_flight: Arc<AtomicUsize>,
+    ) {
         loop {
             let Ok(permit) = credits.acquire().await else { return };
             permit.forget();
@@ -152,6 +167,7 @@ impl Bridge {
                 })
                 .collect();
             let frame = Frame::Message { channel: id, bytes: message.bytes, channels };
+            in_flight.fetch_add(1, Ordering::Relaxed);
             if self.outgoing.send(frame).is_err() {
                 return;
             }
@@ -240,7 +256,12 @@ impl Bridge {
             }
             Frame::Delivered { channel } => {
                 if let Some(link) = self.links().get(&channel) {
-                    if link.credits.available_permits() >= CREDITS {
+                    let less = |count: usize| count.checked_sub(1);
+                    if link
+                        .in_flight
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less)
+                        .is_err()
+                    {
                         return Err(Violation("a delivery of nothing sent"));
                     }
                     link.credits.add_permits(1);
@@ -257,6 +278,15 @@ impl Bridge {
         }
     }
 
+    /// Whether every message written to a local end has been sent, or waits for credit (for the
+    /// other side to deliver what it has): what a domain waits for after its process ended,
+    /// before it ends, so that what the process wrote last still crosses.
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.links()
+            .values()
+            .all(|link| !link.end.is_readable() || link.credits.available_permits() == 0)
+    }
+
     /// The socket is gone: every bridged channel closes here (their local peers see
     /// PEER_CLOSED once they have read what arrived).
     pub(crate) fn disconnect(&self) {
@@ -264,5 +294,53 @@ impl Bridge {
             let _ = link.inbound.send(Inbound::Closed);
             link.tasks[0].abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parent's bridge with channel 0 attached, its local peer, and the frames it sends.
+    fn parent(
+        runtime: &tokio::runtime::Runtime,
+    ) -> (Arc<Bridge>, ChannelEnd, mpsc::UnboundedReceiver<Frame>) {
+        let (outgoing, frames) = mpsc::unbounded_channel();
+        let bridge = Bridge::new(Side::Parent, outgoing, runtime.handle().clone());
+        let (local, bridged) = ChannelEnd::crossing_pair();
+        bridge.attach(0, bridged);
+        (bridge, local, frames)
+    }
+
+    fn message(channel: u64, channels: Vec<(u64, u32)>) -> Frame {
+        Frame::Message { channel, bytes: vec![1], channels }
+    }
+
+    #[test]
+    fn a_domain_may_not_name_a_channel_the_parent_numbers_or_one_that_exists() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (bridge, _local, _frames) = parent(&runtime);
+        let _guard = runtime.enter();
+        assert!(bridge.receive(message(0, vec![(2, 0)])).is_err(), "an even id is the parent's");
+        assert!(bridge.receive(message(0, vec![(1, 0)])).is_ok());
+        assert!(bridge.receive(message(0, vec![(1, 0)])).is_err(), "1 exists");
+        assert!(bridge.receive(Frame::Exit { code: 0, reason: 1, message: None }).is_err());
+    }
+
+    #[test]
+    fn a_domain_may_not_send_past_its_credit_or_acknowledge_what_was_not_sent() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (bridge, _local, _frames) = parent(&runtime);
+        let _guard = runtime.enter();
+        // Nobody reads the local end: what arrives stays undelivered past the local queue.
+        let mut outcome = Ok(());
+        for _ in 0..=2 * CREDITS {
+            outcome = bridge.receive(message(0, Vec::new()));
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert!(outcome.is_err(), "more than the credit breaks the protocol");
+        assert!(bridge.receive(Frame::Delivered { channel: 0 }).is_err(), "nothing was sent");
     }
 }

@@ -129,6 +129,10 @@ async fn serve(
             };
             let receiver = tokio::spawn(receiving);
             let status = process.wait().await;
+            // What the process wrote last still crosses (checked every tick: once, at the end).
+            while !bridge.is_flushed() {
+                tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+            }
             receiver.abort();
             status
         }

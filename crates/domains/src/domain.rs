@@ -11,7 +11,7 @@ use nebulet_hosted::ExitStatus;
 use nebulet_kernel::ChannelEnd;
 use tokio::io::AsyncWriteExt;
 
-use crate::bridge::{Bridge, Side};
+use crate::bridge::{Bridge, Side, Violation};
 use crate::wire::{self, Frame, Setup};
 
 /// What a domain's first process is started with.
@@ -123,7 +123,8 @@ impl Domain {
             bridge.attach(wire::BOOTSTRAP, end);
         }
         let (exit_sender, exit) = tokio::sync::oneshot::channel();
-        tokio::spawn(receive(reader, bridge.clone(), exit_sender));
+        let host_process = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process));
         Ok(Domain { child, exit, bridge })
     }
 
@@ -145,7 +146,11 @@ impl Domain {
         let ended = self.child.wait().await;
         self.bridge.disconnect();
         match (told, ended) {
-            (Some(status), Ok(ended)) if ended.success() => status,
+            (Some(status), Ok(ended))
+                if ended.success() || status.reason == ExitReason::DomainFault =>
+            {
+                status
+            }
             (_, ended) => ExitStatus {
                 code: -1,
                 reason: ExitReason::DomainFault,
@@ -172,23 +177,50 @@ fn describe(ended: io::Result<std::process::ExitStatus>) -> String {
     format!("ended: its domain's host process {how}")
 }
 
-/// Reads the domain's frames until it closes its socket (or breaks the protocol, which ends
-/// it); every bridged channel then closes here.
+/// Reads the domain's frames until it closes its socket, or breaks the protocol, which kills
+/// it (`host_process`); every bridged channel then closes here.
 async fn receive(
     mut reader: tokio::net::unix::OwnedReadHalf,
     bridge: Arc<Bridge>,
     exit: tokio::sync::oneshot::Sender<ExitStatus>,
+    host_process: Option<rustix::process::Pid>,
 ) {
     let mut exit = Some(exit);
-    while let Ok(Some(body)) = wire::read_body(&mut reader, wire::MAX_FRAME_BYTES).await {
-        let Ok(frame) = wire::decode::<Frame>(&body) else { break };
+    let broken = loop {
+        let body = match wire::read_body(&mut reader, wire::MAX_FRAME_BYTES).await {
+            Ok(Some(body)) => body,
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                break Some(format!("a bad frame ({error})"));
+            }
+            // The end of the stream, or the domain died with bytes unread (a reset).
+            Ok(None) | Err(_) => break None,
+        };
+        let frame = match wire::decode::<Frame>(&body) {
+            Ok(frame) => frame,
+            Err(error) => break Some(format!("a bad frame ({error})")),
+        };
         if let Frame::Exit { code, reason, message } = frame {
             let reason = ExitReason::from_raw(reason).unwrap_or(ExitReason::DomainFault);
             if let Some(sender) = exit.take() {
                 let _ = sender.send(ExitStatus { code, reason, message });
             }
-        } else if bridge.receive(frame).is_err() {
-            break;
+        } else if let Err(Violation(what)) = bridge.receive(frame) {
+            break Some(what.to_string());
+        }
+    };
+    if let Some(what) = broken {
+        // The domain is not to be trusted any more: it ends, and its processes with it. It is
+        // not reaped before `Domain::wait`, so its id is still its own.
+        if let Some(pid) = host_process {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        if let Some(sender) = exit.take() {
+            let message = format!("ended: its domain broke the bridge's protocol: {what}");
+            let _ = sender.send(ExitStatus {
+                code: -1,
+                reason: ExitReason::DomainFault,
+                message: Some(message),
+            });
         }
     }
     bridge.disconnect();

@@ -60,7 +60,7 @@ pub(crate) fn limit_resources(report: &mut Report) {
     let mut applied = Vec::new();
     let zero = Rlimit { current: Some(0), maximum: Some(0) };
     for (resource, name) in [(Resource::Core, "core 0"), (Resource::Memlock, "memlock 0")] {
-        if setrlimit(resource, zero.clone()).is_ok() {
+        if setrlimit(resource, zero).is_ok() {
             applied.push(name.to_string());
         }
     }
@@ -189,7 +189,7 @@ const ALLOWED: &[i64] = &[
 
 /// `ioctl` requests allowed: making a descriptor non-blocking or close-on-exec. (No terminal
 /// request: `TIOCSTI` on an inherited terminal would type into the user's shell.)
-const IOCTL_REQUESTS: [u64; 2] = [libc::FIONBIO as u64, libc::FIOCLEX as u64];
+const IOCTL_REQUESTS: [u64; 2] = [libc::FIONBIO, libc::FIOCLEX];
 
 /// `prctl` options allowed: glibc reads the auxiliary vector (`PR_GET_AUXV`) as threads start,
 /// and threads may be named.

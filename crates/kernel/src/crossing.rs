@@ -83,6 +83,11 @@ impl ChannelEnd {
             .map_err(|(error, message)| (error, Self::crossing_message(message)))
     }
 
+    /// Whether a message waits to be read.
+    pub fn is_readable(&self) -> bool {
+        self.endpoint.signals().contains(nebulet_abi::Signals::READABLE)
+    }
+
     /// Whether the peer is gone.
     pub fn is_peer_closed(&self) -> bool {
         self.endpoint.is_peer_closed()

@@ -20,10 +20,9 @@ pub(crate) struct Run {
     pub(crate) verbose: bool,
 }
 
-pub(crate) fn run(run: Run, bytes: Vec<u8>, allow_precompiled: bool) -> crate::Outcome {
+pub(crate) fn run(run: Run, bytes: Vec<u8>) -> crate::Outcome {
     let Run { file, args, environment, directories, listen, verbose } = run;
     if is_compiled(&bytes) {
-        let _ = allow_precompiled;
         return Err(format!(
             "{} is precompiled: an isolated program is compiled inside its domain, from a \
              .wasm or .wat file",

@@ -128,7 +128,7 @@ fn run(arguments: RunArguments) -> Outcome {
     let bytes = modules::read(&file)?;
     if isolate {
         let run = isolated::Run { file, args, environment, directories, listen, verbose };
-        return isolated::run(run, bytes, allow_precompiled);
+        return isolated::run(run, bytes);
     }
     let preopens = preopens(&directories)?;
     let emulator =

@@ -14,6 +14,7 @@
 //! and writes `target/bench/results.json` and `docs/benchmarks.md`.
 
 mod compute;
+mod domains;
 pub mod memory;
 pub mod message;
 mod nebulet;
@@ -250,6 +251,29 @@ pub fn run(
     only: Option<crate::BenchFamily>,
 ) -> Result<(), String> {
     let settings = Settings::new(quick, idle);
+    if only == Some(crate::BenchFamily::Domains) {
+        progress("the domain rows alone (printed, not written to the docs)");
+        let nebulet = Nebulet::new(EngineOptions::default())?;
+        let linux_spawn = process::spawn(&nebulet, &settings)?.0.linux;
+        let linux_pipes = message::round_trip(&nebulet, &settings)?.linux;
+        let rows = [
+            domains::spawn(&nebulet, &settings, linux_spawn)?,
+            domains::round_trip(&nebulet, &settings, linux_pipes)?,
+            domains::compute(&nebulet, &settings)?,
+        ];
+        for row in rows {
+            println!(
+                "{}: Nebulet {:.1} µs, baseline {:.1} µs ({:.2}x), goal {}: {}",
+                row.operation,
+                row.nebulet.nanoseconds() / 1000.0,
+                row.linux.nanoseconds() / 1000.0,
+                row.nebulet.nanoseconds() / row.linux.nanoseconds(),
+                row.goal.map_or("none".into(), |goal| goal.text()),
+                if row.goal.is_some_and(|goal| goal.met(&row)) { "met" } else { "not met" }
+            );
+        }
+        return Ok(());
+    }
     if only == Some(crate::BenchFamily::Serve) {
         progress("the serve rows alone: nebulet serve against wasmtime serve, under wrk");
         return serve::ServeResults::measure(settings.serve_seconds)?.write_alone(&settings);
@@ -278,7 +302,17 @@ pub fn run(
     comparisons.push(message::round_trip(&nebulet, &settings)?);
     progress("process create+start+exit");
     let (spawn, spawn_note) = process::spawn(&nebulet, &settings)?;
+    let linux_spawn = spawn.linux.clone();
     comparisons.push(spawn);
+    let linux_pipes = comparisons
+        .iter()
+        .find(|comparison| comparison.operation == "message round trip")
+        .map(|comparison| comparison.linux.clone())
+        .ok_or("no message round trip")?;
+    progress("domains: isolated create+start+exit, cross-domain round trip, compute");
+    comparisons.push(domains::spawn(&nebulet, &settings, linux_spawn)?);
+    comparisons.push(domains::round_trip(&nebulet, &settings, linux_pipes)?);
+    comparisons.push(domains::compute(&nebulet, &settings)?);
     progress("compute");
     let native = compute::native(&settings)?;
     comparisons.push(compute::compare(&nebulet, &settings, native.clone(), "compute")?);

@@ -317,3 +317,28 @@ fn only_channels_cross_a_domain_boundary() {
     let status = system.wait(&process);
     assert_eq!((status.code, status.reason), (4, ExitReason::Exited), "{status:?}");
 }
+
+#[test]
+fn what_a_domain_wrote_just_before_it_ended_still_crosses() {
+    let system = System::new();
+    let module = r#"(module
+        (import "nebulet" "process_bootstrap" (func $bootstrap (param i32) (result i32)))
+        (import "nebulet" "channel_write" (func $write (param i32 i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 64) "last words")
+        (func (export "_start")
+          (drop (call $bootstrap (i32.const 0)))
+          (if (call $write (i32.load (i32.const 0)) (i32.const 64) (i32.const 10) (i32.const 0) (i32.const 0))
+            (then unreachable))))"#;
+    let (received, after, status) = system.emulator.block_on(async {
+        let (mine, theirs) = ChannelEnd::crossing_pair();
+        let options = DomainOptions { bootstrap: Some(theirs), ..options("last") };
+        let domain = Domain::start(module.as_bytes().to_vec(), options).await.unwrap();
+        let received = read(&mine).await.map(|message| text(&message.bytes));
+        let after = read(&mine).await.map(|message| text(&message.bytes));
+        (received, after, patiently(domain.wait()).await)
+    });
+    assert_eq!(received.as_deref(), Some("last words"));
+    assert_eq!(after, None, "then PEER_CLOSED");
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
+}
