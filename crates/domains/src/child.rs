@@ -37,10 +37,11 @@ fn run() -> Result<(), String> {
     let body =
         wire::read_body_blocking(&mut socket, wire::MAX_SETUP_BYTES).map_err(failed("no setup"))?;
     let setup: Setup = wire::decode(&body).map_err(failed("a bad setup"))?;
-    if descriptors.len() != 3 + setup.preopens.len() {
+    if descriptors.len() != 3 + setup.listeners + setup.preopens.len() {
         return Err("the descriptors do not match the setup".into());
     }
-    let preopen_descriptors = descriptors.split_off(3);
+    let preopen_descriptors = descriptors.split_off(3 + setup.listeners);
+    let listener_descriptors = descriptors.split_off(3);
     let [input, output, error] =
         <[OwnedFd; 3]>::try_from(descriptors).map_err(|_| "no standard streams".to_string())?;
     let dup = |result: rustix::io::Result<()>| {
@@ -67,16 +68,30 @@ fn run() -> Result<(), String> {
     }
 
     socket.set_nonblocking(true).map_err(failed("cannot use the socket"))?;
-    let status = emulator.block_on(serve(&emulator, setup, preopen_descriptors, socket));
+    let mut listeners = Vec::with_capacity(listener_descriptors.len());
+    for descriptor in listener_descriptors {
+        let socket = std::net::TcpListener::from(descriptor);
+        let listener = nebulet_hosted::network::listen_on(emulator.runtime(), socket)
+            .map_err(|error| format!("cannot use a listening socket: {error}"))?;
+        listeners.push(listener);
+    }
+    let descriptors = Descriptors { preopens: preopen_descriptors, listeners };
+    let status = emulator.block_on(serve(&emulator, setup, descriptors, socket));
     emulator.flush_console();
     status
+}
+
+/// What the program is given besides its setup.
+struct Descriptors {
+    preopens: Vec<OwnedFd>,
+    listeners: Vec<Arc<nebulet_hosted::Listener>>,
 }
 
 /// Runs the program with its bridge until it ends, then tells the parent.
 async fn serve(
     emulator: &Emulator,
     setup: Setup,
-    preopen_descriptors: Vec<OwnedFd>,
+    descriptors: Descriptors,
     socket: std::os::unix::net::UnixStream,
 ) -> Result<(), String> {
     let socket = tokio::net::UnixStream::from_std(socket)
@@ -88,7 +103,7 @@ async fn serve(
     let preopens = setup
         .preopens
         .into_iter()
-        .zip(preopen_descriptors)
+        .zip(descriptors.preopens)
         .map(|(guest, descriptor)| {
             (guest, Arc::new(HostDirectory::from_descriptor(descriptor)) as Arc<dyn Directory>)
         })
@@ -98,6 +113,7 @@ async fn serve(
         args: setup.args,
         environment: setup.environment,
         preopens,
+        listeners: descriptors.listeners,
         ..Default::default()
     };
     let status = match emulator.compile(&setup.module) {

@@ -26,6 +26,9 @@ pub struct DomainOptions {
     pub args: Vec<String>,
     /// Its WASI environment, as `KEY=VALUE`.
     pub environment: Vec<String>,
+    /// Listening sockets it is given: its WASI descriptors from 3, before the preopens (as
+    /// `nebulet run --listen`). They are its only network.
+    pub listeners: Vec<std::net::TcpListener>,
     /// Its preopened directories: guest path, and the host directory open as a descriptor.
     pub preopens: Vec<(String, OwnedFd)>,
     /// Its stdin, stdout and stderr; `None`: this process's own.
@@ -46,6 +49,7 @@ impl DomainOptions {
             name: name.into(),
             args: Vec::new(),
             environment: Vec::new(),
+            listeners: Vec::new(),
             preopens: Vec::new(),
             stdio: None,
             bootstrap: None,
@@ -72,6 +76,7 @@ impl Domain {
             name,
             args,
             environment,
+            listeners,
             preopens,
             stdio,
             bootstrap,
@@ -98,14 +103,20 @@ impl Domain {
             ],
         };
         let (guests, directories): (Vec<String>, Vec<OwnedFd>) = preopens.into_iter().unzip();
-        let descriptors: Vec<_> =
-            stdio.iter().chain(&directories).map(|descriptor| descriptor.as_fd()).collect();
+        let descriptors: Vec<_> = stdio
+            .iter()
+            .map(|descriptor| descriptor.as_fd())
+            .chain(listeners.iter().map(|listener| listener.as_fd()))
+            .chain(directories.iter().map(|descriptor| descriptor.as_fd()))
+            .collect();
         crate::handoff::send(parent_socket.as_fd(), &descriptors)?;
-        drop((stdio, directories));
+        let listener_count = listeners.len();
+        drop((stdio, listeners, directories));
         let setup = Setup {
             name,
             args,
             environment,
+            listeners: listener_count,
             preopens: guests,
             module,
             bootstrap: bootstrap.is_some(),

@@ -185,6 +185,8 @@ const ALLOWED: &[i64] = &[
     libc::SYS_sendto,
     libc::SYS_recvfrom,
     libc::SYS_shutdown,
+    // Connections on the listening sockets it was given (`--listen`); it cannot make one.
+    libc::SYS_accept4,
 ];
 
 /// `ioctl` requests allowed: making a descriptor non-blocking or close-on-exec. (No terminal
@@ -194,6 +196,16 @@ const IOCTL_REQUESTS: [u64; 2] = [libc::FIONBIO, libc::FIOCLEX];
 /// `prctl` options allowed: glibc reads the auxiliary vector (`PR_GET_AUXV`) as threads start,
 /// and threads may be named.
 const PRCTL_OPTIONS: [u64; 2] = [0x4155_5856, libc::PR_SET_NAME as u64];
+
+/// `setsockopt` is allowed for `TCP_NODELAY` only (set on every accepted connection).
+fn setsockopt_rule() -> Result<Vec<SeccompRule>, String> {
+    let equal = |index, value| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+            .map_err(|error| error.to_string())
+    };
+    let conditions = vec![equal(1, libc::IPPROTO_TCP as u64)?, equal(2, libc::TCP_NODELAY as u64)?];
+    Ok(vec![SeccompRule::new(conditions).map_err(|error| error.to_string())?])
+}
 
 /// Rules that allow a call only if its first argument (`arg_index`) is one of `values`.
 fn first_argument_in(values: &[u64], arg_index: u8) -> Result<Vec<SeccompRule>, String> {
@@ -214,6 +226,7 @@ pub(crate) fn restrict_system_calls(report: &mut Report) -> Result<(), String> {
         ALLOWED.iter().map(|&call| (call, Vec::new())).collect();
     rules.insert(libc::SYS_ioctl, first_argument_in(&IOCTL_REQUESTS, 1)?);
     rules.insert(libc::SYS_prctl, first_argument_in(&PRCTL_OPTIONS, 0)?);
+    rules.insert(libc::SYS_setsockopt, setsockopt_rule()?);
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|error| format!("no seccomp filter for this machine: {error}"))?;
     let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)
@@ -224,8 +237,8 @@ pub(crate) fn restrict_system_calls(report: &mut Report) -> Result<(), String> {
         .map_err(|error| format!("cannot apply the seccomp filter: {error}"))?;
     report.note(format!(
         "seccomp: {} system calls allowed on every thread (ioctl and prctl for two requests \
-         each); any other kills the domain",
-        ALLOWED.len() + 2
+         each, setsockopt for TCP_NODELAY); any other kills the domain",
+        ALLOWED.len() + 3
     ));
     Ok(())
 }

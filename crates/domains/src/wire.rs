@@ -16,12 +16,14 @@ pub(crate) const MAX_FRAME_BYTES: usize = nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES
 pub(crate) const MAX_SETUP_BYTES: usize = 1 << 30;
 
 /// What the parent tells a new domain, after the descriptors: its stdin, stdout and stderr,
-/// then one per preopen.
+/// then its listening sockets, then one per preopen.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Setup {
     pub(crate) name: String,
     pub(crate) args: Vec<String>,
     pub(crate) environment: Vec<String>,
+    /// How many listening sockets it is given (WASI descriptors from 3, before the preopens).
+    pub(crate) listeners: usize,
     /// The preopens' guest paths, in the order of their descriptors.
     pub(crate) preopens: Vec<String>,
     /// The module's bytes (`.wasm` or `.wat`), compiled inside the sandbox.

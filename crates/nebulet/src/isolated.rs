@@ -29,9 +29,6 @@ pub(crate) fn run(run: Run, bytes: Vec<u8>) -> crate::Outcome {
             file.display()
         ));
     }
-    if !listen.is_empty() {
-        return Err("--listen cannot be used with --isolate yet (see docs/domains.md)".into());
-    }
     let binary = module_binary(&bytes, Some(&file))?.into_owned();
     let preopens = directories
         .iter()
@@ -48,6 +45,16 @@ pub(crate) fn run(run: Run, bytes: Vec<u8>) -> crate::Outcome {
             Ok((guest.clone(), directory))
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let mut listeners = Vec::with_capacity(listen.len());
+    for (index, address) in listen.into_iter().enumerate() {
+        let listener = std::net::TcpListener::bind(address)
+            .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+        if verbose {
+            let bound = listener.local_addr().map_err(|error| error.to_string())?;
+            eprintln!("nebulet: listening on {bound} (descriptor {})", 3 + index);
+        }
+        listeners.push(listener);
+    }
     let name =
         file.file_stem().map_or_else(|| "main".into(), |stem| stem.to_string_lossy().into_owned());
     let executable = std::env::current_exe()
@@ -57,6 +64,7 @@ pub(crate) fn run(run: Run, bytes: Vec<u8>) -> crate::Outcome {
         args,
         environment,
         preopens,
+        listeners,
         probe: std::env::var(nebulet_domains::PROBE_VARIABLE).ok(),
         ..DomainOptions::new(executable, name.clone())
     };

@@ -342,3 +342,33 @@ fn what_a_domain_wrote_just_before_it_ended_still_crosses() {
     assert_eq!(after, None, "then PEER_CLOSED");
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
 }
+
+#[test]
+fn a_listening_socket_is_an_isolated_programs_only_network() {
+    use std::io::{BufRead, Read, Write};
+    let program = program_file("wasi-std");
+    let mut command = crate::nebulet_command();
+    command.args(["run", "--isolate", "-v", "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"]);
+    command.args([program.to_str().unwrap(), "tcp", "1"]);
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let address = line
+        .strip_prefix("nebulet: listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address: {line}"))
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream.write_all(b"across the wall").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "ACROSS THE WALL");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{rest}");
+    assert!(text(&output.stdout).contains("wasi-std tcp: ok"), "{output:?}");
+}
