@@ -20,7 +20,7 @@ use nebulet_kernel::{ChannelEnd, CrossingMessage};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
-use crate::wire::Frame;
+use crate::wire::{Frame, Outgoing};
 
 /// Messages a side may have sent on one channel and not yet seen delivered.
 const CREDITS: usize = CHANNEL_MAX_QUEUED_MESSAGES as usize;
@@ -62,7 +62,7 @@ struct Link {
 pub(crate) struct Bridge {
     side: Side,
     next_id: AtomicU64,
-    outgoing: mpsc::UnboundedSender<Frame>,
+    outgoing: Arc<Outgoing>,
     links: Mutex<HashMap<u64, Link>>,
     runtime: tokio::runtime::Handle,
 }
@@ -77,7 +77,7 @@ impl Bridge {
     /// A bridge that sends its frames to `outgoing`, running its tasks on `runtime`.
     pub(crate) fn new(
         side: Side,
-        outgoing: mpsc::UnboundedSender<Frame>,
+        outgoing: Arc<Outgoing>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Bridge> {
         let first = match side {
@@ -247,10 +247,26 @@ impl Bridge {
                     drop(carried);
                     return Ok(());
                 };
-                if link.undelivered.fetch_add(1, Ordering::Relaxed) >= CREDITS {
+                let waiting = link.undelivered.fetch_add(1, Ordering::Relaxed);
+                if waiting >= CREDITS {
                     return Err(Violation("more messages than the channel's credit"));
                 }
                 let message = CrossingMessage { bytes, channels: carried };
+                // Nothing waits before it (only this reader adds): delivered here if there is
+                // room, which saves the delivering task a wake-up.
+                let message = if waiting == 0 {
+                    match link.end.try_write(message) {
+                        Err((Error::ShouldWait, message)) => message,
+                        // Delivered, or dropped for a reader that is gone.
+                        _ => {
+                            link.undelivered.fetch_sub(1, Ordering::Relaxed);
+                            let _ = self.outgoing.send(Frame::Delivered { channel });
+                            return Ok(());
+                        }
+                    }
+                } else {
+                    message
+                };
                 let _ = link.inbound.send(Inbound::Message(message));
                 Ok(())
             }
@@ -301,15 +317,19 @@ impl Bridge {
 mod tests {
     use super::*;
 
-    /// A parent's bridge with channel 0 attached, its local peer, and the frames it sends.
+    /// A parent's bridge with channel 0 attached, its local peer, and the other end of its
+    /// socket (where its frames go).
     fn parent(
         runtime: &tokio::runtime::Runtime,
-    ) -> (Arc<Bridge>, ChannelEnd, mpsc::UnboundedReceiver<Frame>) {
-        let (outgoing, frames) = mpsc::unbounded_channel();
+    ) -> (Arc<Bridge>, ChannelEnd, tokio::net::UnixStream) {
+        let (socket, other) = runtime.block_on(async { tokio::net::UnixStream::pair() }).unwrap();
+        let (_reader, writer) = socket.into_split();
+        let outgoing = Outgoing::new(writer);
+        runtime.spawn(outgoing.clone().flush_loop());
         let bridge = Bridge::new(Side::Parent, outgoing, runtime.handle().clone());
         let (local, bridged) = ChannelEnd::crossing_pair();
         bridge.attach(0, bridged);
-        (bridge, local, frames)
+        (bridge, local, other)
     }
 
     fn message(channel: u64, channels: Vec<(u64, u32)>) -> Frame {

@@ -97,8 +97,8 @@ async fn serve(
     let socket = tokio::net::UnixStream::from_std(socket)
         .map_err(|error| format!("cannot use the socket: {error}"))?;
     let (mut reader, writer) = socket.into_split();
-    let (outgoing, frames) = tokio::sync::mpsc::unbounded_channel();
-    let writing = tokio::spawn(wire::write_frames(writer, frames));
+    let outgoing = wire::Outgoing::new(writer);
+    tokio::spawn(outgoing.clone().flush_loop());
     let bridge = Bridge::new(Side::Domain, outgoing.clone(), emulator.runtime().clone());
     let preopens = setup
         .preopens
@@ -158,7 +158,5 @@ async fn serve(
         Frame::Exit { code: status.code, reason: status.reason as u32, message: status.message };
     let _ = outgoing.send(exit);
     bridge.disconnect();
-    drop(bridge);
-    drop(outgoing);
-    writing.await.map_err(|error| error.to_string())?.map_err(|error| error.to_string())
+    outgoing.flushed().await.map_err(|_| "the socket to the parent broke".to_string())
 }

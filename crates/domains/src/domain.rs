@@ -127,8 +127,8 @@ impl Domain {
         let mut socket = tokio::net::UnixStream::from_std(socket)?;
         socket.write_all(&wire::encode(&setup)).await?;
         let (reader, writer) = socket.into_split();
-        let (outgoing, frames) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(wire::write_frames(writer, frames));
+        let outgoing = wire::Outgoing::new(writer);
+        tokio::spawn(outgoing.clone().flush_loop());
         let bridge = Bridge::new(Side::Parent, outgoing, tokio::runtime::Handle::current());
         if let Some(end) = bootstrap {
             bridge.attach(wire::BOOTSTRAP, end);

@@ -4,7 +4,7 @@
 use std::io;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// The largest frame a parent reads from a domain: a channel message of the most bytes and
 /// handles, and room for the rest. Anything longer breaks the protocol.
@@ -100,22 +100,87 @@ pub(crate) fn read_body_blocking(reader: &mut impl io::Read, limit: usize) -> io
     Ok(body)
 }
 
-/// Writes frames from `frames` until it closes, flushing whenever it has none waiting.
-pub(crate) async fn write_frames(
-    mut writer: impl AsyncWriteExt + Unpin,
-    mut frames: tokio::sync::mpsc::UnboundedReceiver<Frame>,
-) -> io::Result<()> {
-    let mut buffer = Vec::new();
-    while let Some(frame) = frames.recv().await {
-        buffer.extend(encode(&frame));
-        while let Ok(frame) = frames.try_recv() {
-            buffer.extend(encode(&frame));
-            if buffer.len() > 1 << 16 {
-                break;
+/// The socket has failed: nothing more can be sent.
+#[derive(Debug)]
+pub(crate) struct Broken;
+
+/// The sending half of the socket, shared by every task that sends frames. A frame is written at
+/// once if nothing waits before it and the socket has room (most are: no task wakes for it);
+/// the rest waits in a buffer, in order, that [`Outgoing::flush_loop`] writes out.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    writer: tokio::net::unix::OwnedWriteHalf,
+    buffer: std::sync::Mutex<Option<Vec<u8>>>,
+    pending: tokio::sync::Notify,
+}
+
+impl Outgoing {
+    pub(crate) fn new(writer: tokio::net::unix::OwnedWriteHalf) -> std::sync::Arc<Outgoing> {
+        std::sync::Arc::new(Outgoing {
+            writer,
+            buffer: std::sync::Mutex::new(Some(Vec::new())),
+            pending: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Sends `frame` after every frame sent before it.
+    pub(crate) fn send(&self, frame: Frame) -> Result<(), Broken> {
+        let bytes = encode(&frame);
+        let mut guard = self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffer = guard.as_mut().ok_or(Broken)?;
+        if !buffer.is_empty() {
+            buffer.extend(bytes);
+            return Ok(());
+        }
+        match self.writer.try_write(&bytes) {
+            Ok(written) if written == bytes.len() => return Ok(()),
+            Ok(written) => buffer.extend_from_slice(&bytes[written..]),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => buffer.extend(bytes),
+            Err(_) => {
+                *guard = None;
+                return Err(Broken);
             }
         }
-        writer.write_all(&buffer).await?;
-        buffer.clear();
+        drop(guard);
+        self.pending.notify_one();
+        Ok(())
     }
-    writer.shutdown().await
+
+    /// Writes what waits in the buffer, as far as the socket takes it: whether it is empty.
+    fn write_buffered(&self) -> Result<bool, Broken> {
+        let mut guard = self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffer = guard.as_mut().ok_or(Broken)?;
+        if buffer.is_empty() {
+            return Ok(true);
+        }
+        match self.writer.try_write(buffer) {
+            Ok(written) => {
+                buffer.drain(..written);
+                Ok(buffer.is_empty())
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(_) => {
+                *guard = None;
+                Err(Broken)
+            }
+        }
+    }
+
+    /// Writes out the buffer whenever frames wait in it, until the socket breaks.
+    pub(crate) async fn flush_loop(self: std::sync::Arc<Self>) {
+        loop {
+            self.pending.notified().await;
+            if self.flushed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until every frame sent so far is written.
+    pub(crate) async fn flushed(&self) -> Result<(), Broken> {
+        while !self.write_buffered()? {
+            self.writer.writable().await.map_err(|_| Broken)?;
+        }
+        Ok(())
+    }
 }

@@ -76,6 +76,11 @@ impl ChannelEnd {
         message: CrossingMessage,
     ) -> Result<(), (Error, CrossingMessage)> {
         self.endpoint.wait_queue().register(context.waker());
+        self.try_write(message)
+    }
+
+    /// [`ChannelEnd::poll_write`] without waiting: `ERR_SHOULD_WAIT` gives the message back.
+    pub fn try_write(&self, message: CrossingMessage) -> Result<(), (Error, CrossingMessage)> {
         let CrossingMessage { bytes, channels } = message;
         let handles = channels.into_iter().map(|(end, rights)| end.into_entry(rights)).collect();
         self.endpoint
