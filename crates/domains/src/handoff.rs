@@ -1,4 +1,4 @@
-//! Handing descriptors to a new domain: its stdio and preopens, passed once over its socket
+//! Handing descriptors to a new domain: its stdio, listeners and preopens, passed once over its socket
 //! (`SCM_RIGHTS`, with one byte) before anything else is said.
 
 use std::io::{self, IoSlice, IoSliceMut};
