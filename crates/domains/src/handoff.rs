@@ -1,5 +1,5 @@
-//! Handing descriptors to a new domain: its stdio, listeners and preopens, passed once over its socket
-//! (`SCM_RIGHTS`, with one byte) before anything else is said.
+//! Handing descriptors to a new domain: its stdio, listeners and preopens, passed once over its
+//! socket (`SCM_RIGHTS`, with one byte) before anything else is said.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
