@@ -150,6 +150,8 @@ struct BenchArguments {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum BenchFamily {
     Serve,
+    /// The hardware protection domains' rows (printed only).
+    Domains,
 }
 
 const WASM_TARGET: &str = "wasm32-wasip1";
@@ -646,6 +648,9 @@ fn bench_in_release(arguments: &BenchArguments) -> Result<(), String> {
     if let Some(idle) = &arguments.idle {
         let counts: Vec<String> = idle.iter().map(u64::to_string).collect();
         command.arg(format!("--idle={}", counts.join(",")));
+    }
+    if arguments.only == Some(BenchFamily::Domains) {
+        command.arg("--only=domains");
     }
     if arguments.only == Some(BenchFamily::Serve) {
         command.arg("--only=serve");

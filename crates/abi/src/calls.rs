@@ -118,6 +118,7 @@ pub const CALLS: &[Call] = &[
             AccessDenied,
             InvalidArgs,
             NoResources,
+            NotSupported,
             BadState,
             PeerClosed,
             ShouldWait,

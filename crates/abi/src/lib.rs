@@ -108,6 +108,9 @@ pub enum ExitReason {
     Watchdog = 4,
     /// It went over one of its resource limits.
     OutOfResources = 5,
+    /// The hardware protection domain it ran in ended under it: the domain's host process
+    /// crashed, was killed, or broke its sandbox's system-call policy (see `docs/domains.md`).
+    DomainFault = 6,
 }
 
 impl ExitReason {
@@ -119,6 +122,7 @@ impl ExitReason {
             3 => Some(Self::Trapped),
             4 => Some(Self::Watchdog),
             5 => Some(Self::OutOfResources),
+            6 => Some(Self::DomainFault),
             _ => None,
         }
     }
@@ -131,6 +135,7 @@ impl ExitReason {
             Self::Trapped => "trapped",
             Self::Watchdog => "watchdog",
             Self::OutOfResources => "out of resources",
+            Self::DomainFault => "domain fault",
         }
     }
 }

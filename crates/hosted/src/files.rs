@@ -40,6 +40,11 @@ impl HostDirectory {
         Dir::open_ambient_dir(path, cap_std::ambient_authority()).map(HostDirectory)
     }
 
+    /// The host directory open as `descriptor` (a domain's preopen, passed in by its parent).
+    pub fn from_descriptor(descriptor: std::os::fd::OwnedFd) -> HostDirectory {
+        HostDirectory(Dir::from_std_file(std::fs::File::from(descriptor)))
+    }
+
     /// A directory of the same implementation as `self`, for `rename` and `hard_link`.
     fn same_kind(target: &dyn vfs::Directory) -> Result<&HostDirectory, Errno> {
         target.as_any().downcast_ref::<HostDirectory>().ok_or(Errno::XDEV)

@@ -32,8 +32,8 @@ pub use cache::{CACHE_DIRECTORY_VARIABLE, CacheStatistics, DEFAULT_CACHE_LIMIT, 
 pub use compiled::{Fingerprint, LoadError, is_compiled};
 pub use files::{HostDirectory, HostFile, errno};
 pub use nebulet_kernel::{
-    Capacity, Connector, ExitStatus, Grant, Kernel, Listener, ProcessOptions, ProcessRef,
-    SocketEnd, Stdio, wasmtime,
+    Capacity, ChannelEnd, Connector, CrossingMessage, ExitStatus, Grant, Kernel, Listener,
+    ProcessOptions, ProcessRef, SocketEnd, Stdio, wasmtime,
 };
 pub use platform::{Console, HostedPlatform};
 pub use source::module_binary;

@@ -27,8 +27,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// listener any more.
 pub fn listen(runtime: &Handle, address: SocketAddr) -> io::Result<(Arc<Listener>, SocketAddr)> {
     let socket = std::net::TcpListener::bind(address)?;
-    socket.set_nonblocking(true)?;
     let bound = socket.local_addr()?;
+    Ok((listen_on(runtime, socket)?, bound))
+}
+
+/// The kernel listener fed by a socket that already listens (a domain's, passed in by its
+/// parent), as [`listen`] gives.
+pub fn listen_on(runtime: &Handle, socket: std::net::TcpListener) -> io::Result<Arc<Listener>> {
+    socket.set_nonblocking(true)?;
     let listener = Listener::new();
     let weak = Arc::downgrade(&listener);
     let bridges = runtime.clone();
@@ -38,7 +44,7 @@ pub fn listen(runtime: &Handle, address: SocketAddr) -> io::Result<(Arc<Listener
             Err(_) => close(&weak),
         }
     });
-    Ok((listener, bound))
+    Ok(listener)
 }
 
 fn close(listener: &Weak<Listener>) {

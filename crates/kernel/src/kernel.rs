@@ -84,6 +84,8 @@ pub enum Grant {
     Listener(Arc<crate::Listener>),
     /// A connector to an address of the host's.
     Connector(Arc<crate::Connector>),
+    /// A channel end (whose peer the host holds, or bridges to another domain).
+    Channel(crate::ChannelEnd),
 }
 
 impl Grant {
@@ -98,6 +100,7 @@ impl Grant {
             Grant::Connector(connector) => {
                 HandleEntry::new(Object::Connector(connector), Rights::CONNECTOR_DEFAULT)
             }
+            Grant::Channel(end) => end.into_entry(Rights::CHANNEL_DEFAULT),
         }
     }
 }
@@ -389,5 +392,17 @@ impl Kernel {
         let bootstrap = HandleEntry::new(Object::Channel(init_end), Rights::CHANNEL_DEFAULT);
         let options = ProcessOptions { name: "init".to_string(), ..Default::default() };
         Ok(self.start_root_process(init, options, Some(bootstrap)))
+    }
+
+    /// Starts a process of `module` whose bootstrap handle is `bootstrap` (with the default
+    /// rights of a channel): a domain's first process, whose bootstrap channel is bridged.
+    pub fn spawn_with_bootstrap(
+        self: &Arc<Self>,
+        module: wasmtime::Module,
+        options: ProcessOptions,
+        bootstrap: crate::ChannelEnd,
+    ) -> ProcessRef {
+        let entry = bootstrap.into_entry(Rights::CHANNEL_DEFAULT);
+        self.start_root_process(module, options, Some(entry))
     }
 }

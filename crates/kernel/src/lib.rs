@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod blocking;
 mod budget;
+mod crossing;
 mod futex;
 mod guest_memory;
 mod handles;
@@ -30,6 +31,7 @@ mod wait;
 mod wasi;
 mod watchdog;
 
+pub use crossing::{ChannelEnd, CrossingMessage};
 pub use kernel::{Grant, Kernel, ProcessOptions, Stdio};
 pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};

@@ -82,6 +82,10 @@ pub(crate) enum Command {
     /// wasm32-wasip1 target and `nebulet run` as `cargo run`'s runner, a `src/main.rs` that
     /// uses a channel, and a README.
     New(NewArguments),
+    /// The host process of a hardware protection domain (`run --isolate`), started by nebulet
+    /// itself with its socket to the parent as stdin.
+    #[command(name = "domain-child", hide = true)]
+    DomainChild,
 }
 
 /// The options of `nebulet new`.
@@ -124,6 +128,11 @@ pub(crate) struct RunArguments {
     /// Opens a control socket at PATH (mode 0600) on which `nebulet ps` lists the processes.
     #[arg(long, value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
+    /// Runs the program in a hardware protection domain: a host process of its own, sandboxed
+    /// (seccomp-bpf, Landlock, namespaces) before the module is compiled in it; see
+    /// docs/domains.md. Its `--dir` directories and stdio are passed in as descriptors.
+    #[arg(long)]
+    pub(crate) isolate: bool,
     #[command(flatten)]
     pub(crate) cache: CacheArguments,
     /// The module to run, then the arguments to pass to it.

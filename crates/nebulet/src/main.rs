@@ -6,6 +6,7 @@ use nebulet::image;
 mod arguments;
 mod control;
 mod logging;
+mod isolated;
 mod modules;
 mod new;
 
@@ -39,7 +40,7 @@ fn preopens(directories: &[DirectoryArgument]) -> Result<Preopens, String> {
 const NETWORK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How the command ends: the first process's exit code, or a one-line error (exit code 1).
-type Outcome = Result<u8, String>;
+pub(crate) type Outcome = Result<u8, String>;
 
 fn main() {
     let arguments = Arguments::parse();
@@ -74,6 +75,7 @@ fn main() {
             })
         }
         Command::Apps => apps(),
+        Command::DomainChild => std::process::exit(nebulet_domains::child_main()),
         Command::New(arguments) => {
             let sdk = match arguments.sdk_path {
                 Some(path) => new::Sdk::Path(path),
@@ -124,7 +126,7 @@ fn finish(emulator: &Emulator, process: &ProcessRef, name: &str, report: Report)
 
 /// How much of a trap's backtrace the command shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Report {
+pub(crate) enum Report {
     /// The program's own frames.
     Program,
     /// Every frame (`-v`).
@@ -132,7 +134,7 @@ enum Report {
 }
 
 impl Report {
-    fn chosen(verbose: bool) -> Report {
+    pub(crate) fn chosen(verbose: bool) -> Report {
         if verbose { Report::Everything } else { Report::Program }
     }
 }
@@ -162,6 +164,7 @@ fn run(arguments: RunArguments) -> Outcome {
         listen,
         allow_precompiled,
         control,
+        isolate,
         cache,
         module_and_args,
     } = arguments;
@@ -184,6 +187,10 @@ fn run(arguments: RunArguments) -> Outcome {
         Some((_, bytes)) => bytes.to_vec(),
         None => modules::read(&file)?,
     };
+    if isolate {
+        let run = isolated::Run { file, args, environment, directories, listen, verbose };
+        return isolated::run(run, bytes);
+    }
     let preopens = preopens(&directories)?;
     let emulator = emulator(modules::cache(cache.enabled(), &directories))?;
     if let Some(path) = &control {
@@ -273,7 +280,7 @@ fn demo(
 }
 
 /// The command's exit code for how the first process ended; prints why if it did not exit.
-fn exit_code(name: &str, status: &ExitStatus, report: Report) -> Outcome {
+pub(crate) fn exit_code(name: &str, status: &ExitStatus, report: Report) -> Outcome {
     let message = status.message.as_deref().map(|message| match report {
         Report::Everything => message.to_string(),
         Report::Program => modules::program_frames(message),

@@ -15,6 +15,7 @@
 
 mod beam;
 mod compute;
+mod domains;
 pub mod memory;
 pub mod message;
 mod nebulet;
@@ -289,6 +290,29 @@ pub fn run(
     only: Option<crate::BenchFamily>,
 ) -> Result<(), String> {
     let settings = Settings::new(quick, idle);
+    if only == Some(crate::BenchFamily::Domains) {
+        progress("the domain rows alone (printed, not written to the docs)");
+        let nebulet = Nebulet::new(EngineOptions::default())?;
+        let linux_spawn = process::spawn(&nebulet, &settings)?.0.linux;
+        let linux_pipes = message::round_trip(&nebulet, &settings)?.linux;
+        let rows = [
+            domains::spawn(&nebulet, &settings, linux_spawn)?,
+            domains::round_trip(&nebulet, &settings, linux_pipes)?,
+            domains::compute(&nebulet, &settings)?,
+        ];
+        for row in rows {
+            println!(
+                "{}: Nebulet {:.1} µs, baseline {:.1} µs ({:.2}x), goal {}: {}",
+                row.operation,
+                row.nebulet.nanoseconds() / 1000.0,
+                row.linux.nanoseconds() / 1000.0,
+                row.nebulet.nanoseconds() / row.linux.nanoseconds(),
+                row.goal.map_or("none".into(), |goal| goal.text()),
+                if row.goal.is_some_and(|goal| goal.met(&row)) { "met" } else { "not met" }
+            );
+        }
+        return Ok(());
+    }
     if only == Some(crate::BenchFamily::Serve) {
         progress("the serve rows alone: nebulet serve against wasmtime serve, under wrk");
         return serve::ServeResults::measure(settings.serve_seconds)?.write_alone(&settings);
@@ -329,9 +353,21 @@ pub fn run(
     let dense_compute = compute::compare(&dense, &settings, native, "compute, dense engine")?;
     drop(dense);
     let (spawns, spawn_note) = process::spawn(default_spawns, dense_spawns, &settings)?;
+    let linux_spawn = spawns[0].linux.clone();
     comparisons.extend(spawns);
     comparisons.push(compute);
     comparisons.push(dense_compute);
+    let linux_pipes = comparisons
+        .iter()
+        .find(|comparison| comparison.operation == "message round trip")
+        .map(|comparison| comparison.linux.clone())
+        .ok_or("no message round trip")?;
+    progress("domains: isolated create+start+exit, cross-domain round trip, compute");
+    let nebulet = Nebulet::new(EngineOptions::default())?;
+    comparisons.push(domains::spawn(&nebulet, &settings, linux_spawn)?);
+    comparisons.push(domains::round_trip(&nebulet, &settings, linux_pipes)?);
+    comparisons.push(domains::compute(&nebulet, &settings)?);
+    drop(nebulet);
 
     progress("memory per idle process (each count in a fresh process)");
     let idle = memory::measure(&settings)?;

@@ -23,6 +23,11 @@ impl Nebulet {
         Ok(Self { emulator, options, console, modules: Mutex::new(HashMap::new()) })
     }
 
+    /// The hosted kernel (its runtime runs the domains' bridges).
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
+    }
+
     /// The engine configuration.
     pub fn options(&self) -> &EngineOptions {
         &self.options

@@ -69,6 +69,16 @@ struct Pair {
     /// Per side: user signals and the queue woken on any change seen from that side.
     cells: [SignalCell; 2],
     koids: [u64; 2],
+    /// Whether one end is held by a bridge to another domain, which carries only channel
+    /// handles: a message with any other kind fails with `ERR_NOT_SUPPORTED`.
+    crossing: Crossing,
+}
+
+/// Whether a channel's messages cross into another domain (see `crate::crossing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crossing {
+    Local,
+    Bridged,
 }
 
 /// One end of a channel. It closes when the last reference (handle, message, registry) drops.
@@ -80,12 +90,17 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn create() -> (Arc<Endpoint>, Arc<Endpoint>) {
+        Self::create_with(Crossing::Local)
+    }
+
+    pub(crate) fn create_with(crossing: Crossing) -> (Arc<Endpoint>, Arc<Endpoint>) {
         let side =
             || Side { queue: VecDeque::new(), queued_bytes: 0, queued_endpoints: 0, open: true };
         let pair = Arc::new(Pair {
             sides: spin::Mutex::new([side(), side()]),
             cells: [SignalCell::default(), SignalCell::default()],
             koids: [super::new_koid(), super::new_koid()],
+            crossing,
         });
         (Arc::new(Endpoint { pair: pair.clone(), side: 0 }), Arc::new(Endpoint { pair, side: 1 }))
     }
@@ -144,6 +159,11 @@ impl Endpoint {
     /// The last write that would close any cycle is always of the second kind.
     pub(crate) fn write(&self, message: Message) -> Result<(), (Error, Message)> {
         let endpoints = message.endpoints();
+        if self.pair.crossing == Crossing::Bridged
+            && message.handles.iter().any(|entry| !matches!(entry.object, Object::Channel(_)))
+        {
+            return Err((Error::NotSupported, message));
+        }
         let _transfer = (endpoints > 0).then(|| ENDPOINT_TRANSFER.lock());
         for entry in &message.handles {
             if let Object::Channel(carried) = &entry.object {
@@ -209,7 +229,7 @@ impl Endpoint {
 
 impl Endpoint {
     /// Marks this side closed and takes the messages nobody can read any more.
-    fn close(&self) -> VecDeque<Message> {
+    pub(crate) fn close(&self) -> VecDeque<Message> {
         let unread = {
             let mut sides = self.pair.sides.lock();
             let own = &mut sides[self.side];

@@ -1,0 +1,162 @@
+//! The domain's side: `nebulet domain-child`, run with its socket to the parent as stdin. It
+//! takes its descriptors and setup, sandboxes itself, then boots a kernel of its own and runs
+//! the program, bridging its bootstrap channel, and tells the parent how the program ended.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use nebulet_hosted::{Console, Emulator, EngineOptions, HostDirectory, ProcessOptions};
+use nebulet_kernel::ChannelEnd;
+use nebulet_kernel::vfs::Directory;
+
+use crate::bridge::{Bridge, Side};
+use crate::sandbox::{self, Report};
+use crate::wire::{self, Frame, Setup};
+
+/// Runs the domain; returns the host process's exit code (0 once the parent has been told how
+/// the program ended; 1 with a message on stderr for a broken start).
+pub fn main() -> i32 {
+    match run() {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("nebulet domain: {message}");
+            1
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
+        move |error| format!("{what}: {error}")
+    }
+    let control = rustix::io::dup(std::io::stdin().as_fd())
+        .map_err(|error| failed("no socket to the parent as stdin")(std::io::Error::from(error)))?;
+    let mut descriptors = crate::handoff::receive(&control).map_err(failed("no descriptors"))?;
+    let mut socket = std::os::unix::net::UnixStream::from(control);
+    let body =
+        wire::read_body_blocking(&mut socket, wire::MAX_SETUP_BYTES).map_err(failed("no setup"))?;
+    let setup: Setup = wire::decode(&body).map_err(failed("a bad setup"))?;
+    if descriptors.len() != 3 + setup.listeners + setup.preopens.len() {
+        return Err("the descriptors do not match the setup".into());
+    }
+    let preopen_descriptors = descriptors.split_off(3 + setup.listeners);
+    let listener_descriptors = descriptors.split_off(3);
+    let [input, output, error] =
+        <[OwnedFd; 3]>::try_from(descriptors).map_err(|_| "no standard streams".to_string())?;
+    let dup = |result: rustix::io::Result<()>| {
+        result.map_err(|error| format!("cannot set up stdio: {error}"))
+    };
+    dup(rustix::stdio::dup2_stdin(&input))?;
+    dup(rustix::stdio::dup2_stdout(&output))?;
+    dup(rustix::stdio::dup2_stderr(&error))?;
+    drop((input, output, error));
+
+    let mut report = Report::default();
+    sandbox::enter_namespaces(&mut report);
+    sandbox::limit_resources(&mut report);
+    sandbox::restrict_files(&preopen_descriptors, &mut report)?;
+    let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), None)
+        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    sandbox::restrict_system_calls(&mut report)?;
+    if setup.probe.as_deref() == Some("report") {
+        for line in &report.lines {
+            eprintln!("nebulet domain sandbox: {line}");
+        }
+    } else if let Some(probe) = &setup.probe {
+        crate::probe::run(probe);
+    }
+
+    socket.set_nonblocking(true).map_err(failed("cannot use the socket"))?;
+    let mut listeners = Vec::with_capacity(listener_descriptors.len());
+    for descriptor in listener_descriptors {
+        let socket = std::net::TcpListener::from(descriptor);
+        let listener = nebulet_hosted::network::listen_on(emulator.runtime(), socket)
+            .map_err(|error| format!("cannot use a listening socket: {error}"))?;
+        listeners.push(listener);
+    }
+    let descriptors = Descriptors { preopens: preopen_descriptors, listeners };
+    let status = emulator.block_on(serve(&emulator, setup, descriptors, socket));
+    emulator.flush_console();
+    status
+}
+
+/// What the program is given besides its setup.
+struct Descriptors {
+    preopens: Vec<OwnedFd>,
+    listeners: Vec<Arc<nebulet_hosted::Listener>>,
+}
+
+/// Runs the program with its bridge until it ends, then tells the parent.
+async fn serve(
+    emulator: &Emulator,
+    setup: Setup,
+    descriptors: Descriptors,
+    socket: std::os::unix::net::UnixStream,
+) -> Result<(), String> {
+    let socket = tokio::net::UnixStream::from_std(socket)
+        .map_err(|error| format!("cannot use the socket: {error}"))?;
+    let (mut reader, writer) = socket.into_split();
+    let outgoing = wire::Outgoing::new(writer);
+    tokio::spawn(outgoing.clone().flush_loop());
+    let bridge = Bridge::new(Side::Domain, outgoing.clone(), emulator.runtime().clone());
+    let preopens = setup
+        .preopens
+        .into_iter()
+        .zip(descriptors.preopens)
+        .map(|(guest, descriptor)| {
+            (guest, Arc::new(HostDirectory::from_descriptor(descriptor)) as Arc<dyn Directory>)
+        })
+        .collect();
+    let options = ProcessOptions {
+        name: setup.name,
+        args: setup.args,
+        environment: setup.environment,
+        preopens,
+        listeners: descriptors.listeners,
+        ..Default::default()
+    };
+    let status = match emulator.compile(&setup.module) {
+        Err(reason) => nebulet_hosted::ExitStatus {
+            code: -1,
+            reason: nebulet_abi::ExitReason::Trapped,
+            message: Some(format!("cannot start: {reason}")),
+        },
+        Ok(module) => {
+            let process = if setup.bootstrap {
+                let (local, given) = ChannelEnd::crossing_pair();
+                bridge.attach(wire::BOOTSTRAP, local);
+                emulator.kernel().spawn_with_bootstrap(module, options, given)
+            } else {
+                emulator.kernel().spawn(module, options)
+            };
+            let receiving = {
+                let bridge = bridge.clone();
+                async move {
+                    while let Ok(Some(body)) = wire::read_body(&mut reader, usize::MAX).await {
+                        let Ok(frame) = wire::decode::<Frame>(&body) else { break };
+                        if bridge.receive(frame).is_err() {
+                            break;
+                        }
+                    }
+                    // The parent is gone: nothing in here can be told anything any more.
+                    std::process::exit(1)
+                }
+            };
+            let receiver = tokio::spawn(receiving);
+            let status = process.wait().await;
+            // What the process wrote last still crosses (checked every tick: once, at the end).
+            while !bridge.is_flushed() {
+                tokio::time::sleep(std::time::Duration::from_micros(100)).await;
+            }
+            receiver.abort();
+            status
+        }
+    };
+    let _ = std::io::stdout().flush();
+    let exit =
+        Frame::Exit { code: status.code, reason: status.reason as u32, message: status.message };
+    let _ = outgoing.send(exit);
+    bridge.disconnect();
+    outgoing.flushed().await.map_err(|_| "the socket to the parent broke".to_string())
+}

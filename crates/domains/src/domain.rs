@@ -1,0 +1,238 @@
+//! The parent's side: starting a domain's host process, bridging its bootstrap channel, and
+//! learning how its program ended, or that the domain itself did.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nebulet_abi::ExitReason;
+use nebulet_hosted::ExitStatus;
+use nebulet_kernel::ChannelEnd;
+use tokio::io::AsyncWriteExt;
+
+use crate::bridge::{Bridge, Side, Violation};
+use crate::wire::{self, Frame, Setup};
+
+/// What a domain's first process is started with.
+#[derive(Debug)]
+pub struct DomainOptions {
+    /// The `nebulet` executable to run the domain with (`std::env::current_exe()` for the
+    /// command itself; a test gives the path of the binary it built).
+    pub executable: PathBuf,
+    /// The process's name (and `args[0]`).
+    pub name: String,
+    /// Its WASI arguments after the name.
+    pub args: Vec<String>,
+    /// Its WASI environment, as `KEY=VALUE`.
+    pub environment: Vec<String>,
+    /// Listening sockets it is given: its WASI descriptors from 3, before the preopens (as
+    /// `nebulet run --listen`). They are its only network.
+    pub listeners: Vec<std::net::TcpListener>,
+    /// Its preopened directories: guest path, and the host directory open as a descriptor.
+    pub preopens: Vec<(String, OwnedFd)>,
+    /// Its stdin, stdout and stderr; `None`: this process's own.
+    pub stdio: Option<[OwnedFd; 3]>,
+    /// Its bootstrap channel, bridged: the host's end, whose peer a local process (or the host)
+    /// holds.
+    pub bootstrap: Option<ChannelEnd>,
+    /// For tests of the sandbox: what the domain's host process itself tries once sandboxed
+    /// (see the `probe` module: `report`, `open:PATH`, `connect:ADDRESS`, `syscall`).
+    pub probe: Option<String>,
+}
+
+impl DomainOptions {
+    /// Options for a process named `name`, run by `executable`, with nothing else.
+    pub fn new(executable: PathBuf, name: impl Into<String>) -> Self {
+        Self {
+            executable,
+            name: name.into(),
+            args: Vec::new(),
+            environment: Vec::new(),
+            listeners: Vec::new(),
+            preopens: Vec::new(),
+            stdio: None,
+            bootstrap: None,
+            probe: None,
+        }
+    }
+}
+
+/// A running domain: one host process, sandboxed, running one Nebulet process (and its
+/// children). Dropping it kills the domain.
+#[derive(Debug)]
+pub struct Domain {
+    child: tokio::process::Child,
+    exit: tokio::sync::oneshot::Receiver<ExitStatus>,
+    bridge: Arc<Bridge>,
+}
+
+impl Domain {
+    /// Starts a domain that compiles `module` (wasm or WAT bytes) inside its sandbox and runs
+    /// it. Must be called within a tokio runtime, which runs the bridge.
+    pub async fn start(module: Vec<u8>, options: DomainOptions) -> io::Result<Domain> {
+        let DomainOptions {
+            executable,
+            name,
+            args,
+            environment,
+            listeners,
+            preopens,
+            stdio,
+            bootstrap,
+            probe,
+        } = options;
+        let (parent_socket, child_socket) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )?;
+        let child = tokio::process::Command::new(executable)
+            .arg("domain-child")
+            .stdin(std::process::Stdio::from(child_socket))
+            .env_clear()
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdio = match stdio {
+            Some(stdio) => stdio,
+            None => [
+                io::stdin().as_fd().try_clone_to_owned()?,
+                io::stdout().as_fd().try_clone_to_owned()?,
+                io::stderr().as_fd().try_clone_to_owned()?,
+            ],
+        };
+        let (guests, directories): (Vec<String>, Vec<OwnedFd>) = preopens.into_iter().unzip();
+        let descriptors: Vec<_> = stdio
+            .iter()
+            .map(|descriptor| descriptor.as_fd())
+            .chain(listeners.iter().map(|listener| listener.as_fd()))
+            .chain(directories.iter().map(|descriptor| descriptor.as_fd()))
+            .collect();
+        crate::handoff::send(parent_socket.as_fd(), &descriptors)?;
+        let listener_count = listeners.len();
+        drop((stdio, listeners, directories));
+        let setup = Setup {
+            name,
+            args,
+            environment,
+            listeners: listener_count,
+            preopens: guests,
+            module,
+            bootstrap: bootstrap.is_some(),
+            probe,
+        };
+        let socket = std::os::unix::net::UnixStream::from(parent_socket);
+        socket.set_nonblocking(true)?;
+        let mut socket = tokio::net::UnixStream::from_std(socket)?;
+        socket.write_all(&wire::encode(&setup)).await?;
+        let (reader, writer) = socket.into_split();
+        let outgoing = wire::Outgoing::new(writer);
+        tokio::spawn(outgoing.clone().flush_loop());
+        let bridge = Bridge::new(Side::Parent, outgoing, tokio::runtime::Handle::current());
+        if let Some(end) = bootstrap {
+            bridge.attach(wire::BOOTSTRAP, end);
+        }
+        let (exit_sender, exit) = tokio::sync::oneshot::channel();
+        let host_process = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process));
+        Ok(Domain { child, exit, bridge })
+    }
+
+    /// The host process's id.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Kills the domain's host process (its processes end "domain fault").
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
+    /// Waits for the domain's first process to end, and for the domain. A domain that ended
+    /// without saying how its program did (it crashed, was killed, or broke its seccomp
+    /// policy) gives "domain fault", with what happened to it in the message.
+    pub async fn wait(mut self) -> ExitStatus {
+        let told = (&mut self.exit).await.ok();
+        let ended = self.child.wait().await;
+        self.bridge.disconnect();
+        match (told, ended) {
+            (Some(status), Ok(ended))
+                if ended.success() || status.reason == ExitReason::DomainFault =>
+            {
+                status
+            }
+            (_, ended) => ExitStatus {
+                code: -1,
+                reason: ExitReason::DomainFault,
+                message: Some(describe(ended)),
+            },
+        }
+    }
+}
+
+/// What became of a domain's host process, for the "domain fault" message.
+fn describe(ended: io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match ended {
+        Err(error) => format!("could not be waited for ({error})"),
+        Ok(status) => match (status.signal(), status.code()) {
+            (Some(signal), _) if signal == libc::SIGSYS => {
+                "was killed for a system call outside its sandbox's policy (SIGSYS)".into()
+            }
+            (Some(signal), _) => format!("was killed by signal {signal}"),
+            (None, Some(code)) => format!("exited with code {code}"),
+            (None, None) => "ended".into(),
+        },
+    };
+    format!("ended: its domain's host process {how}")
+}
+
+/// Reads the domain's frames until it closes its socket, or breaks the protocol, which kills
+/// it (`host_process`); every bridged channel then closes here.
+async fn receive(
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    bridge: Arc<Bridge>,
+    exit: tokio::sync::oneshot::Sender<ExitStatus>,
+    host_process: Option<rustix::process::Pid>,
+) {
+    let mut exit = Some(exit);
+    let broken = loop {
+        let body = match wire::read_body(&mut reader, wire::MAX_FRAME_BYTES).await {
+            Ok(Some(body)) => body,
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                break Some(format!("a bad frame ({error})"));
+            }
+            // The end of the stream, or the domain died with bytes unread (a reset).
+            Ok(None) | Err(_) => break None,
+        };
+        let frame = match wire::decode::<Frame>(&body) {
+            Ok(frame) => frame,
+            Err(error) => break Some(format!("a bad frame ({error})")),
+        };
+        if let Frame::Exit { code, reason, message } = frame {
+            let reason = ExitReason::from_raw(reason).unwrap_or(ExitReason::DomainFault);
+            if let Some(sender) = exit.take() {
+                let _ = sender.send(ExitStatus { code, reason, message });
+            }
+        } else if let Err(Violation(what)) = bridge.receive(frame) {
+            break Some(what.to_string());
+        }
+    };
+    if let Some(what) = broken {
+        // The domain is not to be trusted any more: it ends, and its processes with it. It is
+        // not reaped before `Domain::wait`, so its id is still its own.
+        if let Some(pid) = host_process {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        if let Some(sender) = exit.take() {
+            let message = format!("ended: its domain broke the bridge's protocol: {what}");
+            let _ = sender.send(ExitStatus {
+                code: -1,
+                reason: ExitReason::DomainFault,
+                message: Some(message),
+            });
+        }
+    }
+    bridge.disconnect();
+}

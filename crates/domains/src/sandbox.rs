@@ -1,0 +1,244 @@
+//! The sandbox a domain's host process puts itself in before any guest code runs: new
+//! namespaces, resource limits, Landlock's file-system and network rules, and a seccomp-bpf
+//! allow-list of system calls (anything else kills the domain).
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// What was applied, for `nebulet run --isolate -v` and the tests: one line per layer.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) lines: Vec<String>,
+}
+
+impl Report {
+    fn note(&mut self, line: String) {
+        self.lines.push(line);
+    }
+}
+
+/// The Landlock ABI the rules are written for (6 adds the scopes of signals and abstract
+/// sockets); on an older kernel, what it knows is enforced and the report says so.
+const LANDLOCK_ABI: ABI = ABI::V6;
+
+/// Files the hosted platform reads while it starts (its capacity), read-only.
+const PLATFORM_FILES: [&str; 4] =
+    ["/proc/meminfo", "/proc/sys/vm/max_map_count", "/proc/self/maps", "/proc/self/status"];
+
+/// Most descriptors a domain may have open (its guests' files are host descriptors).
+const OPEN_FILES: u64 = 4096;
+
+/// Moves the (still single-threaded) process into a new user and network namespace: it sees
+/// no network interface but its own loopback, which is down. Where the host forbids it (some
+/// containers), the report says so and the other layers still apply.
+pub(crate) fn enter_namespaces(report: &mut Report) {
+    use rustix::thread::UnshareFlags;
+    #[expect(
+        deprecated,
+        reason = "rustix deprecates `unshare` because of CLONE_FILES, which is not asked here"
+    )]
+    let result = rustix::thread::unshare(UnshareFlags::NEWUSER | UnshareFlags::NEWNET);
+    match result {
+        Ok(()) => report.note("namespaces: new user and network namespaces".into()),
+        Err(error) => report.note(format!("namespaces: not entered ({error})")),
+    }
+}
+
+/// Limits what the process may hold: no core dumps, no locked memory, a bounded number of
+/// open files.
+pub(crate) fn limit_resources(report: &mut Report) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let mut applied = Vec::new();
+    let zero = Rlimit { current: Some(0), maximum: Some(0) };
+    for (resource, name) in [(Resource::Core, "core 0"), (Resource::Memlock, "memlock 0")] {
+        if setrlimit(resource, zero).is_ok() {
+            applied.push(name.to_string());
+        }
+    }
+    let files = getrlimit(Resource::Nofile).maximum.map_or(OPEN_FILES, |max| max.min(OPEN_FILES));
+    if setrlimit(Resource::Nofile, Rlimit { current: Some(files), maximum: Some(files) }).is_ok() {
+        applied.push(format!("nofile {files}"));
+    }
+    report.note(format!("rlimits: {}", applied.join(", ")));
+}
+
+/// Landlock: no file-system access but beneath the preopened directories (and a few files of
+/// `/proc` read-only), no TCP bind or connect, no signals or abstract sockets outside. Must run
+/// before the process starts threads: Landlock restricts the calling thread and those it starts.
+pub(crate) fn restrict_files(preopens: &[OwnedFd], report: &mut Report) -> Result<(), String> {
+    let failed = |error: landlock::RulesetError| format!("cannot set up Landlock: {error}");
+    let all = AccessFs::from_all(LANDLOCK_ABI);
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)
+        .map_err(failed)?
+        .handle_access(AccessNet::from_all(LANDLOCK_ABI))
+        .map_err(failed)?
+        .scope(Scope::AbstractUnixSocket | Scope::Signal)
+        .map_err(failed)?
+        .create()
+        .map_err(failed)?;
+    for directory in preopens {
+        ruleset = ruleset.add_rule(PathBeneath::new(directory, all)).map_err(failed)?;
+    }
+    for file in PLATFORM_FILES {
+        if let Ok(descriptor) = PathFd::new(file) {
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(descriptor, AccessFs::ReadFile))
+                .map_err(failed)?;
+        }
+    }
+    let status = ruleset.restrict_self().map_err(failed)?;
+    let enforced = match status.ruleset {
+        RulesetStatus::FullyEnforced => "fully enforced",
+        RulesetStatus::PartiallyEnforced => "partly enforced (an older kernel)",
+        RulesetStatus::NotEnforced => "not enforced (the kernel has no Landlock)",
+    };
+    report.note(format!(
+        "landlock: {enforced}: files only beneath {} preopened directories, no TCP bind or \
+         connect, no signals or abstract sockets outside",
+        preopens.len()
+    ));
+    Ok(())
+}
+
+/// The system calls a domain makes once sandboxed, found by running domains under `strace -f`
+/// (threads, spinning, futexes, traps, files beneath preopens, stdio, clocks, entropy): the
+/// runtime's threads and memory and the JIT's code, its timers and event loop, files beneath
+/// the preopens, stdio, and the socket to the parent (which it has: it cannot make a socket,
+/// nor exec, nor signal anyone). `ioctl` and `prctl` are allowed for one or two requests each
+/// (below).
+const ALLOWED: &[i64] = &[
+    // Memory, and the JIT's code (a memfd holds a module's memory image).
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_mremap,
+    libc::SYS_brk,
+    libc::SYS_memfd_create,
+    // Threads, their signal masks and stacks (a trap returns from wasmtime's handler).
+    libc::SYS_clone3,
+    libc::SYS_clone,
+    libc::SYS_futex,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_setpriority,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    // Time, entropy, the event loop.
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_getrandom,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    // Descriptors it has: stdio, the parent's socket, files beneath the preopens (Landlock
+    // confines the paths).
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_lseek,
+    libc::SYS_close,
+    libc::SYS_fcntl,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_getdents64,
+    libc::SYS_readlinkat,
+    libc::SYS_mkdirat,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_ftruncate,
+    libc::SYS_fallocate,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_utimensat,
+    libc::SYS_fadvise64,
+    libc::SYS_sendto,
+    libc::SYS_recvfrom,
+    libc::SYS_shutdown,
+    // Connections on the listening sockets it was given (`--listen`); it cannot make one.
+    libc::SYS_accept4,
+];
+
+/// `ioctl` requests allowed: making a descriptor non-blocking or close-on-exec. (No terminal
+/// request: `TIOCSTI` on an inherited terminal would type into the user's shell.)
+const IOCTL_REQUESTS: [u64; 2] = [libc::FIONBIO, libc::FIOCLEX];
+
+/// `prctl` options allowed: glibc reads the auxiliary vector (`PR_GET_AUXV`) as threads start,
+/// and threads may be named.
+const PRCTL_OPTIONS: [u64; 2] = [0x4155_5856, libc::PR_SET_NAME as u64];
+
+/// `setsockopt` is allowed for `TCP_NODELAY` only (set on every accepted connection).
+fn setsockopt_rule() -> Result<Vec<SeccompRule>, String> {
+    let equal = |index, value| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+            .map_err(|error| error.to_string())
+    };
+    let conditions = vec![equal(1, libc::IPPROTO_TCP as u64)?, equal(2, libc::TCP_NODELAY as u64)?];
+    Ok(vec![SeccompRule::new(conditions).map_err(|error| error.to_string())?])
+}
+
+/// Rules that allow a call only if its first argument (`arg_index`) is one of `values`.
+fn first_argument_in(values: &[u64], arg_index: u8) -> Result<Vec<SeccompRule>, String> {
+    values
+        .iter()
+        .map(|&value| {
+            let condition =
+                SeccompCondition::new(arg_index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+                    .map_err(|error| error.to_string())?;
+            SeccompRule::new(vec![condition]).map_err(|error| error.to_string())
+        })
+        .collect()
+}
+
+/// Applies the allow-list to every thread of the process: any other system call kills it.
+pub(crate) fn restrict_system_calls(report: &mut Report) -> Result<(), String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        ALLOWED.iter().map(|&call| (call, Vec::new())).collect();
+    rules.insert(libc::SYS_ioctl, first_argument_in(&IOCTL_REQUESTS, 1)?);
+    rules.insert(libc::SYS_prctl, first_argument_in(&PRCTL_OPTIONS, 0)?);
+    rules.insert(libc::SYS_setsockopt, setsockopt_rule()?);
+    let arch = TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|error| format!("no seccomp filter for this machine: {error}"))?;
+    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)
+        .map_err(|error| format!("cannot build the seccomp filter: {error}"))?;
+    let program = BpfProgram::try_from(filter)
+        .map_err(|error| format!("cannot compile the seccomp filter: {error}"))?;
+    seccompiler::apply_filter_all_threads(&program)
+        .map_err(|error| format!("cannot apply the seccomp filter: {error}"))?;
+    report.note(format!(
+        "seccomp: {} system calls allowed on every thread (ioctl and prctl for two requests \
+         each, setsockopt for TCP_NODELAY); any other kills the domain",
+        ALLOWED.len() + 3
+    ));
+    Ok(())
+}

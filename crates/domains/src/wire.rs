@@ -1,0 +1,186 @@
+//! What a domain and its parent say to each other over their socket: the frames, and how one
+//! is read and written (a little-endian `u32` length, then the frame in `postcard`).
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+/// The largest frame a parent reads from a domain: a channel message of the most bytes and
+/// handles, and room for the rest. Anything longer breaks the protocol.
+pub(crate) const MAX_FRAME_BYTES: usize = nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES as usize
+    + 16 * nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
+    + 4096;
+
+/// The largest setup a domain reads from its parent (the module is in it).
+pub(crate) const MAX_SETUP_BYTES: usize = 1 << 30;
+
+/// What the parent tells a new domain, after the descriptors: its stdin, stdout and stderr,
+/// then its listening sockets, then one per preopen.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Setup {
+    pub(crate) name: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) environment: Vec<String>,
+    /// How many listening sockets it is given (WASI descriptors from 3, before the preopens).
+    pub(crate) listeners: usize,
+    /// The preopens' guest paths, in the order of their descriptors.
+    pub(crate) preopens: Vec<String>,
+    /// The module's bytes (`.wasm` or `.wat`), compiled inside the sandbox.
+    pub(crate) module: Vec<u8>,
+    /// Whether the process gets a bootstrap channel (wire id [`BOOTSTRAP`]).
+    pub(crate) bootstrap: bool,
+    /// A test's probe of the sandbox (see `probe`).
+    pub(crate) probe: Option<String>,
+}
+
+/// The wire id of the bootstrap channel. The parent numbers the channels it sends from 0 up in
+/// even numbers, the domain in odd ones, so their ids never meet.
+pub(crate) const BOOTSTRAP: u64 = 0;
+
+/// One frame after the setup, either way.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Frame {
+    /// A message for channel `channel`, carrying new channels under fresh ids, with the rights
+    /// of their handles.
+    Message { channel: u64, bytes: Vec<u8>, channels: Vec<(u64, u32)> },
+    /// A message on `channel` was delivered to the local end: the sender may send one more.
+    Delivered { channel: u64 },
+    /// The sender's end of `channel` closed: after the messages before this, the peer is gone.
+    Closed { channel: u64 },
+    /// (Domain to parent.) The domain's first process ended so; the domain ends next.
+    Exit { code: i32, reason: u32, message: Option<String> },
+}
+
+/// Encodes a frame, length first.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![0; 4];
+    // Serializing our own types into a Vec cannot fail.
+    let body = postcard::to_stdvec(value).unwrap_or_default();
+    bytes[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    bytes.extend(body);
+    bytes
+}
+
+/// Decodes a frame body.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> io::Result<T> {
+    postcard::from_bytes(body).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+}
+
+/// Reads the next frame body: `None` at a clean end of the stream.
+pub(crate) async fn read_body(
+    reader: &mut (impl AsyncReadExt + Unpin),
+    limit: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut length = [0; 4];
+    match reader.read_exact(&mut length).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    let length = u32::from_le_bytes(length) as usize;
+    if length > limit {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// Reads one frame body from a blocking stream (the domain's setup, before its runtime).
+pub(crate) fn read_body_blocking(reader: &mut impl io::Read, limit: usize) -> io::Result<Vec<u8>> {
+    let mut length = [0; 4];
+    reader.read_exact(&mut length)?;
+    let length = u32::from_le_bytes(length) as usize;
+    if length > limit {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// The socket has failed: nothing more can be sent.
+#[derive(Debug)]
+pub(crate) struct Broken;
+
+/// The sending half of the socket, shared by every task that sends frames. A frame is written at
+/// once if nothing waits before it and the socket has room (most are: no task wakes for it);
+/// the rest waits in a buffer, in order, that [`Outgoing::flush_loop`] writes out.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    writer: tokio::net::unix::OwnedWriteHalf,
+    buffer: std::sync::Mutex<Option<Vec<u8>>>,
+    pending: tokio::sync::Notify,
+}
+
+impl Outgoing {
+    pub(crate) fn new(writer: tokio::net::unix::OwnedWriteHalf) -> std::sync::Arc<Outgoing> {
+        std::sync::Arc::new(Outgoing {
+            writer,
+            buffer: std::sync::Mutex::new(Some(Vec::new())),
+            pending: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Sends `frame` after every frame sent before it.
+    pub(crate) fn send(&self, frame: Frame) -> Result<(), Broken> {
+        let bytes = encode(&frame);
+        let mut guard = self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffer = guard.as_mut().ok_or(Broken)?;
+        if !buffer.is_empty() {
+            buffer.extend(bytes);
+            return Ok(());
+        }
+        match self.writer.try_write(&bytes) {
+            Ok(written) if written == bytes.len() => return Ok(()),
+            Ok(written) => buffer.extend_from_slice(&bytes[written..]),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => buffer.extend(bytes),
+            Err(_) => {
+                *guard = None;
+                return Err(Broken);
+            }
+        }
+        drop(guard);
+        self.pending.notify_one();
+        Ok(())
+    }
+
+    /// Writes what waits in the buffer, as far as the socket takes it: whether it is empty.
+    fn write_buffered(&self) -> Result<bool, Broken> {
+        let mut guard = self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffer = guard.as_mut().ok_or(Broken)?;
+        if buffer.is_empty() {
+            return Ok(true);
+        }
+        match self.writer.try_write(buffer) {
+            Ok(written) => {
+                buffer.drain(..written);
+                Ok(buffer.is_empty())
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(_) => {
+                *guard = None;
+                Err(Broken)
+            }
+        }
+    }
+
+    /// Writes out the buffer whenever frames wait in it, until the socket breaks.
+    pub(crate) async fn flush_loop(self: std::sync::Arc<Self>) {
+        loop {
+            self.pending.notified().await;
+            if self.flushed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until every frame sent so far is written.
+    pub(crate) async fn flushed(&self) -> Result<(), Broken> {
+        while !self.write_buffered()? {
+            self.writer.writable().await.map_err(|_| Broken)?;
+        }
+        Ok(())
+    }
+}

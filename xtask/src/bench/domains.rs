@@ -1,0 +1,178 @@
+//! Hardware protection domains (`crates/domains`): an isolated process's create+start+exit, a
+//! message round trip across a domain's boundary, and compute inside a domain, each against its
+//! baseline. A domain is a re-execution of the release `nebulet` binary beside this one.
+
+use std::future::poll_fn;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use nebulet_domains::{Domain, DomainOptions};
+use nebulet_hosted::{ChannelEnd, CrossingMessage};
+
+use super::nebulet::{Nebulet, parse_operations};
+use super::{Comparison, Goal, Settings, Side};
+
+/// A module of one page whose `_start` returns at once.
+const TINY: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+
+/// Echoes every message on its bootstrap channel until the peer closes (as the domain tests'
+/// echo, without handles).
+const ECHO: &str = r#"(module
+    (import "nebulet" "process_bootstrap" (func $bootstrap (param i32) (result i32)))
+    (import "nebulet" "object_wait_one" (func $wait (param i32 i32 i64 i32) (result i32)))
+    (import "nebulet" "channel_read" (func $read (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+    (import "nebulet" "channel_write" (func $write (param i32 i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 2)
+    (func (export "_start") (local $h i32) (local $status i32)
+      (drop (call $bootstrap (i32.const 0)))
+      (local.set $h (i32.load (i32.const 0)))
+      (loop $next
+        (drop (call $wait (local.get $h) (i32.const 5) (i64.const 0x7fffffffffffffff) (i32.const 4)))
+        (local.set $status (call $read (local.get $h) (i32.const 1024) (i32.const 65536)
+          (i32.const 16) (i32.const 64) (i32.const 8) (i32.const 12)))
+        (if (i32.eq (local.get $status) (i32.const -24)) (then (return)))
+        (if (i32.eqz (local.get $status)) (then
+          (drop (call $write (local.get $h) (i32.const 1024) (i32.load (i32.const 8))
+            (i32.const 16) (i32.load (i32.const 12))))))
+        (br $next)))
+    )"#;
+
+fn options(name: &str) -> Result<DomainOptions, String> {
+    Ok(DomainOptions::new(super::startup::sibling("nebulet")?, name))
+}
+
+/// Isolated create+start+exit against Linux's spawn of a tiny static binary.
+pub fn spawn(nebulet: &Nebulet, settings: &Settings, linux: Side) -> Result<Comparison, String> {
+    let count = if settings.quick { 10 } else { 40 };
+    let side = Side::measure(
+        "Nebulet: `Domain::start` + wait of a 1-page module (a sandboxed `nebulet domain-child` \
+         that compiles it)",
+        settings.runs,
+        || {
+            nebulet.emulator().block_on(async {
+                let start = Instant::now();
+                for _ in 0..count {
+                    let domain = Domain::start(TINY.as_bytes().to_vec(), options("tiny")?)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let status = domain.wait().await;
+                    if status.code != 0 {
+                        return Err(format!("the tiny domain ended {status:?}"));
+                    }
+                }
+                Ok((count, start.elapsed().as_nanos() as f64))
+            })
+        },
+    )?;
+    Ok(Comparison {
+        operation: "isolated process create+start+exit",
+        nebulet: side,
+        linux,
+        goal: Some(Goal::AtMost(1_000_000.0)),
+    })
+}
+
+/// A message from the host to a process in a domain and back, against Linux's pipes.
+pub fn round_trip(
+    nebulet: &Nebulet,
+    settings: &Settings,
+    linux: Side,
+) -> Result<Comparison, String> {
+    let count = settings.message_round_trips / 10;
+    let side = Side::measure(
+        "Nebulet: 8 bytes from the host's channel end to a process in a domain and back",
+        settings.runs,
+        || {
+            nebulet.emulator().block_on(async {
+                let (mine, theirs) = ChannelEnd::crossing_pair();
+                let options = DomainOptions { bootstrap: Some(theirs), ..options("echo")? };
+                let domain = Domain::start(ECHO.as_bytes().to_vec(), options)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let trip = async || -> Result<(), String> {
+                    let message = CrossingMessage { bytes: vec![7; 8], channels: Vec::new() };
+                    let mut pending = Some(message);
+                    poll_fn(|context| match mine.poll_write(context, pending.take().unwrap()) {
+                        Ok(()) => std::task::Poll::Ready(Ok(())),
+                        Err((nebulet_abi::Error::ShouldWait, message)) => {
+                            pending = Some(message);
+                            std::task::Poll::Pending
+                        }
+                        Err((error, _)) => std::task::Poll::Ready(Err(format!("{error:?}"))),
+                    })
+                    .await?;
+                    poll_fn(|context| mine.poll_read(context)).await.ok_or("no echo")?;
+                    Ok(())
+                };
+                for _ in 0..count.div_ceil(10) {
+                    trip().await?;
+                }
+                let start = Instant::now();
+                for _ in 0..count {
+                    trip().await?;
+                }
+                let elapsed = start.elapsed().as_nanos() as f64;
+                drop(mine);
+                domain.wait().await;
+                Ok((count, elapsed))
+            })
+        },
+    )?;
+    Ok(Comparison {
+        operation: "cross-domain message round trip",
+        nebulet: side,
+        linux,
+        goal: Some(Goal::AtMost(10_000.0)),
+    })
+}
+
+/// The compute case of the `bench` program inside a domain, against the same outside one.
+pub fn compute(nebulet: &Nebulet, settings: &Settings) -> Result<Comparison, String> {
+    let words = [
+        "compute".to_string(),
+        settings.compute_runs.to_string(),
+        settings.compute_limit.to_string(),
+    ];
+    let outside = Side::measure(
+        "Nebulet outside a domain: `compute.rs` in wasm, default engine",
+        settings.runs,
+        || nebulet.bench_case(&words.iter().map(String::as_str).collect::<Vec<_>>()),
+    )?;
+    let bench = nebulet::image::find("bench").ok_or("no bench program")?.to_vec();
+    let inside = Side::measure(
+        "Nebulet in a domain: the same, in a sandboxed `nebulet domain-child`",
+        settings.runs,
+        || {
+            let (mut reader, writer) = std::io::pipe().map_err(|error| error.to_string())?;
+            let duplicate = |fd: std::os::fd::BorrowedFd<'_>| {
+                fd.try_clone_to_owned().map_err(|error| error.to_string())
+            };
+            let stdio: [OwnedFd; 3] = [
+                duplicate(std::io::stdin().as_fd())?,
+                OwnedFd::from(writer),
+                duplicate(std::io::stderr().as_fd())?,
+            ];
+            let options =
+                DomainOptions { args: words.to_vec(), stdio: Some(stdio), ..options("bench")? };
+            let status = nebulet.emulator().block_on(async {
+                let domain = Domain::start(bench.clone(), options)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok::<_, String>(domain.wait().await)
+            })?;
+            if status.code != 0 {
+                return Err(format!("bench in a domain ended {status:?}"));
+            }
+            let mut output = String::new();
+            reader.read_to_string(&mut output).map_err(|error| error.to_string())?;
+            parse_operations(&output, "compute")
+        },
+    )?;
+    Ok(Comparison {
+        operation: "compute in a domain",
+        nebulet: inside,
+        linux: outside,
+        goal: Some(Goal::WithinOfNative(1.05)),
+    })
+}
