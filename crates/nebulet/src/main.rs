@@ -5,8 +5,8 @@ use nebulet::image;
 
 mod arguments;
 mod control;
-mod logging;
 mod isolated;
+mod logging;
 mod modules;
 mod new;
 

@@ -293,7 +293,7 @@ pub fn run(
     if only == Some(crate::BenchFamily::Domains) {
         progress("the domain rows alone (printed, not written to the docs)");
         let nebulet = Nebulet::new(EngineOptions::default())?;
-        let linux_spawn = process::spawn(&nebulet, &settings)?.0.linux;
+        let linux_spawn = process::linux_spawns(&settings)?.0;
         let linux_pipes = message::round_trip(&nebulet, &settings)?.linux;
         let rows = [
             domains::spawn(&nebulet, &settings, linux_spawn)?,

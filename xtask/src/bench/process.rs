@@ -27,6 +27,26 @@ pub fn spawn(
     dense: Side,
     settings: &Settings,
 ) -> Result<(Vec<Comparison>, String), String> {
+    let (linux, what) = linux_spawns(settings)?;
+    let comparisons = vec![
+        Comparison {
+            operation: "process create+start+exit",
+            nebulet: default,
+            linux: linux.clone(),
+            goal: Some(Goal::AtMost(5_000.0)),
+        },
+        Comparison {
+            operation: "process create+start+exit, dense engine",
+            nebulet: dense,
+            linux,
+            goal: Some(Goal::AtMost(5_000.0)),
+        },
+    ];
+    Ok((comparisons, what))
+}
+
+/// Linux's side: `Command::status()` of a tiny program; and what it spawned.
+pub fn linux_spawns(settings: &Settings) -> Result<(Side, String), String> {
     let (program, what) = tiny_program()?;
     progress(&format!("  Linux spawns {what}"));
     let count = settings.linux_spawns;
@@ -43,21 +63,7 @@ pub fn spawn(
             }))
         },
     )?;
-    let comparisons = vec![
-        Comparison {
-            operation: "process create+start+exit",
-            nebulet: default,
-            linux: linux.clone(),
-            goal: Some(Goal::AtMost(5_000.0)),
-        },
-        Comparison {
-            operation: "process create+start+exit, dense engine",
-            nebulet: dense,
-            linux,
-            goal: Some(Goal::AtMost(5_000.0)),
-        },
-    ];
-    Ok((comparisons, what))
+    Ok((linux, what))
 }
 
 /// `target/bench/tiny` built from `TINY_C`, or `/bin/true`; and a description.
