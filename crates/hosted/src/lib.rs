@@ -146,6 +146,24 @@ pub enum Placement {
 }
 
 impl EngineOptions {
+    /// The many-processes configuration: memories and fiber stacks carved from shared
+    /// reservations ([`Placement::Shared`]: no mapping per process), no reservation beyond a
+    /// memory's current size (so every load and store checks bounds, and a growing memory moves),
+    /// no guard regions, 128 KiB fiber stacks (64 KiB of them for wasm), and a root memory budget
+    /// of 16 times the host's memory: each idle process is charged a whole wasm page and a whole
+    /// stack (about 200 KiB) but touches a few pages of them.
+    pub fn dense() -> Self {
+        Self {
+            memory_reservation: Some(0),
+            memory_reservation_for_growth: Some(0),
+            memory_guard_size: Some(0),
+            async_stack_size: Some(128 << 10),
+            max_wasm_stack: Some(64 << 10),
+            placement: Placement::Shared,
+            overcommit: Some(16),
+        }
+    }
+
     /// [`engine_config()`] with these options applied.
     pub fn config(&self) -> wasmtime::Config {
         let mut config = engine_config();

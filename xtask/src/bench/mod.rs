@@ -93,26 +93,11 @@ impl Settings {
     }
 }
 
-/// The engine options of the many-processes configuration ("dense"): memories and fiber stacks
-/// carved from shared reservations (no mapping per process), no reservation beyond a memory's
-/// current size (so every load and store checks bounds, and a growing memory moves), no guard
-/// regions, 128 KiB fiber stacks (64 KiB of them for wasm), and a root memory budget of
-/// [`DENSE_OVERCOMMIT`] times the host's memory: each idle process is charged a whole wasm page
-/// and a whole stack (about 200 KiB) but touches a few pages of them.
+/// The engine options of the many-processes configuration ("dense"; see
+/// [`EngineOptions::dense`]).
 pub fn dense_options() -> EngineOptions {
-    EngineOptions {
-        memory_reservation: Some(0),
-        memory_reservation_for_growth: Some(0),
-        memory_guard_size: Some(0),
-        async_stack_size: Some(128 << 10),
-        max_wasm_stack: Some(64 << 10),
-        placement: Placement::Shared,
-        overcommit: Some(DENSE_OVERCOMMIT),
-    }
+    EngineOptions::dense()
 }
-
-/// The dense configuration's overcommit (see [`dense_options`]).
-pub const DENSE_OVERCOMMIT: u32 = 16;
 
 /// Runs a Linux measurement unpinned and then pinned to one core (this thread, and the threads
 /// and processes it starts, which inherit the pinning), and keeps the faster: on these virtual

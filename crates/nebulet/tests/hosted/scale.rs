@@ -6,24 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use nebulet_abi::ExitReason;
 use nebulet_hosted::{
-    Console, Emulator, EngineOptions, Placement, ProcessOptions, ProcessRef, SocketEnd, Stdio,
+    Console, Emulator, EngineOptions, ProcessOptions, ProcessRef, SocketEnd, Stdio,
 };
 
 use crate::PATIENCE;
 
 /// The many-processes engine (as `cargo xtask bench`'s dense one).
 fn dense() -> Emulator {
-    let options = EngineOptions {
-        memory_reservation: Some(0),
-        memory_reservation_for_growth: Some(0),
-        memory_guard_size: Some(0),
-        async_stack_size: Some(128 << 10),
-        max_wasm_stack: Some(64 << 10),
-        placement: Placement::Shared,
-        overcommit: Some(16),
-    };
     let console = Arc::new(Mutex::new(Vec::new()));
-    Emulator::with_options(Console::Buffer(console), options).expect("the kernel starts")
+    Emulator::with_options(Console::Buffer(console), EngineOptions::dense())
+        .expect("the kernel starts")
 }
 
 /// Reads one byte from stdin, writes it back plus one on stdout, and exits 0.
