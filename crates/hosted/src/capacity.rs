@@ -132,6 +132,17 @@ mod tests {
     const MEMINFO: &str = "MemTotal:       24684084 kB\nMemFree:         1000000 kB\n\
                            MemAvailable:   22986088 kB\nBuffers:          123456 kB\n";
 
+    /// A host with 22 GiB available, the default map count, 430 mappings and 1 GiB used.
+    fn typical_host() -> Host {
+        Host {
+            meminfo: MEMINFO.into(),
+            max_map_count: Some(65_530),
+            maps: 430,
+            address_space_limit: None,
+            address_space_used: 1 << 30,
+        }
+    }
+
     #[test]
     fn meminfo_lines_parse_in_bytes() {
         assert_eq!(meminfo_bytes(MEMINFO, "MemAvailable"), Some(22_986_088 * 1024));
@@ -144,13 +155,7 @@ mod tests {
 
     #[test]
     fn the_budget_leaves_the_host_its_margin() {
-        let host = Host {
-            meminfo: MEMINFO.into(),
-            max_map_count: Some(65_530),
-            maps: 430,
-            address_space_limit: None,
-            address_space_used: 1 << 30,
-        };
+        let host = typical_host();
         let capacity = host.capacity(&EngineOptions::default());
         let available = 22_986_088 * 1024;
         assert_eq!(capacity.memory_bytes, available - available / 10 - (256 << 20));
@@ -196,13 +201,7 @@ mod tests {
 
     #[test]
     fn the_shared_placement_takes_no_mappings_and_overcommit_scales_memory_only() {
-        let host = Host {
-            meminfo: MEMINFO.into(),
-            max_map_count: Some(65_530),
-            maps: 430,
-            address_space_limit: None,
-            address_space_used: 1 << 30,
-        };
+        let host = typical_host();
         let separate = host.capacity(&EngineOptions::default());
         assert_eq!((separate.memory_mappings, separate.thread_mappings), (3, 2));
         let options = EngineOptions {

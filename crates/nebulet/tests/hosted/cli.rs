@@ -539,12 +539,12 @@ const READY_THEN_SLEEPS: &str = r#"(module
       (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
       (drop (call $sleep (i64.const 0x7fffffffffffffff)))))"#;
 
-#[test]
-fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
+/// Starts `nebulet run --control SOCKET` of [`READY_THEN_SLEEPS`] as `name` and waits until the
+/// process runs: once it has printed, the socket (opened before) exists.
+fn run_with_control(name: &str, socket_name: &str) -> (std::process::Child, std::path::PathBuf) {
     use std::io::{BufRead, BufReader};
-    use std::os::unix::fs::PermissionsExt;
-    let program = write_temporary("sleeper.wat", READY_THEN_SLEEPS);
-    let socket = program.with_file_name("control.sock");
+    let program = write_temporary(&format!("{name}.wat"), READY_THEN_SLEEPS);
+    let socket = program.with_file_name(socket_name);
     let mut child = nebulet()
         .arg("run")
         .arg("--control")
@@ -553,10 +553,16 @@ fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Once it has printed, the process runs (and the socket, opened before, exists).
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
+    (child, socket)
+}
+
+#[test]
+fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut child, socket) = run_with_control("sleeper", "control.sock");
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "only this user may connect");
     let table = nebulet().args(["ps", "--control"]).arg(&socket).output().unwrap();
@@ -590,19 +596,7 @@ fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
 #[test]
 fn top_shows_the_table_until_the_command_ends() {
     use std::io::{BufRead, BufReader, Read};
-    let program = write_temporary("watched.wat", READY_THEN_SLEEPS);
-    let socket = program.with_file_name("top.sock");
-    let mut watched = nebulet()
-        .arg("run")
-        .arg("--control")
-        .arg(&socket)
-        .arg(&program)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(watched.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut watched, socket) = run_with_control("watched", "top.sock");
     let mut top = nebulet()
         .args(["top", "--interval", "50ms", "--control"])
         .arg(&socket)
