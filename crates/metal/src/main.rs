@@ -216,18 +216,27 @@ fn boot_system(info: &boot::StartInfo) -> Result<ExitStatus, String> {
     Ok(executor::run_until(process.wait()))
 }
 
+/// A kernel on the image's engine, and the image's app `name` (for a system of one app).
+fn kernel_with_app(
+    info: &boot::StartInfo,
+    name: &str,
+) -> Result<(Arc<Kernel>, wasmtime::Module), String> {
+    let Loaded { engine, apps, .. } = load_image(info)?;
+    let module = apps
+        .into_iter()
+        .find_map(|(app, module)| (app == name).then_some(module))
+        .ok_or_else(|| format!("the image has no app {name}"))?;
+    let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
+        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    Ok((kernel, module))
+}
+
 /// Serves HTTP on port 80 of the machine's network (QEMU: a virtio-net device) with the image's
 /// app `name`, a fresh process per request (`serve.rs`), until the machine is stopped; returns
 /// only why it could not start.
 fn serve_system(info: &boot::StartInfo, name: &str) -> String {
     let result = (|| -> Result<(), String> {
-        let Loaded { engine, apps, .. } = load_image(info)?;
-        let module = apps
-            .into_iter()
-            .find_map(|(app, module)| (app == name).then_some(module))
-            .ok_or_else(|| format!("the image has no app {name}"))?;
-        let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
-            .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+        let (kernel, module) = kernel_with_app(info, name)?;
         let network = network::Network::start().map_err(|error| format!("network: {error}"))?;
         println!("serve: answering http://10.0.2.15:80/ with {name}, a process per request");
         executor::run_until(serve::serve(kernel, network, name.to_string(), module, 80));
@@ -244,13 +253,7 @@ fn run_system(
     name: &str,
     command_line: &str,
 ) -> Result<ExitStatus, String> {
-    let Loaded { engine, apps, .. } = load_image(info)?;
-    let module = apps
-        .into_iter()
-        .find_map(|(app, module)| (app == name).then_some(module))
-        .ok_or_else(|| format!("the image has no app {name}"))?;
-    let kernel = Kernel::new(Arc::new(MetalPlatform), engine.clone())
-        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    let (kernel, module) = kernel_with_app(info, name)?;
     let words = |key: &'static str| {
         command_line.split(' ').filter_map(move |word| word.strip_prefix(key)?.strip_prefix('='))
     };
