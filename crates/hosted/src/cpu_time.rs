@@ -4,7 +4,7 @@
 //! 25 ns for the monotonic clock, which the vDSO reads), and a process runs once for every
 //! message it handles: read at both ends of every run, it took a fifth of the time of a process
 //! create+start+exit. So:
-//! - A run that takes less than [`SHORT_RUN_NS`] of wall time is charged its wall time. The OS
+//! - A run that takes less than [`LONG_RUN_NS`] of wall time is charged its wall time. The OS
 //!   takes a thread away for a time slice of milliseconds, so a run that short was almost
 //!   never interrupted, and one that was is no longer short.
 //! - A longer run is charged the thread's CPU time since a reading taken at most
@@ -18,10 +18,8 @@
 
 use std::cell::Cell;
 
-use nebulet_kernel::{RunLength, RunStart};
+use nebulet_kernel::{LONG_RUN_NS, RunLength, RunStart};
 
-/// Runs shorter than this (a fifth of the epoch tick) are charged their wall time.
-pub(crate) const SHORT_RUN_NS: i64 = 50_000;
 /// The oldest a thread's CPU clock reading may be when a run begins.
 pub(crate) const READING_AGE_NS: i64 = 1_000_000;
 
@@ -53,7 +51,7 @@ impl Meter {
     /// The CPU time of the run `start` began, which ends at `wall`.
     pub(crate) fn spent(&mut self, start: RunStart, wall: i64, cpu_clock: impl Fn() -> i64) -> i64 {
         let elapsed = wall.saturating_sub(start.wall).max(0);
-        if elapsed < SHORT_RUN_NS && start.cpu.is_none() {
+        if elapsed < LONG_RUN_NS && start.cpu.is_none() {
             return elapsed;
         }
         let cpu = cpu_clock();
@@ -67,24 +65,24 @@ thread_local! {
     static METER: Cell<Meter> = const { Cell::new(Meter { reading: None }) };
 }
 
+/// Runs `use_meter` on this thread's meter.
+fn with_meter<T>(use_meter: impl FnOnce(&mut Meter) -> T) -> T {
+    METER.with(|cell| {
+        let mut meter = cell.get();
+        let result = use_meter(&mut meter);
+        cell.set(meter);
+        result
+    })
+}
+
 /// [`Meter::started`] on this thread's meter.
 pub(crate) fn run_started(wall: i64, length: RunLength, cpu_clock: impl Fn() -> i64) -> RunStart {
-    METER.with(|meter| {
-        let mut current = meter.get();
-        let start = current.started(wall, length, cpu_clock);
-        meter.set(current);
-        start
-    })
+    with_meter(|meter| meter.started(wall, length, cpu_clock))
 }
 
 /// [`Meter::spent`] on this thread's meter.
 pub(crate) fn run_cpu_time(start: RunStart, wall: i64, cpu_clock: impl Fn() -> i64) -> i64 {
-    METER.with(|meter| {
-        let mut current = meter.get();
-        let spent = current.spent(start, wall, cpu_clock);
-        meter.set(current);
-        spent
-    })
+    with_meter(|meter| meter.spent(start, wall, cpu_clock))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use objects::socket::SocketEnd;
 pub use platform::{
-    BoxFuture, Capacity, CompileError, ConsoleStream, Platform, RunLength, RunStart,
+    BoxFuture, Capacity, CompileError, ConsoleStream, LONG_RUN_NS, Platform, RunLength, RunStart,
 };
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
 pub use roster::ProcessSummary;

@@ -159,10 +159,15 @@ pub trait Platform: Send + Sync + 'static {
     ) -> Result<wasmtime::Module, CompileError>;
 }
 
+/// A run of a process at least this long (50 µs, a fifth of the hosted epoch tick) is long: the
+/// process computes, so its next runs are [`RunLength::Long`]; a platform may charge a shorter
+/// run its wall time (see [`Platform::run_cpu_time`]).
+pub const LONG_RUN_NS: i64 = 50_000;
+
 /// How a process's recent runs went, for [`Platform::run_started`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunLength {
-    /// Its runs have been short (well under an epoch tick): it mostly waits or passes messages.
+    /// Its runs have been short (under [`LONG_RUN_NS`]): it mostly waits or passes messages.
     Short,
     /// One of its recent runs was long: it computes.
     Long,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use nebulet_hosted::{Console, Emulator, EngineOptions, ProcessOptions};
 use serde_json::{Value, json};
 
-use super::{Settings, dense_options, describe_options, progress};
+use super::{Settings, describe_options, progress};
 
 /// An idle process: one page of memory, which it touches, one byte to the console to say it
 /// got there, then a sleep that never ends. No data segment, so no copy-on-write image mapping.
@@ -168,7 +168,7 @@ fn in_fresh_process(system: &str, count: u64) -> Result<IdleRun, String> {
 fn configuration(system: &str) -> String {
     match system {
         "nebulet-default" => describe_options(&EngineOptions::default()),
-        "nebulet-dense" => describe_options(&dense_options()),
+        "nebulet-dense" => describe_options(&EngineOptions::dense()),
         _ => "std threads, default 2 MiB stacks, blocked on one Condvar".into(),
     }
 }
@@ -178,7 +178,7 @@ fn configuration(system: &str) -> String {
 pub fn measure_here(system: &str, count: u64) -> Result<(), String> {
     let run = match system {
         "nebulet-default" => nebulet_idle(system, EngineOptions::default(), count)?,
-        "nebulet-dense" => nebulet_idle(system, dense_options(), count)?,
+        "nebulet-dense" => nebulet_idle(system, EngineOptions::dense(), count)?,
         "linux-threads" => linux_idle(count)?,
         other => return Err(format!("unknown system `{other}`")),
     };

@@ -93,12 +93,6 @@ impl Settings {
     }
 }
 
-/// The engine options of the many-processes configuration ("dense"; see
-/// [`EngineOptions::dense`]).
-pub fn dense_options() -> EngineOptions {
-    EngineOptions::dense()
-}
-
 /// Runs a Linux measurement unpinned and then pinned to one core (this thread, and the threads
 /// and processes it starts, which inherit the pinning), and keeps the faster: on these virtual
 /// machines Linux hands a turn from one thread to another in about 1.6 µs when the other core
@@ -332,7 +326,7 @@ pub fn run(
     let compute = compute::compare(&nebulet, &settings, native.clone(), "compute")?;
     drop(nebulet);
     // One emulator at a time (see `process::spawn`).
-    let dense = Nebulet::new(dense_options())?;
+    let dense = Nebulet::new(EngineOptions::dense())?;
     let what = "Nebulet: the same, dense engine (memories and stacks from shared reservations)";
     let dense_spawns = process::nebulet_spawns(&dense, &settings, what)?;
     let dense_compute = compute::compare(&dense, &settings, native, "compute, dense engine")?;
@@ -384,7 +378,7 @@ pub fn run(
         startup_note,
         serve,
         spawn_note,
-        dense: describe_options(&dense_options()),
+        dense: describe_options(&EngineOptions::dense()),
         seconds: started.elapsed().as_secs_f64(),
         other_cores,
         steal,

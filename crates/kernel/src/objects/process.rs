@@ -11,13 +11,10 @@ use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
 use crate::budget::{Budget, Charge, Resource};
 use crate::futex::Futexes;
 use crate::handles::{HandleEntry, HandleTable};
-use crate::platform::RunLength;
+use crate::platform::{LONG_RUN_NS, RunLength};
 use crate::threads::Threads;
 use crate::wait::{SignalCell, WaitQueue};
 
-/// A run of a process at least this long (50 µs, a fifth of the hosted epoch tick) is long:
-/// the process computes, so its next runs are measured with the thread's CPU clock.
-pub(crate) const LONG_RUN_NS: i64 = 50_000;
 /// Short runs in a row after which a process's runs count as short again.
 pub(crate) const SHORT_RUNS_BEFORE_SHORT: u32 = 16;
 
