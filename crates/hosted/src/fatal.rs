@@ -40,9 +40,11 @@ pub(crate) fn or_abort<R>(work: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| abort(payload.as_ref()))
 }
 
-/// `task`, polled so that a panic in it ends the host (see the module doc).
+/// `task`, polled so that a panic in it ends the host (see the module doc). Each poll first
+/// wakes the sleepers that are due (see `timers`).
 pub(crate) fn guarded<F: Future + Unpin>(mut task: F) -> impl Future<Output = F::Output> {
     std::future::poll_fn(move |context: &mut Context<'_>| -> Poll<F::Output> {
+        crate::timers::wake_due();
         or_abort(|| Pin::new(&mut task).poll(context))
     })
 }
