@@ -24,15 +24,16 @@ pub(super) async fn compile(
     length: u32,
     out: u32,
 ) -> Result<(), Error> {
+    let kernel = caller.data().kernel.clone();
+    let process = caller.data().process.clone();
+    let size = u64::from(length);
+    // Charged before the copy below, which is part of the peak.
+    let peak = process.budget.charge(Resource::Memory, size.saturating_mul(3))?;
+    let mappings = process.budget.charge(Resource::Mappings, MODULE_MAPPINGS)?;
     let wasm = with_call(caller, |call| {
         call.memory.check(out, 1, 4)?;
         Ok::<_, Error>(call.memory.slice(bytes, length)?.to_vec())
     })?;
-    let kernel = caller.data().kernel.clone();
-    let process = caller.data().process.clone();
-    let size = u64::from(length);
-    let peak = process.budget.charge(Resource::Memory, size.saturating_mul(3))?;
-    let mappings = process.budget.charge(Resource::Mappings, MODULE_MAPPINGS)?;
     let engine = kernel.engine.clone();
     let platform = kernel.platform.clone();
     let compiled = crate::blocking::run(&kernel, &process, move || {

@@ -18,6 +18,15 @@ use crate::vfs::Errno;
 const SUBSCRIPTION_SIZE: u32 = 48;
 const EVENT_SIZE: u32 = 32;
 
+/// The most subscriptions one call takes; more is `EINVAL`, as Linux's `poll` refuses more
+/// descriptors than `RLIMIT_NOFILE`. Bounds the work of one call.
+const SUBSCRIPTIONS_MAX: u32 = 1 << 16;
+
+/// What the kernel holds for each subscription while the call runs (its copy, its outcome,
+/// and what it waits on), charged to the caller's memory until the call returns: a poll of
+/// many subscriptions on each of many threads is paid for like any other memory.
+const SUBSCRIPTION_COST: u64 = 128;
+
 /// One subscription's outcome: its userdata, its kind, its error, and for a socket whether
 /// its peer hung up.
 struct Ready {
@@ -73,9 +82,16 @@ pub(super) async fn poll_oneoff(
     count: u32,
     events_out: u32,
 ) -> Result<(), Errno> {
-    if count == 0 {
+    if count == 0 || count > SUBSCRIPTIONS_MAX {
         return Err(Errno::INVAL);
     }
+    let cost = u64::from(count) * SUBSCRIPTION_COST;
+    let _held = caller
+        .data()
+        .process
+        .budget
+        .charge(crate::budget::Resource::Memory, cost)
+        .map_err(|_| Errno::NOMEM)?;
     let (clocks, mut ready, sockets) = with_call(caller, |call| -> Result<_, Errno> {
         call.memory.check(events, count, EVENT_SIZE)?;
         call.memory.check(events_out, 1, 4)?;

@@ -13,6 +13,8 @@ use crate::{PATIENCE, System};
 
 /// WASI's `EINVAL`.
 const EINVAL: i32 = 28;
+/// WASI's `ENOMEM`.
+const ENOMEM: i32 = 48;
 /// The most one `fd_write` may transfer.
 const WRITE_MAX_BYTES: i32 = 1 << 20;
 
@@ -461,5 +463,43 @@ fn bytes_buffered_in_sockets_count_against_the_writers_queued_limit() {
     let meanings = "101-103: the setup failed; 0: the second write was taken past the limit; \
                     3 (ERR_NO_RESOURCES): refused";
     assert_exited(&status, -nebulet_abi::Error::NoResources.code(), meanings, &system);
+    assert_all_gone(&system);
+}
+
+/// One `poll_oneoff` of 65,537 clock subscriptions (which must be `EINVAL`), then one of 65,536,
+/// each ready at once; exits with the second call's errno, or 1000 + the first's if it was not
+/// `EINVAL`.
+const MANY_SUBSCRIPTIONS: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 84)
+  (func (export "_start")
+    (local $errno i32)
+    ;; Zeroed subscriptions at 0: relative realtime clocks with a timeout of 0.
+    (local.set $errno (call $poll (i32.const 0) (i32.const 3200000) (i32.const 65537) (i32.const 5400000)))
+    (if (i32.ne (local.get $errno) (i32.const 28))
+      (then (call $exit (i32.add (i32.const 1000) (local.get $errno)))))
+    (call $exit (call $poll (i32.const 0) (i32.const 3200000) (i32.const 65536) (i32.const 5400000)))))"#;
+
+/// Runs [`MANY_SUBSCRIPTIONS`] with `limits`; returns its exit status.
+fn many_subscriptions(system: &System, limits: &[(nebulet_abi::Limit, u64)]) -> ExitStatus {
+    let options = ProcessOptions { name: "subscriptions".into(), ..Default::default() };
+    let process = system
+        .emulator
+        .kernel()
+        .spawn_with_limits(system.module(MANY_SUBSCRIPTIONS), options, limits, None)
+        .unwrap();
+    system.wait(&process)
+}
+
+#[test]
+fn poll_oneoff_takes_at_most_65536_subscriptions_and_charges_what_it_holds() {
+    let system = System::new();
+    let meanings = "1000 + errno: 65,537 subscriptions were not EINVAL; else the errno of 65,536";
+    assert_exited(&many_subscriptions(&system, &[]), 0, meanings, &system);
+    // The process's memory (84 pages) and 3 MiB more: not the 8 MiB that 65,536 take.
+    let memory = 84 * 65_536 + (3 << 20);
+    let status = many_subscriptions(&system, &[(nebulet_abi::Limit::MemoryBytes, memory)]);
+    assert_exited(&status, ENOMEM, meanings, &system);
     assert_all_gone(&system);
 }
