@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[cfg(feature = "bench")]
 mod bench;
@@ -152,6 +152,9 @@ pub(crate) enum BenchFamily {
     Serve,
     /// The hardware protection domains' rows (printed only).
     Domains,
+    /// Thread switch, message round trip and process create+start+exit, default and dense
+    /// engines (printed only): the rows to watch while working on the scheduler.
+    Processes,
 }
 
 const WASM_TARGET: &str = "wasm32-wasip1";
@@ -649,11 +652,8 @@ fn bench_in_release(arguments: &BenchArguments) -> Result<(), String> {
         let counts: Vec<String> = idle.iter().map(u64::to_string).collect();
         command.arg(format!("--idle={}", counts.join(",")));
     }
-    if arguments.only == Some(BenchFamily::Domains) {
-        command.arg("--only=domains");
-    }
-    if arguments.only == Some(BenchFamily::Serve) {
-        command.arg("--only=serve");
+    if let Some(name) = arguments.only.and_then(|only| only.to_possible_value()) {
+        command.arg(format!("--only={}", name.get_name()));
     }
     run(command)
 }

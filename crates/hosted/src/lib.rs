@@ -21,10 +21,10 @@ mod files;
 pub mod network;
 mod platform;
 mod source;
+mod ticker;
 mod timers;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -55,8 +55,8 @@ pub struct Emulator {
     platform: Arc<HostedPlatform>,
     console: Console,
     capacity: Capacity,
-    ticker_stop: Arc<AtomicBool>,
-    ticker: Option<JoinHandle<()>>,
+    ticker: Arc<ticker::Ticker>,
+    ticker_thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -245,7 +245,14 @@ impl Emulator {
     ) -> wasmtime::Result<Self> {
         // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
         // are the timer thread's (see `timers`).
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let ticker = ticker::Ticker::new(workers);
+        let (parks, unparks) = (ticker.clone(), ticker.clone());
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            // The epoch ticker sleeps while every worker does (see `ticker`).
+            .on_thread_park(move || parks.worker_parks())
+            .on_thread_unpark(move || unparks.worker_unparks())
             .enable_time()
             // The network's listeners and connectors (see `network`).
             .enable_io()
@@ -265,25 +272,15 @@ impl Emulator {
             cache,
         ));
         let kernel = Kernel::new(platform.clone(), engine.clone())?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let stop = ticker_stop.clone();
-        let ticker = std::thread::Builder::new()
-            .name("nebulet-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_INTERVAL);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(wasmtime::Error::new)?;
+        let ticker_thread = ticker.start(engine).map_err(wasmtime::Error::new)?;
         Ok(Self {
             runtime: Some(runtime),
             kernel,
             platform,
             console,
             capacity,
-            ticker_stop,
-            ticker: Some(ticker),
+            ticker,
+            ticker_thread: Some(ticker_thread),
         })
     }
 
@@ -370,8 +367,8 @@ impl Drop for Emulator {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(SHUTDOWN_PATIENCE);
         }
-        self.ticker_stop.store(true, Ordering::Relaxed);
-        if let Some(ticker) = self.ticker.take() {
+        self.ticker.stop();
+        if let Some(ticker) = self.ticker_thread.take() {
             let _ = ticker.join();
         }
     }

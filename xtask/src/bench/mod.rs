@@ -262,6 +262,21 @@ pub fn output_directory() -> Result<PathBuf, String> {
     Ok(directory)
 }
 
+/// Prints rows measured alone (`--only`), each against its baseline and goal.
+fn print_rows(rows: &[Comparison]) {
+    for row in rows {
+        println!(
+            "{}: Nebulet {:.1} µs, baseline {:.1} µs ({:.2}x), goal {}: {}",
+            row.operation,
+            row.nebulet.nanoseconds() / 1000.0,
+            row.linux.nanoseconds() / 1000.0,
+            row.nebulet.nanoseconds() / row.linux.nanoseconds(),
+            row.goal.map_or("none".into(), |goal| goal.text()),
+            if row.goal.is_some_and(|goal| goal.met(row)) { "met" } else { "not met" }
+        );
+    }
+}
+
 /// `bench-run`: every measurement (or the one family `only`), then the report.
 pub fn run(
     quick: bool,
@@ -279,17 +294,24 @@ pub fn run(
             domains::round_trip(&nebulet, &settings, linux_pipes)?,
             domains::compute(&nebulet, &settings)?,
         ];
-        for row in rows {
-            println!(
-                "{}: Nebulet {:.1} µs, baseline {:.1} µs ({:.2}x), goal {}: {}",
-                row.operation,
-                row.nebulet.nanoseconds() / 1000.0,
-                row.linux.nanoseconds() / 1000.0,
-                row.nebulet.nanoseconds() / row.linux.nanoseconds(),
-                row.goal.map_or("none".into(), |goal| goal.text()),
-                if row.goal.is_some_and(|goal| goal.met(&row)) { "met" } else { "not met" }
-            );
-        }
+        print_rows(&rows);
+        return Ok(());
+    }
+    if only == Some(crate::BenchFamily::Processes) {
+        progress("thread switch, round trip and spawn alone (printed, not written to the docs)");
+        let nebulet = Nebulet::new(EngineOptions::default())?;
+        let mut rows = vec![
+            switch::thread_switch(&nebulet, &settings)?,
+            message::round_trip(&nebulet, &settings)?,
+        ];
+        let what = "Nebulet: create+start+wait of a 1-page module with an empty `_start`";
+        let default_spawns = process::nebulet_spawns(&nebulet, &settings, what)?;
+        drop(nebulet);
+        let dense = Nebulet::new(EngineOptions::dense())?;
+        let dense_spawns = process::nebulet_spawns(&dense, &settings, "the same, dense engine")?;
+        drop(dense);
+        rows.extend(process::spawn(default_spawns, dense_spawns, &settings)?.0);
+        print_rows(&rows);
         return Ok(());
     }
     if only == Some(crate::BenchFamily::Serve) {

@@ -1,0 +1,133 @@
+//! The epoch ticker: a thread that advances the engine's epoch every [`EPOCH_INTERVAL`], so that
+//! running processes yield, and that sleeps while every worker of the executor is parked.
+//!
+//! An epoch only matters to wasm code that runs, and wasm runs only inside a worker's poll of a
+//! process: with every worker parked, a tick would wake the host 4,000 times a second for
+//! nothing. The runtime's park hooks count the parked workers; the ticker parks once all are,
+//! and the first worker to unpark wakes it, before it polls anything. A worker's park and
+//! unpark are already system calls, so the hooks' two atomic operations cost nothing that
+//! counts, and a busy worker never parks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{JoinHandle, Thread};
+
+use crate::EPOCH_INTERVAL;
+
+/// What the ticker and the executor's park hooks share.
+#[derive(Debug)]
+pub(crate) struct Ticker {
+    workers: usize,
+    parked_workers: AtomicUsize,
+    /// Set while the ticker is parked or about to park.
+    asleep: AtomicBool,
+    stop: AtomicBool,
+    thread: std::sync::OnceLock<Thread>,
+}
+
+impl Ticker {
+    /// A ticker for an executor of `workers` workers (not started yet: see [`Self::start`]).
+    pub(crate) fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Self {
+            workers,
+            parked_workers: AtomicUsize::new(0),
+            asleep: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The executor's hook before a worker parks.
+    pub(crate) fn worker_parks(&self) {
+        self.parked_workers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The executor's hook after a worker unparks: wakes the ticker if it sleeps.
+    pub(crate) fn worker_unparks(&self) {
+        self.parked_workers.fetch_sub(1, Ordering::SeqCst);
+        if self.asleep.load(Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Starts the ticker's thread, advancing `engine`'s epoch.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        engine: wasmtime::Engine,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let ticker = self.clone();
+        std::thread::Builder::new().name("nebulet-epoch".into()).spawn(move || ticker.run(&engine))
+    }
+
+    /// Stops the thread at its next tick (at once if it sleeps).
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Whether the ticker sleeps now (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_asleep(&self) -> bool {
+        self.asleep.load(Ordering::SeqCst)
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    fn all_parked(&self) -> bool {
+        self.parked_workers.load(Ordering::SeqCst) >= self.workers
+    }
+
+    fn run(&self, engine: &wasmtime::Engine) {
+        // Known before it can first sleep, so that every wake reaches it.
+        let _ = self.thread.set(std::thread::current());
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(EPOCH_INTERVAL);
+            engine.increment_epoch();
+            if self.all_parked() {
+                // Announced before the second look: a worker that unparks after it sees the
+                // announcement and wakes this thread (an unpark before the park is kept).
+                self.asleep.store(true, Ordering::SeqCst);
+                if self.all_parked() && !self.stop.load(Ordering::SeqCst) {
+                    std::thread::park();
+                }
+                self.asleep.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use nebulet_abi::{ExitReason, Limit};
+    use nebulet_kernel::ProcessOptions;
+
+    use crate::{Console, Emulator};
+
+    #[test]
+    fn the_ticker_sleeps_while_every_worker_does_and_wakes_for_a_spinner() {
+        let emulator = Emulator::new(Console::Buffer(Default::default())).unwrap();
+        // Nothing runs: every worker parks, and then the ticker must sleep too.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !emulator.ticker.is_asleep() {
+            assert!(Instant::now() < deadline, "the ticker of an idle emulator never slept");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A spinner without calls yields only at ticks: its CPU limit ends it only if the
+        // ticker woke up.
+        let module = emulator.compile(br#"(module (func (export "_start") (loop (br 0))))"#);
+        let options = ProcessOptions { name: "spinner".into(), ..Default::default() };
+        let limits = [(Limit::CpuNanoseconds, 20_000_000)];
+        let spinner =
+            emulator.kernel().spawn_with_limits(module.unwrap(), options, &limits, None).unwrap();
+        let waiting = async { tokio::time::timeout(Duration::from_secs(60), spinner.wait()).await };
+        let waited = emulator.runtime().block_on(waiting);
+        let status = waited.expect("the spinner was never stopped: no tick reached it");
+        assert_eq!(status.reason, ExitReason::OutOfResources, "{:?}", status.message);
+    }
+}
