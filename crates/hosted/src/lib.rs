@@ -245,6 +245,8 @@ impl Emulator {
     ) -> wasmtime::Result<Self> {
         // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
         // are the timer thread's (see `timers`).
+        // Kernel locks are held by OS threads here, which the OS may deschedule (see the kernel's `sync` module).
+        nebulet_kernel::set_yield(std::thread::yield_now);
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let ticker = ticker::Ticker::new(workers);
         let (parks, unparks) = (ticker.clone(), ticker.clone());

@@ -13,7 +13,7 @@ pub(crate) async fn run<R: Send + 'static>(
     process: &Process,
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Option<R> {
-    let result = Arc::new(spin::Mutex::new(None));
+    let result = Arc::new(crate::sync::Mutex::new(None));
     let slot = result.clone();
     let spent = kernel.platform.run_blocking(Box::new(move || *slot.lock() = Some(work()))).await;
     process.charge_cpu(spent);

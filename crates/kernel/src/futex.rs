@@ -16,12 +16,12 @@ use crate::wait::Deadline;
 #[derive(Debug, Default)]
 struct Waiter {
     woken: AtomicBool,
-    waker: spin::Mutex<Option<Waker>>,
+    waker: crate::sync::Mutex<Option<Waker>>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Futexes {
-    queues: spin::Mutex<BTreeMap<u64, VecDeque<Arc<Waiter>>>>,
+    queues: crate::sync::Mutex<BTreeMap<u64, VecDeque<Arc<Waiter>>>>,
 }
 
 /// A queued wait; dropping it (a timeout, a killed process) leaves the queue.

@@ -110,7 +110,7 @@ pub struct Kernel {
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) linker: wasmtime::Linker<ThreadContext>,
-    pub(crate) services: spin::Mutex<BTreeMap<String, crate::syscalls::Service>>,
+    pub(crate) services: crate::sync::Mutex<BTreeMap<String, crate::syscalls::Service>>,
     pub(crate) random: FastRandom,
     /// What the machine can give all processes together; every process's budget is below it.
     pub(crate) root: Arc<Budget>,
@@ -159,7 +159,7 @@ impl Kernel {
             platform,
             engine,
             linker,
-            services: spin::Mutex::new(BTreeMap::new()),
+            services: crate::sync::Mutex::new(BTreeMap::new()),
             random,
             root: Budget::root(&capacity),
             stack_bytes: capacity.stack_bytes,

@@ -24,6 +24,7 @@ mod processors;
 mod random;
 mod roster;
 mod runner;
+mod sync;
 mod syscalls;
 mod threads;
 pub mod vfs;
@@ -41,6 +42,7 @@ pub use platform::{
 };
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
 pub use roster::ProcessSummary;
+pub use sync::set_yield;
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.
 pub use wasmtime;

@@ -107,7 +107,7 @@ struct State {
 /// The processors' turns, shared by every process of a kernel.
 pub(crate) struct Processors {
     count: usize,
-    state: spin::Mutex<State>,
+    state: crate::sync::Mutex<State>,
 }
 
 /// How a process came to wait for a turn.
@@ -147,7 +147,7 @@ impl Drop for Turn<'_> {
 impl Processors {
     /// Turns for `count` processors (at least one).
     pub(crate) fn new(count: usize) -> Self {
-        Self { count: count.max(1), state: spin::Mutex::new(State::default()) }
+        Self { count: count.max(1), state: crate::sync::Mutex::new(State::default()) }
     }
 
     /// Turns given and not ended, and processes started and not ended: both 0 once every

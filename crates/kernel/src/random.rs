@@ -7,13 +7,13 @@ use crate::platform::Platform;
 
 #[derive(Debug)]
 pub(crate) struct FastRandom {
-    generator: spin::Mutex<ChaCha8Rng>,
+    generator: crate::sync::Mutex<ChaCha8Rng>,
 }
 
 impl FastRandom {
     /// `ERR_IO` if the platform has no entropy to seed it with.
     pub(crate) fn new(platform: &dyn Platform) -> Result<Self, nebulet_abi::Error> {
-        Ok(Self { generator: spin::Mutex::new(ChaCha8Rng::from_seed(seed(platform)?)) })
+        Ok(Self { generator: crate::sync::Mutex::new(ChaCha8Rng::from_seed(seed(platform)?)) })
     }
 
     pub(crate) fn fill(&self, buffer: &mut [u8]) {

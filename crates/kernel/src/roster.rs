@@ -12,7 +12,7 @@ use crate::objects::process::Process;
 /// The running processes by kernel object id.
 #[derive(Debug, Default)]
 pub(crate) struct Roster {
-    processes: spin::Mutex<BTreeMap<u64, Weak<Process>>>,
+    processes: crate::sync::Mutex<BTreeMap<u64, Weak<Process>>>,
 }
 
 /// One running process as a listing shows it. Memory, handles and queued bytes are those of

@@ -50,7 +50,7 @@ pub(crate) struct ThreadEnvironment {
     /// The shared memory's bytes in the process's budget. Its `memory.grow` does not ask the
     /// kernel (wasmtime calls no limiter for shared memories), so the growth is charged after
     /// each run of the process, which ends if its budget cannot hold it.
-    charge: spin::Mutex<Charge>,
+    charge: crate::sync::Mutex<Charge>,
     /// Its mappings, and its address-space reservation in the root budget.
     _mappings: [Charge; 2],
 }
@@ -217,7 +217,7 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     let queued = Arc::new(Queued {
         kernel: Arc::downgrade(&kernel),
         budget: process.budget.clone(),
-        task: spin::Mutex::new(None),
+        task: crate::sync::Mutex::new(None),
     });
     let waker = Waker::from(queued.clone());
     kernel.processors.start(&process.budget);
@@ -281,7 +281,7 @@ struct Queued {
     kernel: Weak<Kernel>,
     budget: Arc<crate::budget::Budget>,
     /// The process's task's own waker, once it was first polled.
-    task: spin::Mutex<Option<Waker>>,
+    task: crate::sync::Mutex<Option<Waker>>,
 }
 
 impl Wake for Queued {
@@ -401,7 +401,7 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
             let environment = process.thread_environment.call_once(|| ThreadEnvironment {
                 memory,
                 linker,
-                charge: spin::Mutex::new(charge),
+                charge: crate::sync::Mutex::new(charge),
                 _mappings: [mappings, reservation],
             });
             environment.linker.instantiate_async(&mut store, &process.module).await

@@ -46,14 +46,14 @@ pub(crate) type ThreadFuture = Pin<Box<dyn Future<Output = ThreadEnd> + Send>>;
 #[derive(Default)]
 pub(crate) struct Threads {
     /// Threads started by `thread-spawn`, waiting for the scheduler to take them.
-    spawned: spin::Mutex<Vec<(u32, ThreadFuture)>>,
+    spawned: crate::sync::Mutex<Vec<(u32, ThreadFuture)>>,
     next_id: AtomicU32,
     running: AtomicU32,
     /// The threads inside a `sched_lock` region, with their nesting depth. Usually one; more
     /// when a holder blocked and another thread then locked.
-    locks: spin::Mutex<BTreeMap<u32, u32>>,
+    locks: crate::sync::Mutex<BTreeMap<u32, u32>>,
     /// Wakes the process task (set by the scheduler at each poll).
-    task_waker: Arc<spin::Mutex<Option<Waker>>>,
+    task_waker: Arc<crate::sync::Mutex<Option<Waker>>>,
 }
 
 impl core::fmt::Debug for Threads {
@@ -139,7 +139,7 @@ impl Threads {
 /// The waker of one thread: marks it runnable and wakes the process task.
 struct ThreadWake {
     runnable: AtomicBool,
-    task_waker: Arc<spin::Mutex<Option<Waker>>>,
+    task_waker: Arc<crate::sync::Mutex<Option<Waker>>>,
 }
 
 impl Wake for ThreadWake {

@@ -12,7 +12,7 @@ use crate::platform::{BoxFuture, Platform};
 /// The wakers of the tasks waiting for an object's signals to change.
 #[derive(Debug, Default)]
 pub(crate) struct WaitQueue {
-    wakers: spin::Mutex<Vec<Waker>>,
+    wakers: crate::sync::Mutex<Vec<Waker>>,
 }
 
 impl WaitQueue {
@@ -41,7 +41,7 @@ impl WaitQueue {
 /// Signals stored in the object itself (events, timers, user signals) with their wait queue.
 #[derive(Debug, Default)]
 pub(crate) struct SignalCell {
-    bits: spin::Mutex<Signals>,
+    bits: crate::sync::Mutex<Signals>,
     queue: WaitQueue,
 }
 

@@ -30,7 +30,7 @@ struct State {
 
 #[derive(Debug, Default)]
 pub(crate) struct Watchdog {
-    state: spin::Mutex<State>,
+    state: crate::sync::Mutex<State>,
 }
 
 impl Watchdog {

@@ -30,7 +30,7 @@ impl Message {
 
 /// Held while a message that carries channel endpoints is checked and queued, so that two such
 /// writes cannot each pass the check and together close a cycle.
-static ENDPOINT_TRANSFER: spin::Mutex<()> = spin::Mutex::new(());
+static ENDPOINT_TRANSFER: crate::sync::Mutex<()> = crate::sync::Mutex::new(());
 
 /// Why a read found no message it could return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Side {
 
 #[derive(Debug)]
 struct Pair {
-    sides: spin::Mutex<[Side; 2]>,
+    sides: crate::sync::Mutex<[Side; 2]>,
     /// Per side: user signals and the queue woken on any change seen from that side.
     cells: [SignalCell; 2],
     koids: [u64; 2],
@@ -97,7 +97,7 @@ impl Endpoint {
         let side =
             || Side { queue: VecDeque::new(), queued_bytes: 0, queued_endpoints: 0, open: true };
         let pair = Arc::new(Pair {
-            sides: spin::Mutex::new([side(), side()]),
+            sides: crate::sync::Mutex::new([side(), side()]),
             cells: [SignalCell::default(), SignalCell::default()],
             koids: [super::new_koid(), super::new_koid()],
             crossing,

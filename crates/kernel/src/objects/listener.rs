@@ -30,7 +30,7 @@ struct Backlog {
 /// Where connections wait to be accepted.
 pub struct Listener {
     pub(crate) koid: u64,
-    backlog: spin::Mutex<Backlog>,
+    backlog: crate::sync::Mutex<Backlog>,
     /// User signals and the queue woken on any change.
     cell: SignalCell,
     /// Asserts PEER_CLOSED for the connectors when the listener goes.
@@ -48,7 +48,7 @@ impl Listener {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             koid: super::new_koid(),
-            backlog: spin::Mutex::new(Backlog::default()),
+            backlog: crate::sync::Mutex::new(Backlog::default()),
             cell: SignalCell::default(),
             gone: Arc::new(SignalCell::default()),
         })

@@ -56,8 +56,8 @@ pub(crate) struct Process {
     pub(crate) args: Vec<String>,
     pub(crate) environment: Vec<String>,
     pub(crate) signals: SignalCell,
-    pub(crate) handles: spin::Mutex<HandleTable>,
-    lifecycle: spin::Mutex<Lifecycle>,
+    pub(crate) handles: crate::sync::Mutex<HandleTable>,
+    lifecycle: crate::sync::Mutex<Lifecycle>,
     /// Woken when a kill is requested, so the running task notices.
     kill_queue: WaitQueue,
     pub(crate) memory_bytes: AtomicU64,
@@ -70,13 +70,13 @@ pub(crate) struct Process {
     pub(crate) watchdog: crate::watchdog::Watchdog,
     /// What the process holds until it ends: its place among its parent's descendants, the
     /// memory of its kernel state.
-    held: spin::Mutex<Vec<Charge>>,
+    held: crate::sync::Mutex<Vec<Charge>>,
     /// The service names it has registered, removed from the registry when it ends.
-    pub(crate) services: spin::Mutex<Vec<String>>,
+    pub(crate) services: crate::sync::Mutex<Vec<String>>,
     /// The processes it created: they end when it ends, as a job's processes end with the job.
-    children: spin::Mutex<Vec<Weak<Process>>>,
+    children: crate::sync::Mutex<Vec<Weak<Process>>>,
     /// The WASI descriptor table.
-    pub(crate) files: spin::Mutex<crate::wasi::Descriptors>,
+    pub(crate) files: crate::sync::Mutex<crate::wasi::Descriptors>,
     pub(crate) futexes: Futexes,
     /// The shared memory and linker of a threaded process, set when its main thread starts.
     #[cfg(feature = "threads")]
@@ -100,8 +100,8 @@ impl Process {
             args,
             environment,
             signals: SignalCell::default(),
-            handles: spin::Mutex::new(handles),
-            lifecycle: spin::Mutex::new(Lifecycle {
+            handles: crate::sync::Mutex::new(handles),
+            lifecycle: crate::sync::Mutex::new(Lifecycle {
                 state: ProcessState::Created,
                 bootstrap: None,
                 kill: None,
@@ -116,10 +116,12 @@ impl Process {
             threads: Threads::default(),
             budget,
             watchdog: Default::default(),
-            held: spin::Mutex::new(held),
-            services: spin::Mutex::new(Vec::new()),
-            children: spin::Mutex::new(Vec::new()),
-            files: spin::Mutex::new(crate::wasi::Descriptors::new(stdio, listeners, preopens)),
+            held: crate::sync::Mutex::new(held),
+            services: crate::sync::Mutex::new(Vec::new()),
+            children: crate::sync::Mutex::new(Vec::new()),
+            files: crate::sync::Mutex::new(crate::wasi::Descriptors::new(
+                stdio, listeners, preopens,
+            )),
             futexes: Futexes::default(),
             #[cfg(feature = "threads")]
             thread_environment: spin::Once::new(),

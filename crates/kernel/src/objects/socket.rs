@@ -39,7 +39,7 @@ struct Side {
 }
 
 struct Pair {
-    sides: spin::Mutex<[Side; 2]>,
+    sides: crate::sync::Mutex<[Side; 2]>,
     /// Per end: user signals and the queue woken on any change seen from that end.
     cells: [SignalCell; 2],
     koids: [u64; 2],
@@ -85,7 +85,7 @@ impl SocketEnd {
     pub fn pair() -> (Arc<SocketEnd>, Arc<SocketEnd>) {
         let side = || Side { open: true, ..Side::default() };
         let pair = Arc::new(Pair {
-            sides: spin::Mutex::new([side(), side()]),
+            sides: crate::sync::Mutex::new([side(), side()]),
             cells: [SignalCell::default(), SignalCell::default()],
             koids: [super::new_koid(), super::new_koid()],
         });

@@ -26,7 +26,7 @@ struct TimerState {
 pub(crate) struct Timer {
     pub(crate) koid: u64,
     pub(crate) signals: SignalCell,
-    state: spin::Mutex<TimerState>,
+    state: crate::sync::Mutex<TimerState>,
 }
 
 enum Outcome {
