@@ -9,6 +9,7 @@ mod isolated;
 mod logging;
 mod modules;
 mod new;
+mod top;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,7 +66,7 @@ fn main() {
             control.as_deref(),
             modules::cache(cache.enabled(), &[]),
         ),
-        Command::Top { control, interval } => control::top(&control, interval),
+        Command::Top { control, interval } => top::top(&control, interval),
         Command::Ps { control, json } => control::ps(&control, if json { "json" } else { "table" }),
         Command::Serve(arguments) => {
             let control = arguments.control.clone();
