@@ -100,9 +100,11 @@ pub(crate) struct NewArguments {
     /// instead of from git.
     #[arg(long, value_name = "CHECKOUT", conflicts_with = "sdk_git")]
     pub(crate) sdk_path: Option<PathBuf>,
-    /// The git repository to take the SDK from.
-    #[arg(long, value_name = "URL", default_value = crate::new::SDK_GIT)]
-    pub(crate) sdk_git: String,
+    /// The git repository to take the SDK from. Default: $NEBULET_SDK_GIT, else the repository
+    /// the checkout this `nebulet` was built from was cloned from, else that checkout itself
+    /// (a path dependency) if it is still there.
+    #[arg(long, value_name = "URL")]
+    pub(crate) sdk_git: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -77,13 +77,9 @@ fn main() {
         }
         Command::Apps => apps(),
         Command::DomainChild => std::process::exit(nebulet_domains::child_main()),
-        Command::New(arguments) => {
-            let sdk = match arguments.sdk_path {
-                Some(path) => new::Sdk::Path(path),
-                None => new::Sdk::Git(arguments.sdk_git),
-            };
-            new::create(&arguments.path, &sdk).map(|()| 0)
-        }
+        Command::New(arguments) => new::chosen_sdk(arguments.sdk_path, arguments.sdk_git)
+            .and_then(|sdk| new::create(&arguments.path, &sdk))
+            .map(|()| 0),
     };
     exit(outcome)
 }
