@@ -94,8 +94,8 @@ enum Task {
         /// The cargo profile of the kernel's build: `release`, or `quick` (crates/metal's
         /// Cargo.toml: less optimised, built in about a third of the time; the QEMU tests use
         /// it). Measurements (`bench --metal`) use `release`.
-        #[arg(long, default_value = "release", value_parser = ["release", "quick"])]
-        profile: String,
+        #[arg(long, value_enum, default_value_t = KernelProfile::Release)]
+        profile: KernelProfile,
         /// More QEMU arguments, after `--` (e.g. `-- -append fault=pf`).
         #[arg(last = true)]
         qemu_arguments: Vec<String>,
@@ -496,8 +496,27 @@ struct Machine {
     memory: String,
     cpus: u32,
     build_only: bool,
-    /// The kernel's cargo profile (`release` or `quick`).
-    profile: String,
+    /// The kernel's cargo profile.
+    profile: KernelProfile,
+}
+
+/// The cargo profile of the bare-metal kernel's build (crates/metal/Cargo.toml).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KernelProfile {
+    /// Optimised, as measurements need.
+    Release,
+    /// Less optimised and without debug information, built faster (for the QEMU tests).
+    Quick,
+}
+
+impl KernelProfile {
+    /// Its name for cargo's `--profile`, which is also its folder in the target directory.
+    fn name(self) -> &'static str {
+        match self {
+            KernelProfile::Release => "release",
+            KernelProfile::Quick => "quick",
+        }
+    }
 }
 
 /// What `qemu` boots.
@@ -557,14 +576,14 @@ fn qemu(machine: &Machine, system: &System, extra: &[String]) -> Result<(), Stri
     let target_dir = metal.join("target");
     let mut build = cargo();
     build
-        .args(["build", "--profile", &machine.profile, "--target", METAL_TARGET])
+        .args(["build", "--profile", machine.profile.name(), "--target", METAL_TARGET])
         .arg("--manifest-path")
         .arg(metal.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(&metal);
     run(build)?;
-    let elf = target_dir.join(METAL_TARGET).join(&machine.profile).join("nebulet-metal");
+    let elf = target_dir.join(METAL_TARGET).join(machine.profile.name()).join("nebulet-metal");
     let bytes = std::fs::read(&elf).map_err(|error| format!("{}: {error}", elf.display()))?;
     let kernel = format!(
         "{} ({} KiB loaded; {} KiB with debug information)",
