@@ -29,10 +29,26 @@ const READY_THEN_SLEEPS: &str = r#"(module
       (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
       (drop (call $sleep (i64.const 0x7fffffffffffffff)))))"#;
 
+/// Prints `ready`, then spins until it is killed (it never blocks).
+const READY_THEN_SPINS: &str = r#"(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 16) "ready\n")
+    (func (export "_start")
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const 6))
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (loop $forever (br $forever))))"#;
+
 /// Starts `nebulet run --control SOCKET` of [`READY_THEN_SLEEPS`] as `name` and waits until the
 /// process runs: once it has printed, the socket (opened before) exists.
 fn run_with_control(name: &str, socket_name: &str) -> (Child, PathBuf) {
-    let program = write_temporary(&format!("{name}.wat"), READY_THEN_SLEEPS);
+    run_program_with_control(name, READY_THEN_SLEEPS, socket_name)
+}
+
+/// [`run_with_control`] of the program `text`.
+fn run_program_with_control(name: &str, text: &str, socket_name: &str) -> (Child, PathBuf) {
+    let program = write_temporary(&format!("{name}.wat"), text);
     let socket = program.with_file_name(socket_name);
     let mut child = nebulet()
         .arg("run")
@@ -64,17 +80,22 @@ fn object<'a>(json: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Asks for the listing until the process named `name` is listed with every one of `fields`
-/// (JSON members such as `"state":"blocked"`), and returns that listing. The process must get
-/// there by itself; the bound only keeps a broken build from hanging the test run.
+/// (JSON members such as `"state":"blocked"`), and returns that listing.
 fn listed_with(socket: &Path, name: &str, fields: &[&str]) -> String {
+    listed_when(socket, name, |found| fields.iter().all(|field| found.contains(field)))
+}
+
+/// Asks for the listing until the JSON object of the process named `name` satisfies `done`, and
+/// returns that listing. The process must get there by itself; the bound only keeps a broken
+/// build from hanging the test run.
+fn listed_when(socket: &Path, name: &str, done: impl Fn(&str) -> bool) -> String {
     let bound = Instant::now() + Duration::from_secs(120);
     loop {
         let json = listing(socket);
-        if object(&json, name).is_some_and(|found| fields.iter().all(|field| found.contains(field)))
-        {
+        if object(&json, name).is_some_and(&done) {
             return json;
         }
-        assert!(Instant::now() < bound, "{name} never listed with {fields:?}: {json}");
+        assert!(Instant::now() < bound, "{name} never listed as expected: {json}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -115,6 +136,24 @@ fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
     let stderr = String::from_utf8(gone.stderr).unwrap();
     assert!(stderr.starts_with("nebulet: cannot reach "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_process_that_never_blocks_is_listed_running_or_ready() {
+    let (mut child, socket) = run_program_with_control("spinner", READY_THEN_SPINS, "spin.sock");
+    // Its write may still be finishing: once it is in its loop, it is never listed blocked.
+    let in_loop = |spinner: &str| {
+        spinner.contains("\"state\":\"running\"") || spinner.contains("\"state\":\"ready\"")
+    };
+    listed_when(&socket, "spinner", in_loop);
+    for _ in 0..50 {
+        let json = listing(&socket);
+        let spinner = object(&json, "spinner").expect("the spinner is listed");
+        assert!(in_loop(spinner), "{json}");
+        assert!(spinner.contains("\"blocked_on\":null"), "{json}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A demo system whose manifest keeps `echo` running as a task (it serves forever, so init
