@@ -45,8 +45,11 @@ fn plain(path: &Path, interval: Duration) -> Result<u8, String> {
 fn live(path: &Path, interval: Duration) -> Result<u8, String> {
     // Asked once before the screen changes, so an unreachable socket is a plain one-line error.
     let mut listing = ask(path, "fields")?;
-    let mut terminal =
-        ratatui::try_init().map_err(|error| format!("cannot set up the terminal: {error}"))?;
+    let mut terminal = ratatui::try_init().map_err(|error| {
+        // It may have changed the terminal before it failed.
+        ratatui::restore();
+        format!("cannot set up the terminal: {error}")
+    })?;
     let outcome = refresh(&mut terminal, path, interval, &mut listing);
     ratatui::restore();
     match outcome {
