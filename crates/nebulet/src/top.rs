@@ -51,6 +51,8 @@ fn live(path: &Path, interval: Duration) -> Result<u8, String> {
         format!("cannot set up the terminal: {error}")
     })?;
     let outcome = refresh(&mut terminal, path, interval, &mut listing);
+    // Dropped first: dropping it shows the cursor, which belongs before any message.
+    drop(terminal);
     ratatui::restore();
     match outcome {
         Ok(View::Quit) => Ok(0),
