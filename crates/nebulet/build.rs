@@ -32,6 +32,18 @@ fn main() {
     for watched in ["apps", "crates/sip", "crates/abi/src"] {
         println!("cargo::rerun-if-changed={}", root.join(watched).display());
     }
+    // `nebulet new` takes the SDK by default from the git repository this checkout was cloned
+    // from (src/new.rs), when it was cloned from one.
+    let origin = Command::new("git")
+        .args(["remote", "get-url", "origin"])
+        .current_dir(&root)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map(|url| url.trim().to_string())
+        .unwrap_or_default();
+    println!("cargo::rustc-env=NEBULET_CLONED_FROM={origin}");
 
     // Apps that use threads say so in `[package.metadata.nebulet] target = "..."`.
     let programs: Vec<(String, PathBuf)> = app_names(&apps)

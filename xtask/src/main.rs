@@ -91,6 +91,11 @@ enum Task {
         /// Builds the image and the kernel, and boots nothing.
         #[arg(long)]
         build_only: bool,
+        /// The cargo profile of the kernel's build: `release`, or `quick` (crates/metal's
+        /// Cargo.toml: less optimised, built in about a third of the time; the QEMU tests use
+        /// it). Measurements (`bench --metal`) use `release`.
+        #[arg(long, value_enum, default_value_t = KernelProfile::Release)]
+        profile: KernelProfile,
         /// More QEMU arguments, after `--` (e.g. `-- -append fault=pf`).
         #[arg(last = true)]
         qemu_arguments: Vec<String>,
@@ -494,6 +499,27 @@ struct Machine {
     memory: String,
     cpus: u32,
     build_only: bool,
+    /// The kernel's cargo profile.
+    profile: KernelProfile,
+}
+
+/// The cargo profile of the bare-metal kernel's build (crates/metal/Cargo.toml).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KernelProfile {
+    /// Optimised, as measurements need.
+    Release,
+    /// Less optimised and without debug information, built faster (for the QEMU tests).
+    Quick,
+}
+
+impl KernelProfile {
+    /// Its name for cargo's `--profile`, which is also its folder in the target directory.
+    fn name(self) -> &'static str {
+        match self {
+            KernelProfile::Release => "release",
+            KernelProfile::Quick => "quick",
+        }
+    }
 }
 
 /// What `qemu` boots.
@@ -553,13 +579,14 @@ fn qemu(machine: &Machine, system: &System, extra: &[String]) -> Result<(), Stri
     let target_dir = metal.join("target");
     let mut build = cargo();
     build
-        .args(["build", "--release", "--target", METAL_TARGET, "--manifest-path"])
+        .args(["build", "--profile", machine.profile.name(), "--target", METAL_TARGET])
+        .arg("--manifest-path")
         .arg(metal.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(&metal);
     run(build)?;
-    let elf = target_dir.join(METAL_TARGET).join("release/nebulet-metal");
+    let elf = target_dir.join(METAL_TARGET).join(machine.profile.name()).join("nebulet-metal");
     let bytes = std::fs::read(&elf).map_err(|error| format!("{}: {error}", elf.display()))?;
     let kernel = format!(
         "{} ({} KiB loaded; {} KiB with debug information)",
@@ -678,6 +705,7 @@ fn main() -> ExitCode {
             cpus,
             apps,
             build_only,
+            profile,
             manifest,
             qemu_arguments,
         } => {
@@ -686,7 +714,7 @@ fn main() -> ExitCode {
                 (None, Some(_)) => None,
                 (None, None) => Some(Duration::from_secs(60)),
             };
-            let machine = Machine { timeout, cpu, memory, cpus, build_only };
+            let machine = Machine { timeout, cpu, memory, cpus, build_only, profile };
             let system = match (serve, run) {
                 (Some(app), _) => System::Serve { app, port },
                 (None, Some(app)) => System::Run { app, listen, arguments: program_arguments },

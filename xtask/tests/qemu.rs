@@ -1,5 +1,6 @@
-//! Nebulet on bare metal: boots the kernel and its system image under QEMU with
-//! `cargo xtask qemu` and checks what the system printed on its serial port.
+//! Nebulet on bare metal: boots the kernel and its system image under QEMU with xtask's `qemu`
+//! task (the kernel built in the `quick` profile) and checks what the system printed on its
+//! serial port.
 //!
 //! The image and the kernel are built once, before the first boot, with their build's output
 //! shown (it takes minutes on a clean tree); each boot then reuses them (xtask caches the
@@ -51,26 +52,29 @@ fn ready(test: &str) -> bool {
     let built = BUILT.get_or_init(|| {
         let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
         say("note: building the bare-metal image and kernel once for the QEMU tests");
-        Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "--package", "xtask", "--", "qemu", "--build-only"])
-            .current_dir(root())
-            .status()
-            .is_ok_and(|status| status.success())
+        xtask_qemu_command().arg("--build-only").status().is_ok_and(|status| status.success())
     });
     assert!(built, "cargo xtask qemu --build-only failed (its output is above)");
     true
+}
+
+/// `xtask qemu --profile quick`, from the repository root, ready for more arguments.
+///
+/// The xtask binary that `cargo test --workspace` built for this test, not `cargo run --package
+/// xtask`: that one resolves features for xtask alone, so on a fresh clone it would build
+/// wasmtime and Cranelift a second time. And the kernel in the `quick` profile, built in about
+/// a third of release's time: these tests check what the system does, not how fast.
+fn xtask_qemu_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(["qemu", "--profile", "quick"]).env("CARGO", env!("CARGO")).current_dir(root());
+    command
 }
 
 /// `cargo xtask qemu ARGUMENTS...` from the repository root: its exit status and everything it
 /// printed (the build steps and the kernel's serial output).
 fn xtask_qemu(arguments: &[&str]) -> (Output, String) {
     let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let output = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--package", "xtask", "--", "qemu"])
-        .args(arguments)
-        .current_dir(root())
-        .output()
-        .expect("cannot run cargo");
+    let output = xtask_qemu_command().args(arguments).output().expect("cannot run cargo");
     let console = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
@@ -183,7 +187,7 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // The whole group: cargo, xtask and QEMU.
+        // The whole group: xtask and QEMU.
         let group = format!("-{}", self.child.id());
         let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let _ = self.child.wait();
@@ -250,9 +254,9 @@ fn a_program_accepts_tcp_connections_through_kernel_listeners() {
     let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let wasm = test_program("wasi-std");
     let (port, idle) = (free_port(), free_port());
-    let mut command = Command::new(env!("CARGO"));
+    let mut command = xtask_qemu_command();
     command
-        .args(["run", "--quiet", "--package", "xtask", "--", "qemu", "--memory", "64M"])
+        .args(["--memory", "64M"])
         .arg("--run")
         .arg(&wasm)
         .args(["--listen", &port.to_string(), "--listen", &idle.to_string()])
@@ -308,9 +312,9 @@ fn serves_http_through_a_forwarded_port() {
     let _one = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let wasm = test_program("wagi");
     let port = free_port();
-    let mut command = Command::new(env!("CARGO"));
+    let mut command = xtask_qemu_command();
     command
-        .args(["run", "--quiet", "--package", "xtask", "--", "qemu", "--memory", "256M"])
+        .args(["--memory", "256M"])
         .arg("--serve")
         .arg(&wasm)
         .args(["--port", &port.to_string(), "--timeout", "600"])

@@ -41,7 +41,7 @@ pub use platform::{
     BoxFuture, Capacity, CompileError, ConsoleStream, LONG_RUN_NS, Platform, RunLength, RunStart,
 };
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
-pub use roster::ProcessSummary;
+pub use roster::{ProcessSummary, RunState};
 pub use sync::set_yield;
 
 /// The engine and module types of wasmtime, re-exported so platforms use the same version.

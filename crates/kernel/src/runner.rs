@@ -216,6 +216,7 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     // waker is woken only when the turn comes (or for a kill, which needs none).
     let queued = Arc::new(Queued {
         kernel: Arc::downgrade(&kernel),
+        activity: process.activity.clone(),
         budget: process.budget.clone(),
         task: crate::sync::Mutex::new(None),
     });
@@ -246,7 +247,9 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
         };
         // CPU time, not wall time: time the OS takes the worker away is not the process's.
         let start = platform.run_started(process.run_length());
+        process.activity.running();
         let poll = scheduler.poll(&process.threads, &mut Context::from_waker(&waker));
+        process.activity.paused();
         process.charge_run(platform.run_cpu_time(start));
         if poll.is_pending()
             && let Some(message) = over_budget(&process)
@@ -269,7 +272,6 @@ pub(crate) async fn run(kernel: Arc<Kernel>, process: Arc<Process>) {
     }
     // Counted out before TERMINATED is asserted, so whoever sees the end sees the count too.
     kernel.process_ended();
-    kernel.roster.leave(&process);
     crate::syscalls::unregister_services(&kernel, &process);
     process.finish(status);
 }
@@ -280,6 +282,8 @@ struct Queued {
     /// Weak: wakers sit in objects' wait queues, which the kernel may hold.
     kernel: Weak<Kernel>,
     budget: Arc<crate::budget::Budget>,
+    /// What the process is doing, for listings: a wake makes it ready.
+    activity: Arc<crate::roster::Activity>,
     /// The process's task's own waker, once it was first polled.
     task: crate::sync::Mutex<Option<Waker>>,
 }
@@ -290,6 +294,7 @@ impl Wake for Queued {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.activity.woken();
         let Some(task) = self.task.lock().clone() else { return };
         let Some(kernel) = self.kernel.upgrade() else { return };
         if kernel.processors.wake(&self.budget, &task) == Waiting::Fresh {

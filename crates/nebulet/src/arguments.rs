@@ -56,7 +56,8 @@ pub(crate) enum Command {
         cache: CacheArguments,
     },
     /// Lists the processes of a running `nebulet run` or `nebulet demo` started with
-    /// `--control PATH`: id, name, threads, CPU time, memory, handles and queued bytes.
+    /// `--control PATH`: id, name, state (running, ready, blocked:KIND, exited), threads, CPU
+    /// time, memory, handles, queued bytes, restarts and domain.
     Ps {
         /// The control socket of the command to ask.
         #[arg(long, value_name = "PATH")]
@@ -65,7 +66,9 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Shows `nebulet ps`'s table again every second (a live view) until the command ends.
+    /// A live view of `nebulet ps`'s table, refreshed every second: a terminal UI (q, Esc or
+    /// Ctrl-C quits), or, when stdout is not a terminal, the table again and again until the
+    /// command ends.
     Top {
         /// The control socket of the command to watch.
         #[arg(long, value_name = "PATH")]
@@ -97,9 +100,11 @@ pub(crate) struct NewArguments {
     /// instead of from git.
     #[arg(long, value_name = "CHECKOUT", conflicts_with = "sdk_git")]
     pub(crate) sdk_path: Option<PathBuf>,
-    /// The git repository to take the SDK from.
-    #[arg(long, value_name = "URL", default_value = crate::new::SDK_GIT)]
-    pub(crate) sdk_git: String,
+    /// The git repository to take the SDK from. Default: $NEBULET_SDK_GIT, else the repository
+    /// the checkout this `nebulet` was built from was cloned from, else that checkout itself
+    /// (a path dependency) if it is still there.
+    #[arg(long, value_name = "URL")]
+    pub(crate) sdk_git: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,8 @@
 //! The control socket: a Unix socket (mode 0600, so only this user) on which a running
 //! `nebulet run` or `nebulet demo` lists its processes, and `nebulet ps`, which asks it.
 //!
-//! A client writes one line, `table` or `json`, and reads the listing until the socket
-//! closes.
+//! A client writes one line, `table`, `json` or `fields` (tab-separated cells, for `nebulet
+//! top`), and reads the listing until the socket closes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -55,13 +55,15 @@ fn answer(kernel: &Kernel, stream: UnixStream) -> std::io::Result<()> {
     let processes = kernel.processes();
     let text = match request.trim() {
         "json" => json(&processes),
+        "fields" => fields(&processes),
         _ => table(&processes),
     };
     (&stream).write_all(text.as_bytes())
 }
 
-/// What the command whose control socket is `path` answers to `format` (`table` or `json`).
-fn ask(path: &Path, format: &str) -> Result<String, String> {
+/// What the command whose control socket is `path` answers to `format` (`table`, `json` or
+/// `fields`).
+pub(crate) fn ask(path: &Path, format: &str) -> Result<String, String> {
     let mut stream = UnixStream::connect(path).map_err(|error| {
         format!(
             "cannot reach {}: {error} (start `nebulet run` or `nebulet demo` with --control {})",
@@ -76,7 +78,7 @@ fn ask(path: &Path, format: &str) -> Result<String, String> {
 }
 
 /// Writes `text` to stdout; a reader that went away (`| head`) is no error.
-fn print(text: &str) -> Result<(), String> {
+pub(crate) fn print(text: &str) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.to_string()),
@@ -90,56 +92,64 @@ pub(crate) fn ps(path: &Path, format: &str) -> Result<u8, String> {
     Ok(0)
 }
 
-/// `nebulet top`: the `ps` table again every `interval`, on a cleared terminal (or, when stdout
-/// is not a terminal, one table after another with a blank line between), until the command
-/// ends.
-pub(crate) fn top(path: &Path, interval: std::time::Duration) -> Result<u8, String> {
-    use std::io::IsTerminal;
-    let terminal = std::io::stdout().is_terminal();
-    let mut first = true;
-    loop {
-        let table = match ask(path, "table") {
-            Ok(table) => table,
-            // The command ended (its socket is gone): so does the view.
-            Err(_) if !first => {
-                eprintln!("nebulet: {}: the command ended", path.display());
-                return Ok(0);
-            }
-            Err(message) => return Err(message),
-        };
-        let screen = if terminal {
-            format!(
-                "\x1b[H\x1b[2Jnebulet top: {} (every {interval:?}; Ctrl-C quits)\n\n{table}",
-                path.display()
-            )
-        } else if first {
-            table
-        } else {
-            format!("\n{table}")
-        };
-        print(&screen)?;
-        first = false;
-        std::thread::sleep(interval);
-    }
+/// The column titles of [`cells`].
+pub(crate) const COLUMNS: [&str; 10] =
+    ["ID", "NAME", "STATE", "THREADS", "CPU", "MEMORY", "HANDLES", "QUEUED", "RESTARTS", "DOMAIN"];
+
+/// One process's cells, as `ps` shows them: the state with what a blocked one waits in
+/// (`blocked:sleep`), CPU time in seconds, memory in KiB, queued bytes.
+fn cells(process: &ProcessSummary) -> [String; 10] {
+    let state = match process.blocked_on {
+        Some(call) => format!("{}:{call}", process.state.name()),
+        None => process.state.name().to_string(),
+    };
+    [
+        process.koid.to_string(),
+        process.name.clone(),
+        state,
+        process.threads.to_string(),
+        format!("{:.3}s", process.cpu_nanoseconds as f64 / 1e9),
+        format!("{}K", process.memory_bytes.div_ceil(1024)),
+        process.handles.to_string(),
+        format!("{}B", process.queued_bytes),
+        process.restarts.to_string(),
+        process.domain.clone(),
+    ]
 }
 
 /// The processes as a table, one line each.
 fn table(processes: &[ProcessSummary]) -> String {
-    let mut text = format!(
-        "{:>8}  {:<16} {:>7} {:>10} {:>10} {:>7} {:>10}\n",
-        "ID", "NAME", "THREADS", "CPU", "MEMORY", "HANDLES", "QUEUED"
-    );
+    let line = |cells: &[&str]| {
+        format!(
+            "{:>8}  {:<16} {:<14} {:>7} {:>10} {:>10} {:>7} {:>10} {:>8}  {}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8],
+            cells[9]
+        )
+    };
+    let mut text = line(&COLUMNS);
     for process in processes {
-        text.push_str(&format!(
-            "{:>8}  {:<16} {:>7} {:>9.3}s {:>9}K {:>7} {:>9}B\n",
-            process.koid,
-            process.name,
-            process.threads,
-            process.cpu_nanoseconds as f64 / 1e9,
-            process.memory_bytes.div_ceil(1024),
-            process.handles,
-            process.queued_bytes
-        ));
+        let cells = cells(process);
+        text.push_str(&line(&cells.each_ref().map(String::as_str)));
+    }
+    text
+}
+
+/// The processes as lines of tab-separated [`cells`] (tabs and line breaks in names become
+/// spaces), for `nebulet top`.
+fn fields(processes: &[ProcessSummary]) -> String {
+    let mut text = String::new();
+    for process in processes {
+        let cells = cells(process).map(|cell| cell.replace(['\t', '\n', '\r'], " "));
+        text.push_str(&cells.join("\t"));
+        text.push('\n');
     }
     text
 }
@@ -150,22 +160,27 @@ fn json(processes: &[ProcessSummary]) -> String {
         .iter()
         .map(|process| {
             format!(
-                "{{\"id\":{},\"name\":{},\"threads\":{},\"cpu_nanoseconds\":{},\
-                 \"memory_bytes\":{},\"handles\":{},\"queued_bytes\":{}}}",
+                "{{\"id\":{},\"name\":{},\"state\":\"{}\",\"blocked_on\":{},\"threads\":{},\
+                 \"cpu_nanoseconds\":{},\"memory_bytes\":{},\"handles\":{},\"queued_bytes\":{},\
+                 \"restarts\":{},\"domain\":{}}}",
                 process.koid,
                 json_string(&process.name),
+                process.state.name(),
+                process.blocked_on.map_or_else(|| "null".to_string(), json_string),
                 process.threads,
                 process.cpu_nanoseconds,
                 process.memory_bytes,
                 process.handles,
-                process.queued_bytes
+                process.queued_bytes,
+                process.restarts,
+                json_string(&process.domain)
             )
         })
         .collect();
     format!("[{}]\n", objects.join(","))
 }
 
-/// A JSON string literal. Written by hand: one string field does not warrant a JSON crate.
+/// A JSON string literal. Written by hand: a few string fields do not warrant a JSON crate.
 fn json_string(text: &str) -> String {
     let mut quoted = String::from("\"");
     for character in text.chars() {
@@ -186,22 +201,32 @@ fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nebulet_kernel::RunState;
 
     #[test]
     fn json_escapes_names() {
         let process = ProcessSummary {
             koid: 7,
             name: "a\"b\\c\n\u{1}".into(),
+            state: RunState::Blocked,
+            blocked_on: Some("sleep"),
             threads: 1,
             cpu_nanoseconds: 2,
             memory_bytes: 3,
             handles: 4,
             queued_bytes: 5,
+            restarts: 6,
+            domain: "local".into(),
         };
         assert_eq!(
-            json(&[process]),
-            "[{\"id\":7,\"name\":\"a\\\"b\\\\c\\n\\u0001\",\"threads\":1,\"cpu_nanoseconds\":2,\
-             \"memory_bytes\":3,\"handles\":4,\"queued_bytes\":5}]\n"
+            json(std::slice::from_ref(&process)),
+            "[{\"id\":7,\"name\":\"a\\\"b\\\\c\\n\\u0001\",\"state\":\"blocked\",\
+             \"blocked_on\":\"sleep\",\"threads\":1,\"cpu_nanoseconds\":2,\"memory_bytes\":3,\
+             \"handles\":4,\"queued_bytes\":5,\"restarts\":6,\"domain\":\"local\"}]\n"
+        );
+        assert_eq!(
+            fields(&[process]),
+            "7\ta\"b\\c \u{1}\tblocked:sleep\t1\t0.000s\t1K\t4\t5B\t6\tlocal\n"
         );
         assert_eq!(json(&[]), "[]\n");
     }

@@ -9,6 +9,7 @@ mod isolated;
 mod logging;
 mod modules;
 mod new;
+mod top;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,7 +66,7 @@ fn main() {
             control.as_deref(),
             modules::cache(cache.enabled(), &[]),
         ),
-        Command::Top { control, interval } => control::top(&control, interval),
+        Command::Top { control, interval } => top::top(&control, interval),
         Command::Ps { control, json } => control::ps(&control, if json { "json" } else { "table" }),
         Command::Serve(arguments) => {
             let control = arguments.control.clone();
@@ -76,13 +77,9 @@ fn main() {
         }
         Command::Apps => apps(),
         Command::DomainChild => std::process::exit(nebulet_domains::child_main()),
-        Command::New(arguments) => {
-            let sdk = match arguments.sdk_path {
-                Some(path) => new::Sdk::Path(path),
-                None => new::Sdk::Git(arguments.sdk_git),
-            };
-            new::create(&arguments.path, &sdk).map(|()| 0)
-        }
+        Command::New(arguments) => new::chosen_sdk(arguments.sdk_path, arguments.sdk_git)
+            .and_then(|sdk| new::create(&arguments.path, &sdk))
+            .map(|()| 0),
     };
     exit(outcome)
 }

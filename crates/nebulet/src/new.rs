@@ -2,8 +2,16 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// Where the SDK is published: the default git dependency of a new project.
-pub(crate) const SDK_GIT: &str = "https://github.com/nebulet/nebulet";
+/// The git repository the checkout this binary was built from was cloned from (its `origin`;
+/// empty if it had none), recorded by build.rs.
+const CLONED_FROM: &str = env!("NEBULET_CLONED_FROM");
+
+/// The checkout this binary was built from (`cargo install --path crates/nebulet` builds in
+/// place), which may have moved or gone since.
+const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// The variable that names the default SDK git repository.
+const SDK_GIT_VARIABLE: &str = "NEBULET_SDK_GIT";
 
 /// The toolchain this checkout builds with (`rust-toolchain.toml`): new projects use the same,
 /// since the SDK needs its Rust version.
@@ -16,6 +24,39 @@ pub(crate) enum Sdk {
     Git(String),
     /// A checkout of this repository, or its `crates/sip` folder.
     Path(PathBuf),
+}
+
+/// The SDK a new project takes: `--sdk-path`, else `--sdk-git`, else `$NEBULET_SDK_GIT`, else
+/// the git repository the `nebulet` binary's checkout was cloned from, else that checkout
+/// itself (as a path dependency) while it is still there. No guessed URL: without any of
+/// these, the error says what to pass.
+pub(crate) fn chosen_sdk(path: Option<PathBuf>, git: Option<String>) -> Result<Sdk, String> {
+    let variable = std::env::var(SDK_GIT_VARIABLE).ok();
+    choose(path, git, variable, CLONED_FROM, Path::new(BUILT_FROM))
+}
+
+/// [`chosen_sdk`] from what it reads: the options, the variable, the origin and the checkout.
+fn choose(
+    path: Option<PathBuf>,
+    git: Option<String>,
+    variable: Option<String>,
+    cloned_from: &str,
+    built_from: &Path,
+) -> Result<Sdk, String> {
+    if let Some(path) = path {
+        return Ok(Sdk::Path(path));
+    }
+    let origin = Some(cloned_from.to_string());
+    if let Some(url) = [git, variable, origin].into_iter().flatten().find(|url| !url.is_empty()) {
+        return Ok(Sdk::Git(url));
+    }
+    match built_from.canonicalize() {
+        Ok(checkout) if checkout.join("crates/sip/Cargo.toml").is_file() => Ok(Sdk::Path(checkout)),
+        _ => Err(format!(
+            "no SDK to take: pass --sdk-git URL (a git repository of Nebulet) or --sdk-path \
+             CHECKOUT (a Nebulet checkout), or set {SDK_GIT_VARIABLE}=URL"
+        )),
+    }
 }
 
 /// Creates the project `directory` (its last component is the package name).
@@ -47,6 +88,10 @@ pub(crate) fn create(directory: &Path, sdk: &Sdk) -> Result<(), String> {
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
     }
     println!("nebulet: created the app project {}", directory.display());
+    match sdk {
+        Sdk::Git(url) => println!("  the SDK (sip) from git: {url}"),
+        Sdk::Path(path) => println!("  the SDK (sip) from the checkout {}", path.display()),
+    }
     println!(
         "  cd {} && cargo run --release   # builds it for wasm32-wasip1, runs it with `nebulet run`",
         directory.display()
@@ -176,8 +221,8 @@ fn main() -> Result<(), sip::Error> {
 
 const README: &str = r#"# NAME
 
-A [Nebulet](https://github.com/nebulet/nebulet) app: a wasm program that uses the Nebulet SDK
-(`sip`) for channels, handles, processes and services.
+A Nebulet app: a wasm program that uses the Nebulet SDK (`sip`) for channels, handles,
+processes and services.
 
 ```sh
 cargo run --release             # builds target/wasm32-wasip1/release/NAME.wasm, runs it
@@ -205,6 +250,21 @@ mod tests {
         assert_eq!(package_name(Path::new("2fast")).unwrap_err(), format!("`2fast` {rule}"));
         assert_eq!(package_name(Path::new("a b")).unwrap_err(), format!("`a b` {rule}"));
         assert_eq!(package_name(Path::new("..")).unwrap_err(), ".. does not end in a name");
+    }
+
+    #[test]
+    fn the_sdk_comes_from_what_was_given_else_from_where_nebulet_was_built() {
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let url = |text: &str| Some(text.to_string());
+        let given = choose(Some("x".into()), url("g"), url("v"), "o", &checkout).unwrap();
+        assert_eq!(given, Sdk::Path("x".into()));
+        assert_eq!(choose(None, url("g"), url("v"), "o", &checkout).unwrap(), Sdk::Git("g".into()));
+        assert_eq!(choose(None, None, url("v"), "o", &checkout).unwrap(), Sdk::Git("v".into()));
+        assert_eq!(choose(None, None, url(""), "o", &checkout).unwrap(), Sdk::Git("o".into()));
+        let built = choose(None, None, None, "", &checkout).unwrap();
+        assert_eq!(built, Sdk::Path(checkout.canonicalize().unwrap()));
+        let gone = choose(None, None, None, "", &checkout.join("gone")).unwrap_err();
+        assert!(gone.starts_with("no SDK to take: pass --sdk-git URL"), "{gone}");
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::platform::{LONG_RUN_NS, RunLength};
 use crate::threads::Threads;
 use crate::wait::{SignalCell, WaitQueue};
 
+/// How many of its latest children a process's new child is compared with to tell a restart
+/// (see [`Process::restarts`]): bounded, so a parent of many children creates in constant time.
+const RESTART_LOOKBACK: usize = 64;
+
 /// Short runs in a row after which a process's runs count as short again.
 pub(crate) const SHORT_RUNS_BEFORE_SHORT: u32 = 16;
 
@@ -81,6 +85,12 @@ pub(crate) struct Process {
     /// The shared memory and linker of a threaded process, set when its main thread starts.
     #[cfg(feature = "threads")]
     pub(crate) thread_environment: spin::Once<crate::runner::ThreadEnvironment>,
+    /// What it is doing now, for listings (shared with the waker its threads are polled with).
+    pub(crate) activity: Arc<crate::roster::Activity>,
+    /// How many times its parent restarted it (see [`Process::restarts`]).
+    restarts: AtomicU32,
+    /// The protection domain it stands for, if not this kernel (see [`ProcessRef::set_domain`]).
+    domain: spin::Once<String>,
 }
 
 impl Process {
@@ -125,6 +135,39 @@ impl Process {
             futexes: Futexes::default(),
             #[cfg(feature = "threads")]
             thread_environment: spin::Once::new(),
+            activity: Arc::default(),
+            restarts: AtomicU32::new(0),
+            domain: spin::Once::new(),
+        }
+    }
+
+    /// How many times its parent restarted it: a process counts as a restart when its parent
+    /// creates it with the name and module of the latest of its last [`RESTART_LOOKBACK`]
+    /// children of that name and module, and that one has ended (as a supervisor such as
+    /// `init` restarts an app); it then counts that one's restarts plus one. Inferred by the
+    /// kernel, so every supervisor's restarts are counted, with no call to report them.
+    pub(crate) fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The protection domain it runs in, for listings: `local` unless set.
+    pub(crate) fn domain(&self) -> &str {
+        self.domain.get().map_or("local", String::as_str)
+    }
+
+    /// Records a process it is creating, `child`, as a restart if it is one (see
+    /// [`Process::restarts`]).
+    pub(crate) fn count_restart(&self, child: &Process) {
+        let children = self.children.lock();
+        let previous = children.iter().rev().take(RESTART_LOOKBACK).filter_map(Weak::upgrade).find(
+            |earlier| {
+                earlier.name == child.name && wasmtime::Module::same(&earlier.module, &child.module)
+            },
+        );
+        if let Some(previous) = previous
+            && previous.exit_status().is_some()
+        {
+            child.restarts.store(previous.restarts().saturating_add(1), Ordering::Relaxed);
         }
     }
 
@@ -312,6 +355,13 @@ impl ProcessRef {
     /// How it ended, if it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.process.exit_status()
+    }
+
+    /// Sets the protection domain it stands for, as listings show it (`local`, this kernel,
+    /// when not set): for a process that stands for a hardware protection domain. Only the
+    /// first setting counts.
+    pub fn set_domain(&self, domain: &str) {
+        self.process.domain.call_once(|| domain.into());
     }
 
     /// Ends it with reason "killed".

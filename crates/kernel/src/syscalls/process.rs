@@ -30,6 +30,7 @@ pub(super) fn create(
     }
     let options = ProcessOptions { name, ..Default::default() };
     let child = call.kernel.new_process(module, options, &call.process.budget)?;
+    call.process.count_restart(&child);
     call.process.adopt(&child);
     let value = table.insert(HandleEntry::new(Object::Process(child), Rights::PROCESS_DEFAULT))?;
     call.memory.write_u32(out, value)

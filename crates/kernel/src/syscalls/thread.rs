@@ -179,5 +179,9 @@ async fn atomic_wait(
         platform.now().saturating_add(timeout)
     };
     let ticket = process.futexes.enqueue(effective);
-    Ok(if ticket.wait(&*platform, deadline).await { 0 } else { 2 })
+    const CALL: u8 = crate::roster::blocking_call("memory.atomic.wait");
+    process.activity.enter(CALL);
+    let woken = ticket.wait(&*platform, deadline).await;
+    process.activity.leave(CALL);
+    Ok(if woken { 0 } else { 2 })
 }

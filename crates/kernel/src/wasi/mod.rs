@@ -62,7 +62,13 @@ macro_rules! link_async {
             MODULE,
             stringify!($name),
             |mut caller: Caller<'_, ThreadContext>, ($($argument,)*): ($($type,)*)| {
-                Box::new(async move { errno($function(&mut caller, $($argument),*).await) })
+                Box::new(async move {
+                    const CALL: u8 = crate::roster::blocking_call(stringify!($name));
+                    caller.data().process.activity.enter(CALL);
+                    let result = $function(&mut caller, $($argument),*).await;
+                    caller.data().process.activity.leave(CALL);
+                    errno(result)
+                })
             },
         )?;
     )*};

@@ -6,7 +6,7 @@ fn nebulet() -> Command {
     super::nebulet_command()
 }
 
-fn write_temporary(name: &str, text: &str) -> std::path::PathBuf {
+pub(super) fn write_temporary(name: &str, text: &str) -> std::path::PathBuf {
     let directory = std::env::temp_dir().join(format!("nebulet-cli-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let path = directory.join(name);
@@ -525,102 +525,6 @@ fn serve_metrics_counts_requests_in_the_prometheus_format_and_serve_answers_ps()
         .unwrap();
     assert!(resident > 1e6, "{page}");
     assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
-}
-
-/// Prints `ready`, then sleeps until it is killed.
-const READY_THEN_SLEEPS: &str = r#"(module
-    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-    (import "nebulet" "nanosleep" (func $sleep (param i64) (result i32)))
-    (memory (export "memory") 1)
-    (data (i32.const 16) "ready\n")
-    (func (export "_start")
-      (i32.store (i32.const 0) (i32.const 16))
-      (i32.store (i32.const 4) (i32.const 6))
-      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-      (drop (call $sleep (i64.const 0x7fffffffffffffff)))))"#;
-
-/// Starts `nebulet run --control SOCKET` of [`READY_THEN_SLEEPS`] as `name` and waits until the
-/// process runs: once it has printed, the socket (opened before) exists.
-fn run_with_control(name: &str, socket_name: &str) -> (std::process::Child, std::path::PathBuf) {
-    use std::io::{BufRead, BufReader};
-    let program = write_temporary(&format!("{name}.wat"), READY_THEN_SLEEPS);
-    let socket = program.with_file_name(socket_name);
-    let mut child = nebulet()
-        .arg("run")
-        .arg("--control")
-        .arg(&socket)
-        .arg(&program)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    (child, socket)
-}
-
-#[test]
-fn ps_lists_the_processes_of_a_command_with_a_control_socket() {
-    use std::os::unix::fs::PermissionsExt;
-    let (mut child, socket) = run_with_control("sleeper", "control.sock");
-    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "only this user may connect");
-    let table = nebulet().args(["ps", "--control"]).arg(&socket).output().unwrap();
-    let json = nebulet().args(["ps", "--json", "--control"]).arg(&socket).output().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(table.status.code(), Some(0), "{table:?}");
-    let table = String::from_utf8(table.stdout).unwrap();
-    let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 2, "{table}");
-    assert!(
-        lines[0]
-            .split_whitespace()
-            .eq(["ID", "NAME", "THREADS", "CPU", "MEMORY", "HANDLES", "QUEUED"]),
-        "{table}"
-    );
-    let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!((row[1], row[2]), ("sleeper", "1"), "{table}");
-    let json = String::from_utf8(json.stdout).unwrap();
-    assert!(json.starts_with("[{\"id\":"), "{json}");
-    assert!(json.contains(",\"name\":\"sleeper\",\"threads\":1,\"cpu_nanoseconds\":"), "{json}");
-    assert!(json.ends_with("}]\n"), "{json}");
-    // Nothing listens any more: ps says so on one line.
-    let gone = nebulet().args(["ps", "--control"]).arg(&socket).output().unwrap();
-    assert_eq!(gone.status.code(), Some(1));
-    let stderr = String::from_utf8(gone.stderr).unwrap();
-    assert!(stderr.starts_with("nebulet: cannot reach "), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-}
-
-#[test]
-fn top_shows_the_table_until_the_command_ends() {
-    use std::io::{BufRead, BufReader, Read};
-    let (mut watched, socket) = run_with_control("watched", "top.sock");
-    let mut top = nebulet()
-        .args(["top", "--interval", "50ms", "--control"])
-        .arg(&socket)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Not a terminal: tables one after another. The first shows the process.
-    let mut output = BufReader::new(top.stdout.take().unwrap());
-    let (mut header, mut row) = (String::new(), String::new());
-    output.read_line(&mut header).unwrap();
-    output.read_line(&mut row).unwrap();
-    assert!(header.trim_start().starts_with("ID  NAME"), "{header}");
-    assert_eq!(row.split_whitespace().nth(1), Some("watched"), "{row}");
-    // When the command ends, so does top, saying so.
-    let _ = watched.kill();
-    let _ = watched.wait();
-    let mut rest = String::new();
-    output.read_to_string(&mut rest).unwrap();
-    let status = top.wait().unwrap();
-    let mut stderr = String::new();
-    top.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert_eq!(stderr, format!("nebulet: {}: the command ended\n", socket.display()));
 }
 
 /// The tutorial's HTTP handler (step 3) builds, and `nebulet serve` answers as the tutorial

@@ -6,6 +6,7 @@
 
 mod cache;
 mod cli;
+mod control;
 mod domains;
 mod fuzz;
 mod hostile;
