@@ -54,7 +54,12 @@ fn run() -> Result<(), String> {
 
     let mut report = Report::default();
     sandbox::enter_namespaces(&mut report);
-    sandbox::limit_resources(&mut report);
+    let cpu_limit = setup
+        .limits
+        .iter()
+        .find(|&&(limit, _)| limit == nebulet_abi::Limit::CpuNanoseconds as u32)
+        .map(|&(_, nanoseconds)| nanoseconds);
+    sandbox::limit_resources(cpu_limit, &mut report);
     sandbox::restrict_files(&preopen_descriptors, &mut report)?;
     let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), None)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
@@ -116,20 +121,30 @@ async fn serve(
         listeners: descriptors.listeners,
         ..Default::default()
     };
-    let status = match emulator.compile(&setup.module) {
+    let limits: Vec<_> = setup
+        .limits
+        .iter()
+        .filter_map(|&(limit, value)| Some((nebulet_abi::Limit::from_raw(limit)?, value)))
+        .collect();
+    let module = if setup.compiled {
+        emulator.load_precompiled(&setup.module).map_err(|error| format!("{error:?}"))
+    } else {
+        emulator.compile(&setup.module)
+    };
+    let status = match module {
         Err(reason) => nebulet_hosted::ExitStatus {
             code: -1,
             reason: nebulet_abi::ExitReason::Trapped,
             message: Some(format!("cannot start: {reason}")),
         },
         Ok(module) => {
-            let process = if setup.bootstrap {
+            let bootstrap = setup.bootstrap.then(|| {
                 let (local, given) = ChannelEnd::crossing_pair();
                 bridge.attach(wire::BOOTSTRAP, local);
-                emulator.kernel().spawn_with_bootstrap(module, options, given)
-            } else {
-                emulator.kernel().spawn(module, options)
-            };
+                given
+            });
+            let process =
+                emulator.kernel().spawn_with_bootstrap(module, options, &limits, bootstrap);
             let receiving = {
                 let bridge = bridge.clone();
                 async move {

@@ -11,12 +11,14 @@ mod bridge;
 mod child;
 mod domain;
 mod handoff;
+mod launcher;
 mod probe;
 mod sandbox;
 mod wire;
 
 pub use child::main as child_main;
 pub use domain::{Domain, DomainOptions};
+pub use launcher::Launcher;
 pub use probe::PROBE_VARIABLE;
 
 /// The hidden subcommand that runs a domain's side.

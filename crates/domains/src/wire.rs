@@ -26,8 +26,14 @@ pub(crate) struct Setup {
     pub(crate) listeners: usize,
     /// The preopens' guest paths, in the order of their descriptors.
     pub(crate) preopens: Vec<String>,
-    /// The module's bytes (`.wasm` or `.wat`), compiled inside the sandbox.
+    /// The module's bytes: `.wasm` or `.wat`, compiled inside the sandbox, or, if `compiled`,
+    /// a module the parent's kernel compiled (a compiled-module file of this build).
     pub(crate) module: Vec<u8>,
+    /// Whether `module` is compiled already (`process_create_with`: the creator's kernel
+    /// compiled it, so compiling it again inside would add no wall).
+    pub(crate) compiled: bool,
+    /// The limits of the first process's budget (`Limit` values and amounts).
+    pub(crate) limits: Vec<(u32, u64)>,
     /// Whether the process gets a bootstrap channel (wire id [`BOOTSTRAP`]).
     pub(crate) bootstrap: bool,
     /// A test's probe of the sandbox (see `probe`).

@@ -37,6 +37,11 @@ impl ChannelEnd {
         (ChannelEnd { endpoint: first }, ChannelEnd { endpoint: second })
     }
 
+    /// A process's channel end, now held by the host to bridge it (see `crate::domain`).
+    pub(crate) fn from_endpoint(endpoint: Arc<Endpoint>) -> ChannelEnd {
+        ChannelEnd { endpoint }
+    }
+
     /// The handle entry that gives this end to a process.
     pub(crate) fn into_entry(self, rights: Rights) -> HandleEntry {
         HandleEntry::new(Object::Channel(self.endpoint), rights)

@@ -13,6 +13,7 @@ extern crate alloc;
 mod blocking;
 mod budget;
 mod crossing;
+mod domain;
 mod futex;
 mod guest_memory;
 mod handles;
@@ -37,7 +38,8 @@ pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use objects::socket::SocketEnd;
 pub use platform::{
-    BoxFuture, Capacity, CompileError, ConsoleStream, LONG_RUN_NS, Platform, RunLength, RunStart,
+    BoxFuture, Capacity, CompileError, ConsoleStream, DomainEnd, DomainRequest, DomainStart,
+    LONG_RUN_NS, Platform, RunLength, RunStart,
 };
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
 pub use roster::ProcessSummary;

@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
@@ -78,6 +78,9 @@ pub(crate) struct Process {
     /// The WASI descriptor table.
     pub(crate) files: spin::Mutex<crate::wasi::Descriptors>,
     pub(crate) futexes: Futexes,
+    /// Whether it runs in a hardware protection domain of its own: this object then stands for
+    /// the domain's first process (see `crate::domain`).
+    isolated: AtomicBool,
     /// The shared memory and linker of a threaded process, set when its main thread starts.
     #[cfg(feature = "threads")]
     pub(crate) thread_environment: spin::Once<crate::runner::ThreadEnvironment>,
@@ -121,6 +124,7 @@ impl Process {
             children: spin::Mutex::new(Vec::new()),
             files: spin::Mutex::new(crate::wasi::Descriptors::new(stdio, listeners, preopens)),
             futexes: Futexes::default(),
+            isolated: AtomicBool::new(false),
             #[cfg(feature = "threads")]
             thread_environment: spin::Once::new(),
         }
@@ -159,6 +163,21 @@ impl Process {
         }
         self.budget.set_limit(Resource::of_limit(limit), value);
         Ok(())
+    }
+
+    /// Makes it run in a domain of its own when it starts (before the start only).
+    pub(crate) fn isolate(&self) {
+        self.isolated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it runs in a domain of its own.
+    pub(crate) fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Relaxed)
+    }
+
+    /// Holds `charge` until the process ends.
+    pub(crate) fn hold(&self, charge: Charge) {
+        self.held.lock().push(charge);
     }
 
     /// Records a process it created, to end with it.
