@@ -14,19 +14,25 @@ use crate::{Domain, DomainOptions};
 #[derive(Debug)]
 pub struct Launcher {
     executable: PathBuf,
+    probe: Option<String>,
 }
 
 impl Launcher {
     /// Starts domains with the `nebulet` binary at `executable`.
     pub fn new(executable: PathBuf) -> Self {
-        Self { executable }
+        Self { executable, probe: None }
+    }
+
+    /// Gives every domain `probe`, a probe of its sandbox (see [`crate::PROBE_VARIABLE`]).
+    pub fn with_probe(self, probe: Option<String>) -> Self {
+        Self { probe, ..self }
     }
 }
 
 impl DomainStarter for Launcher {
     fn start(&self, request: DomainRequest, stdio: [OwnedFd; 3]) -> DomainStart {
         let (kill, killed) = tokio::sync::oneshot::channel::<()>();
-        let executable = self.executable.clone();
+        let (executable, probe) = (self.executable.clone(), self.probe.clone());
         let ended = async move {
             let DomainRequest { name, module, bootstrap, limits } = request;
             let fault = |message: String| DomainEnd {
@@ -47,6 +53,7 @@ impl DomainStarter for Launcher {
                 bootstrap,
                 limits,
                 compiled: true,
+                probe,
                 ..DomainOptions::new(executable, name)
             };
             let domain = match Domain::start(module, options).await {

@@ -145,7 +145,9 @@ fn emulator(cache: Option<ModuleCache>) -> Result<Emulator, String> {
     // Processes may start children in domains of their own (docs/domains.md): re-executions
     // of this binary.
     if let Ok(executable) = std::env::current_exe() {
-        emulator.enable_domains(Arc::new(nebulet_domains::Launcher::new(executable)));
+        let probe = std::env::var(nebulet_domains::PROBE_VARIABLE).ok();
+        let launcher = nebulet_domains::Launcher::new(executable).with_probe(probe);
+        emulator.enable_domains(Arc::new(launcher));
     }
     // Shown with `-v` (or RUST_LOG=info).
     {

@@ -9,6 +9,7 @@ mod cli;
 mod domains;
 mod fuzz;
 mod hostile;
+mod isolated_children;
 mod isolation;
 mod limits;
 mod network;
