@@ -261,6 +261,8 @@ pub const CALLS: &[Call] = &[
             InvalidArgs,
             BadHandle,
             AccessDenied,
+            NotSupported,
+            NoResources,
             NoResources,
             BadState,
         ],

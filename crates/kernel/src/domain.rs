@@ -11,7 +11,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::poll_fn;
 
-use nebulet_abi::{Error, ExitReason, Limit};
+use nebulet_abi::{Error, ExitReason, Limit, ProcessState};
 
 use crate::budget::Resource;
 use crate::handles::HandleEntry;
@@ -43,9 +43,12 @@ pub(crate) fn start(
         u64::MAX => DOMAIN_DEFAULT_MEMORY,
         limit => limit,
     };
-    // Checked before anything changes: the memory, then that the process is still unstarted.
+    // Checked before anything changes: the memory, and that the process is still unstarted.
     if budget.available(Resource::Memory) < memory {
         return Err((Error::NoResources, bootstrap));
+    }
+    if process.info().state != ProcessState::Created as u32 {
+        return Err((Error::BadState, bootstrap));
     }
     if let Some(endpoint) = &endpoint
         && let Err(error) = endpoint.bridge()
