@@ -10,7 +10,7 @@
 //! Each app gets the image (without the manifest) on a channel of its own as its bootstrap
 //! handle, and the resource limits of its line (`memory=`, `handles=`, ... set with
 //! `process_set_limit` before it starts). An app with `domain=isolated` runs in a hardware
-//! protection domain of its own (`process_create_with`); since only channels cross into a
+//! protection domain of its own (`process_create_with`); since modules do not cross into a
 //! domain, its image is empty (no modules).
 //!
 //! **Supervision.** When an app ends, init prints how (`init: NAME exited with code 0`,

@@ -33,8 +33,9 @@ pub use cache::{CACHE_DIRECTORY_VARIABLE, CacheStatistics, DEFAULT_CACHE_LIMIT, 
 pub use compiled::{Fingerprint, LoadError, is_compiled, serialize as serialize_module};
 pub use files::{HostDirectory, HostFile, errno};
 pub use nebulet_kernel::{
-    Capacity, ChannelEnd, Connector, CrossingMessage, DomainEnd, DomainRequest, DomainStart,
-    ExitStatus, Grant, Kernel, Listener, ProcessOptions, ProcessRef, SocketEnd, Stdio, wasmtime,
+    Capacity, ChannelEnd, Connector, Crossed, CrossingMessage, DomainEnd, DomainRequest,
+    DomainStart, ExitStatus, Grant, Kernel, Listener, ProcessOptions, ProcessRef, SocketEnd, Stdio,
+    wasmtime,
 };
 pub use platform::{Console, DomainStarter, HostedPlatform};
 pub use source::module_binary;

@@ -32,7 +32,7 @@ mod wait;
 mod wasi;
 mod watchdog;
 
-pub use crossing::{ChannelEnd, CrossingMessage};
+pub use crossing::{ChannelEnd, Crossed, CrossingMessage};
 pub use kernel::{Grant, Kernel, ProcessOptions, Stdio};
 pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};

@@ -91,7 +91,7 @@ pub fn round_trip(
                     .await
                     .map_err(|error| error.to_string())?;
                 let trip = async || -> Result<(), String> {
-                    let message = CrossingMessage { bytes: vec![7; 8], channels: Vec::new() };
+                    let message = CrossingMessage { bytes: vec![7; 8], handles: Vec::new() };
                     let mut pending = Some(message);
                     poll_fn(|context| match mine.poll_write(context, pending.take().unwrap()) {
                         Ok(()) => std::task::Poll::Ready(Ok(())),

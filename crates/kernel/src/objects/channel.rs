@@ -69,8 +69,8 @@ struct Pair {
     /// Per side: user signals and the queue woken on any change seen from that side.
     cells: [SignalCell; 2],
     koids: [u64; 2],
-    /// Whether one end is held by a bridge to another domain, which carries only channel
-    /// handles: a message with any other kind fails with `ERR_NOT_SUPPORTED`. A local channel
+    /// Whether one end is held by a bridge to another domain, which carries only channel and
+    /// socket handles: a message with any other kind fails with `ERR_NOT_SUPPORTED`. A local channel
     /// becomes bridged when one of its ends is an isolated process's bootstrap channel.
     crossing: spin::Mutex<Crossing>,
 }
@@ -146,15 +146,16 @@ impl Endpoint {
         !self.pair.sides.lock()[self.peer()].open
     }
 
-    /// Makes the channel carry only channel handles from now on, as a bridged one does;
+    /// Makes the channel carry only channel and socket handles from now on, as a bridged one does;
     /// `ERR_NOT_SUPPORTED` if a message queued in it already carries another kind.
     pub(crate) fn bridge(&self) -> Result<(), Error> {
         // Sides first, then the crossing, as `write` takes them.
         let sides = self.pair.sides.lock();
         let mut crossing = self.pair.crossing.lock();
-        let foreign = sides.iter().flat_map(|side| &side.queue).any(|message| {
-            message.handles.iter().any(|entry| !matches!(entry.object, Object::Channel(_)))
-        });
+        let foreign = sides
+            .iter()
+            .flat_map(|side| &side.queue)
+            .any(|message| message.handles.iter().any(|entry| !entry.object.crosses_domains()));
         if foreign {
             return Err(Error::NotSupported);
         }
@@ -176,8 +177,7 @@ impl Endpoint {
     /// The last write that would close any cycle is always of the second kind.
     pub(crate) fn write(&self, message: Message) -> Result<(), (Error, Message)> {
         let endpoints = message.endpoints();
-        let foreign =
-            message.handles.iter().any(|entry| !matches!(entry.object, Object::Channel(_)));
+        let foreign = message.handles.iter().any(|entry| !entry.object.crosses_domains());
         if foreign && *self.pair.crossing.lock() == Crossing::Bridged {
             return Err((Error::NotSupported, message));
         }
