@@ -9,7 +9,9 @@
 //!
 //! Each app gets the image (without the manifest) on a channel of its own as its bootstrap
 //! handle, and the resource limits of its line (`memory=`, `handles=`, ... set with
-//! `process_set_limit` before it starts).
+//! `process_set_limit` before it starts). An app with `domain=isolated` runs in a hardware
+//! protection domain of its own (`process_create_with`); since modules do not cross into a
+//! domain, its image is empty (no modules).
 //!
 //! **Supervision.** When an app ends, init prints how (`init: NAME exited with code 0`,
 //! `init: NAME ended: watchdog (code -1)`, ...) and applies the line's `restart=` policy:
@@ -27,8 +29,8 @@
 
 use std::time::Duration;
 
-use nebulet_abi::WAIT_MANY_MAX_ITEMS;
-use nebulet_abi::bootstrap::{READY, Restart, Role, Seconds, parse_manifest};
+use nebulet_abi::bootstrap::{END, READY, Restart, Role, Seconds, parse_manifest};
+use nebulet_abi::{PROCESS_CREATE_ISOLATED, WAIT_MANY_MAX_ITEMS};
 use sip::bootstrap::Image;
 use sip::{
     Channel, DEADLINE_INFINITE, Error, InfoProcess, InfoProcessExt, Limit, Module, Process,
@@ -50,6 +52,8 @@ struct App {
     restart_count: u32,
     restart_window: u64,
     limits: Vec<(Limit, u64)>,
+    /// Whether it runs in a domain of its own (`domain=isolated`).
+    isolated: bool,
     /// When it was restarted (monotonic ns), within the last window.
     recent_restarts: Vec<i64>,
     /// How many times it was restarted in all.
@@ -162,6 +166,7 @@ impl Init {
                 restart_count,
                 restart_window,
                 limits: directive.limits().collect(),
+                isolated: directive.is_isolated(),
                 recent_restarts: Vec::new(),
                 restarts: 0,
                 gave_up: false,
@@ -218,9 +223,16 @@ impl Init {
         let (ours, theirs) = Channel::create().map_err(|error| context("channel_create", error))?;
         // Queue the whole image before the child runs, so a child that never reads it or exits
         // at once cannot make the sending fail.
-        image.send(&ours).map_err(|error| context("sending the image", error))?;
-        let process =
-            Process::create(module, name).map_err(|error| context("process_create", error))?;
+        let sent = if app.isolated {
+            // Modules cannot cross into a domain: an empty image.
+            ours.write(END, Vec::new()).map_err(|failed| failed.error)
+        } else {
+            image.send(&ours)
+        };
+        sent.map_err(|error| context("sending the image", error))?;
+        let options = if app.isolated { PROCESS_CREATE_ISOLATED } else { 0 };
+        let process = Process::create_with(module, name, options)
+            .map_err(|error| context("process_create_with", error))?;
         for &(limit, value) in &app.limits {
             process
                 .set_limit(limit, value)

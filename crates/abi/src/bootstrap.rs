@@ -58,7 +58,10 @@ pub enum Restart {
 /// - `restart=never|on-failure|always` and `restarts=COUNT/WINDOW` (at most COUNT restarts in
 ///   any WINDOW, a duration; default `3/10s`), for the supervisor in `init`;
 /// - resource limits, set with `process_set_limit` before the app starts: `memory=SIZE`,
-///   `handles=COUNT`, `queued=SIZE`, `children=COUNT`, `cpu=DURATION`.
+///   `handles=COUNT`, `queued=SIZE`, `children=COUNT`, `cpu=DURATION`;
+/// - `domain=isolated|local`: whether the app runs in a hardware protection domain of its own
+///   (`process_create_with` with `PROCESS_CREATE_ISOLATED`); `local`, the default, runs it in
+///   init's kernel.
 ///
 /// SIZE is bytes with an optional `K`, `M` or `G` (powers of 1024); DURATION is a number with
 /// `ns`, `us`, `ms` or `s`.
@@ -92,6 +95,11 @@ impl<'a> Directive<'a> {
     /// The most restarts allowed within a window: `(count, window in nanoseconds)`.
     pub fn restart_limit(&self) -> (u32, u64) {
         self.option("restarts").and_then(parse_restarts).unwrap_or((3, 10_000_000_000))
+    }
+
+    /// Whether the app runs in a domain of its own (`domain=isolated`).
+    pub fn is_isolated(&self) -> bool {
+        self.option("domain") == Some("isolated")
     }
 
     /// The resource limits the line sets, as `(limit, value)`.
@@ -208,7 +216,7 @@ fn parse_restarts(text: &str) -> Option<(u32, u64)> {
 /// the option expects, or `None` when it is one.
 fn option_problem(word: &str) -> Option<&'static str> {
     const KNOWN: &str = "not an option: options are restart=, restarts=, memory=, handles=, \
-                         queued=, children=, cpu= and threads=";
+                         queued=, children=, cpu=, threads= and domain=";
     let Some((key, value)) = word.split_once('=') else { return Some(KNOWN) };
     let (valid, expected) = match key {
         "restart" => (
@@ -216,6 +224,7 @@ fn option_problem(word: &str) -> Option<&'static str> {
             "expected never, on-failure or always",
         ),
         "restarts" => (parse_restarts(value).is_some(), "expected COUNT/DURATION, e.g. 3/10s"),
+        "domain" => (matches!(value, "isolated" | "local"), "expected isolated or local"),
         _ => {
             let Some(limit) = Limit::ALL.into_iter().find(|limit| limit.key() == key) else {
                 return Some(KNOWN);
@@ -344,6 +353,18 @@ mod tests {
             limits[limit as usize] = value;
         }
         assert_eq!(limits, [0, 16 << 20, 64, 64 << 10, 8, 250_000_000]);
+    }
+
+    #[test]
+    fn the_domain_option_isolates_an_app() {
+        let mut lines = parse_manifest("start a domain=isolated\nstart b domain=local\nstart c");
+        let isolated =
+            |line: Option<Result<Directive<'_>, _>>| line.unwrap().unwrap().is_isolated();
+        assert!(isolated(lines.next()));
+        assert!(!isolated(lines.next()));
+        assert!(!isolated(lines.next()));
+        let error = parse_manifest("start x domain=vm").next().unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "manifest line 1: `domain=vm`: expected isolated or local");
     }
 
     #[test]

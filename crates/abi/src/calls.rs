@@ -230,6 +230,28 @@ pub const CALLS: &[Call] = &[
         ],
     ),
     status(
+        "process_create_with",
+        &[
+            ("module", I32),
+            ("name", I32),
+            ("name_length", I32),
+            ("options", I32),
+            ("out_handle", I32),
+        ],
+        &[
+            InvalidArgs,
+            InvalidArgs,
+            NotSupported,
+            OutOfRange,
+            InvalidArgs,
+            BadHandle,
+            WrongType,
+            AccessDenied,
+            NoResources,
+            NoResources,
+        ],
+    ),
+    status(
         "process_start",
         &[("process", I32), ("bootstrap", I32)],
         &[
@@ -239,6 +261,8 @@ pub const CALLS: &[Call] = &[
             InvalidArgs,
             BadHandle,
             AccessDenied,
+            NotSupported,
+            NoResources,
             NoResources,
             BadState,
         ],

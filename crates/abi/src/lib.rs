@@ -71,6 +71,10 @@ pub const SOCKET_SHUTDOWN_WRITE: u32 = 1 << 0;
 /// its peer's writes fail.
 pub const SOCKET_SHUTDOWN_READ: u32 = 1 << 1;
 
+/// `process_create_with` option: the process runs in a hardware protection domain of its own
+/// (hosted: a sandboxed host process; see `docs/domains.md`).
+pub const PROCESS_CREATE_ISOLATED: u32 = 1 << 0;
+
 /// The kinds of kernel object a handle can refer to (`object_get_info` BASIC `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

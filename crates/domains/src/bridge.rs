@@ -8,6 +8,9 @@
 //! delivered (`Delivered` gives one back), so a full reader holds up its writer as a local
 //! channel does, and a peer that sends more breaks the protocol. When a local end's peer closes,
 //! `Closed` tells the other side to close its local end after the messages before it.
+//! Sockets a message carries are bridged too (`sockets`).
+
+mod sockets;
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -16,11 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
 use nebulet_abi::{CHANNEL_MAX_QUEUED_MESSAGES, Error, Rights};
-use nebulet_kernel::{ChannelEnd, CrossingMessage};
+use nebulet_kernel::{ChannelEnd, Crossed, CrossingMessage, SocketEnd};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
-use crate::wire::{Frame, Outgoing};
+use crate::wire::{Carried, Frame, Outgoing};
 
 /// Messages a side may have sent on one channel and not yet seen delivered.
 const CREDITS: usize = CHANNEL_MAX_QUEUED_MESSAGES as usize;
@@ -64,6 +67,7 @@ pub(crate) struct Bridge {
     next_id: AtomicU64,
     outgoing: Arc<Outgoing>,
     links: Mutex<HashMap<u64, Link>>,
+    sockets: Mutex<HashMap<u64, sockets::SocketLink>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -89,6 +93,7 @@ impl Bridge {
             next_id: AtomicU64::new(first),
             outgoing,
             links: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(HashMap::new()),
             runtime,
         })
     }
@@ -154,19 +159,28 @@ impl Bridge {
             let Ok(permit) = credits.acquire().await else { return };
             permit.forget();
             let Some(message) = poll_fn(|context| end.poll_read(context)).await else { break };
-            let mut gates = Vec::with_capacity(message.channels.len());
-            let channels = message
-                .channels
+            let mut gates = Vec::with_capacity(message.handles.len());
+            let handles = message
+                .handles
                 .into_iter()
                 .map(|(carried, rights)| {
                     let carried_id = self.next_id.fetch_add(2, Ordering::Relaxed);
                     let (open, gate) = tokio::sync::oneshot::channel();
-                    self.attach_gated(carried_id, carried, Some(gate));
                     gates.push(open);
-                    (carried_id, rights.bits())
+                    let rights = rights.bits();
+                    match carried {
+                        Crossed::Channel(channel) => {
+                            self.attach_gated(carried_id, channel, Some(gate));
+                            Carried::Channel { id: carried_id, rights }
+                        }
+                        Crossed::Socket(socket) => {
+                            self.attach_socket(carried_id, socket, Some(gate));
+                            Carried::Socket { id: carried_id, rights }
+                        }
+                    }
                 })
                 .collect();
-            let frame = Frame::Message { channel: id, bytes: message.bytes, channels };
+            let frame = Frame::Message { channel: id, bytes: message.bytes, handles };
             in_flight.fetch_add(1, Ordering::Relaxed);
             if self.outgoing.send(frame).is_err() {
                 return;
@@ -224,21 +238,35 @@ impl Bridge {
     /// Handles one frame from the other side.
     pub(crate) fn receive(self: &Arc<Self>, frame: Frame) -> Result<(), Violation> {
         match frame {
-            Frame::Message { channel, bytes, channels } => {
+            Frame::Message { channel, bytes, handles } => {
                 if bytes.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES as usize
-                    || channels.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
+                    || handles.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
                 {
                     return Err(Violation("a message past the limits"));
                 }
-                let mut carried = Vec::with_capacity(channels.len());
-                for &(carried_id, rights) in &channels {
-                    if !self.is_theirs(carried_id) || self.links().contains_key(&carried_id) {
-                        return Err(Violation("a channel id that is not new"));
+                let mut carried = Vec::with_capacity(handles.len());
+                for &handle in &handles {
+                    let (Carried::Channel { id, .. } | Carried::Socket { id, .. }) = handle;
+                    if !self.is_theirs(id)
+                        || self.links().contains_key(&id)
+                        || self.socket_links().contains_key(&id)
+                    {
+                        return Err(Violation("a channel or socket id that is not new"));
                     }
-                    let (local, delivered) = ChannelEnd::crossing_pair();
-                    self.attach(carried_id, local);
-                    let rights = Rights::from_bits(rights) & Rights::CHANNEL_DEFAULT;
-                    carried.push((delivered, rights));
+                    carried.push(match handle {
+                        Carried::Channel { id, rights } => {
+                            let (local, delivered) = ChannelEnd::crossing_pair();
+                            self.attach(id, local);
+                            let rights = Rights::from_bits(rights) & Rights::CHANNEL_DEFAULT;
+                            (Crossed::Channel(delivered), rights)
+                        }
+                        Carried::Socket { id, rights } => {
+                            let (local, delivered) = SocketEnd::pair();
+                            self.attach_socket(id, local, None);
+                            let rights = Rights::from_bits(rights) & Rights::SOCKET_DEFAULT;
+                            (Crossed::Socket(delivered), rights)
+                        }
+                    });
                 }
                 let links = self.links();
                 let Some(link) = links.get(&channel) else {
@@ -251,7 +279,7 @@ impl Bridge {
                 if waiting >= CREDITS {
                     return Err(Violation("more messages than the channel's credit"));
                 }
-                let message = CrossingMessage { bytes, channels: carried };
+                let message = CrossingMessage { bytes, handles: carried };
                 // Nothing waits before it (only this reader adds): delivered here if there is
                 // room, which saves the delivering task a wake-up.
                 let message = if waiting == 0 {
@@ -290,6 +318,10 @@ impl Bridge {
                 }
                 Ok(())
             }
+            Frame::SocketData { .. }
+            | Frame::SocketDelivered { .. }
+            | Frame::SocketShutdown { .. }
+            | Frame::SocketClosed { .. } => self.receive_socket(frame),
             Frame::Exit { .. } => Err(Violation("an exit frame from the parent")),
         }
     }
@@ -301,6 +333,7 @@ impl Bridge {
         self.links()
             .values()
             .all(|link| !link.end.is_readable() || link.credits.available_permits() == 0)
+            && self.sockets_flushed()
     }
 
     /// The socket is gone: every bridged channel closes here (their local peers see
@@ -310,6 +343,7 @@ impl Bridge {
             let _ = link.inbound.send(Inbound::Closed);
             link.tasks[0].abort();
         }
+        self.disconnect_sockets();
     }
 }
 
@@ -333,7 +367,8 @@ mod tests {
     }
 
     fn message(channel: u64, channels: Vec<(u64, u32)>) -> Frame {
-        Frame::Message { channel, bytes: vec![1], channels }
+        let handles = channels.into_iter().map(|(id, rights)| Carried::Channel { id, rights });
+        Frame::Message { channel, bytes: vec![1], handles: handles.collect() }
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::bridge::{Bridge, Side};
 use crate::sandbox::{self, Report};
 use crate::wire::{self, Frame, Setup};
 
+/// How long a domain that ended waits for its connections to send what its processes wrote to
+/// them (as `nebulet run` does).
+const NETWORK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
@@ -54,7 +58,12 @@ fn run() -> Result<(), String> {
 
     let mut report = Report::default();
     sandbox::enter_namespaces(&mut report);
-    sandbox::limit_resources(&mut report);
+    let cpu_limit = setup
+        .limits
+        .iter()
+        .find(|&&(limit, _)| limit == nebulet_abi::Limit::CpuNanoseconds as u32)
+        .map(|&(_, nanoseconds)| nanoseconds);
+    sandbox::limit_resources(cpu_limit, &mut report);
     sandbox::restrict_files(&preopen_descriptors, &mut report)?;
     let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), None)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
@@ -116,20 +125,30 @@ async fn serve(
         listeners: descriptors.listeners,
         ..Default::default()
     };
-    let status = match emulator.compile(&setup.module) {
+    let limits: Vec<_> = setup
+        .limits
+        .iter()
+        .filter_map(|&(limit, value)| Some((nebulet_abi::Limit::from_raw(limit)?, value)))
+        .collect();
+    let module = if setup.compiled {
+        emulator.load_precompiled(&setup.module).map_err(|error| format!("{error:?}"))
+    } else {
+        emulator.compile(&setup.module)
+    };
+    let status = match module {
         Err(reason) => nebulet_hosted::ExitStatus {
             code: -1,
             reason: nebulet_abi::ExitReason::Trapped,
             message: Some(format!("cannot start: {reason}")),
         },
         Ok(module) => {
-            let process = if setup.bootstrap {
+            let bootstrap = setup.bootstrap.then(|| {
                 let (local, given) = ChannelEnd::crossing_pair();
                 bridge.attach(wire::BOOTSTRAP, local);
-                emulator.kernel().spawn_with_bootstrap(module, options, given)
-            } else {
-                emulator.kernel().spawn(module, options)
-            };
+                given
+            });
+            let process =
+                emulator.kernel().spawn_with_bootstrap(module, options, &limits, bootstrap);
             let receiving = {
                 let bridge = bridge.clone();
                 async move {
@@ -149,6 +168,12 @@ async fn serve(
             while !bridge.is_flushed() {
                 tokio::time::sleep(std::time::Duration::from_micros(100)).await;
             }
+            // And what it wrote to its connections reaches their clients, as `nebulet run`
+            // waits for it (bounded: a client that does not read does not keep the domain).
+            let draining = tokio::task::spawn_blocking(|| {
+                nebulet_hosted::network::drain(NETWORK_PATIENCE);
+            });
+            let _ = draining.await;
             receiver.abort();
             status
         }

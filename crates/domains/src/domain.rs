@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nebulet_abi::ExitReason;
+use nebulet_abi::{ExitReason, Limit};
 use nebulet_hosted::ExitStatus;
 use nebulet_kernel::ChannelEnd;
 use tokio::io::AsyncWriteExt;
@@ -39,6 +39,12 @@ pub struct DomainOptions {
     /// For tests of the sandbox: what the domain's host process itself tries once sandboxed
     /// (see the `probe` module: `report`, `open:PATH`, `connect:ADDRESS`, `syscall`).
     pub probe: Option<String>,
+    /// Whether the module is a compiled-module file of this build's kernel (a module the
+    /// parent's kernel compiled already) rather than `.wasm` or `.wat` to compile inside.
+    pub compiled: bool,
+    /// The limits of the process's budget in the domain, as `process_set_limit` sets them. A
+    /// `cpu` limit is also the domain's `RLIMIT_CPU` (rounded up to seconds, and one more).
+    pub limits: Vec<(Limit, u64)>,
 }
 
 impl DomainOptions {
@@ -54,6 +60,8 @@ impl DomainOptions {
             stdio: None,
             bootstrap: None,
             probe: None,
+            compiled: false,
+            limits: Vec::new(),
         }
     }
 }
@@ -81,6 +89,8 @@ impl Domain {
             stdio,
             bootstrap,
             probe,
+            compiled,
+            limits,
         } = options;
         let (parent_socket, child_socket) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
@@ -119,6 +129,8 @@ impl Domain {
             listeners: listener_count,
             preopens: guests,
             module,
+            compiled,
+            limits: limits.iter().map(|&(limit, value)| (limit as u32, value)).collect(),
             bootstrap: bootstrap.is_some(),
             probe,
         };
@@ -152,11 +164,40 @@ impl Domain {
     /// Waits for the domain's first process to end, and for the domain. A domain that ended
     /// without saying how its program did (it crashed, was killed, or broke its seccomp
     /// policy) gives "domain fault", with what happened to it in the message.
-    pub async fn wait(mut self) -> ExitStatus {
-        let told = (&mut self.exit).await.ok();
+    pub async fn wait(self) -> ExitStatus {
+        self.wait_or_kill(std::future::pending()).await.0
+    }
+
+    /// [`Domain::wait`], killing the domain if `kill` completes first; also gives the CPU time
+    /// its host process used, in nanoseconds (read from `/proc` once it has ended, before it is
+    /// reaped).
+    pub async fn wait_or_kill(mut self, kill: impl Future<Output = ()>) -> (ExitStatus, i64) {
+        let mut kill = std::pin::pin!(kill);
+        let mut killed = false;
+        let told = tokio::select! {
+            told = &mut self.exit => told.ok(),
+            () = &mut kill => {
+                killed = true;
+                self.kill();
+                (&mut self.exit).await.ok()
+            }
+        };
+        let cpu = cpu_time_at_end(self.child.id());
+        let cpu = if killed {
+            cpu.await
+        } else {
+            let mut cpu = std::pin::pin!(cpu);
+            tokio::select! {
+                cpu = &mut cpu => cpu,
+                () = &mut kill => {
+                    self.kill();
+                    cpu.await
+                }
+            }
+        };
         let ended = self.child.wait().await;
         self.bridge.disconnect();
-        match (told, ended) {
+        let status = match (told, ended) {
             (Some(status), Ok(ended))
                 if ended.success() || status.reason == ExitReason::DomainFault =>
             {
@@ -167,8 +208,46 @@ impl Domain {
                 reason: ExitReason::DomainFault,
                 message: Some(describe(ended)),
             },
-        }
+        };
+        (status, cpu)
     }
+}
+
+/// The CPU time, in nanoseconds, that host process `id` (a child of this process) used, once it
+/// has ended: waited for without reaping it, so that `/proc` still shows its threads' total.
+/// 0 if it cannot be read.
+async fn cpu_time_at_end(id: Option<u32>) -> i64 {
+    let Some(pid) = id.and_then(|id| rustix::process::Pid::from_raw(id as i32)) else {
+        return 0;
+    };
+    let waited = tokio::task::spawn_blocking(move || {
+        use rustix::process::{WaitId, WaitIdOptions, waitid};
+        // Interrupted by a signal: wait again.
+        loop {
+            match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other.is_ok(),
+            }
+        }
+    });
+    if !waited.await.unwrap_or(false) {
+        return 0;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) else {
+        return 0;
+    };
+    cpu_time_of_stat(&stat, rustix::param::clock_ticks_per_second())
+}
+
+/// The user and system CPU time in a `/proc/PID/stat` line, in nanoseconds (fields 14 and 15,
+/// in clock ticks, after the command in parentheses, which may hold spaces).
+fn cpu_time_of_stat(stat: &str, ticks_per_second: u64) -> i64 {
+    let Some((_, fields)) = stat.rsplit_once(')') else { return 0 };
+    let mut fields = fields.split_whitespace().skip(11);
+    let mut tick = || fields.next().and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = tick().saturating_add(tick());
+    let nanoseconds = u128::from(ticks) * 1_000_000_000 / u128::from(ticks_per_second.max(1));
+    i64::try_from(nanoseconds).unwrap_or(i64::MAX)
 }
 
 /// What became of a domain's host process, for the "domain fault" message.
@@ -235,4 +314,14 @@ async fn receive(
         }
     }
     bridge.disconnect();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cpu_time_of_a_stat_line_is_its_user_and_system_ticks() {
+        let stat = "42 (nebulet (x) y) Z 1 42 42 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 3 0";
+        assert_eq!(super::cpu_time_of_stat(stat, 100), 2_000_000_000);
+        assert_eq!(super::cpu_time_of_stat("garbage", 100), 0);
+    }
 }

@@ -4,19 +4,21 @@
 //! A domain is a re-execution of the `nebulet` binary (`nebulet domain-child`). Before any
 //! guest code runs, it enters new namespaces, lowers its limits, and applies Landlock and a
 //! seccomp-bpf allow-list; then it boots a kernel of its own and compiles and runs the program.
-//! Its bootstrap channel, and the channels sent over it, are bridged (`bridge`).
+//! Its bootstrap channel, and the channels and sockets sent over it, are bridged (`bridge`).
 #![forbid(unsafe_code)]
 
 mod bridge;
 mod child;
 mod domain;
 mod handoff;
+mod launcher;
 mod probe;
 mod sandbox;
 mod wire;
 
 pub use child::main as child_main;
 pub use domain::{Domain, DomainOptions};
+pub use launcher::Launcher;
 pub use probe::PROBE_VARIABLE;
 
 /// The hidden subcommand that runs a domain's side.

@@ -9,7 +9,7 @@ use tokio::io::AsyncReadExt;
 /// The largest frame a parent reads from a domain: a channel message of the most bytes and
 /// handles, and room for the rest. Anything longer breaks the protocol.
 pub(crate) const MAX_FRAME_BYTES: usize = nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES as usize
-    + 16 * nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
+    + 24 * nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
     + 4096;
 
 /// The largest setup a domain reads from its parent (the module is in it).
@@ -26,8 +26,14 @@ pub(crate) struct Setup {
     pub(crate) listeners: usize,
     /// The preopens' guest paths, in the order of their descriptors.
     pub(crate) preopens: Vec<String>,
-    /// The module's bytes (`.wasm` or `.wat`), compiled inside the sandbox.
+    /// The module's bytes: `.wasm` or `.wat`, compiled inside the sandbox, or, if `compiled`,
+    /// a module the parent's kernel compiled (a compiled-module file of this build).
     pub(crate) module: Vec<u8>,
+    /// Whether `module` is compiled already (`process_create_with`: the creator's kernel
+    /// compiled it, so compiling it again inside would add no wall).
+    pub(crate) compiled: bool,
+    /// The limits of the first process's budget (`Limit` values and amounts).
+    pub(crate) limits: Vec<(u32, u64)>,
     /// Whether the process gets a bootstrap channel (wire id [`BOOTSTRAP`]).
     pub(crate) bootstrap: bool,
     /// A test's probe of the sandbox (see `probe`).
@@ -38,16 +44,32 @@ pub(crate) struct Setup {
 /// even numbers, the domain in odd ones, so their ids never meet.
 pub(crate) const BOOTSTRAP: u64 = 0;
 
+/// An end a message carries, under a fresh wire id, with the rights of its handle. Channels
+/// and sockets share the ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Carried {
+    Channel { id: u64, rights: u32 },
+    Socket { id: u64, rights: u32 },
+}
+
 /// One frame after the setup, either way.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Frame {
-    /// A message for channel `channel`, carrying new channels under fresh ids, with the rights
-    /// of their handles.
-    Message { channel: u64, bytes: Vec<u8>, channels: Vec<(u64, u32)> },
+    /// A message for channel `channel`, carrying new channels and sockets, in order.
+    Message { channel: u64, bytes: Vec<u8>, handles: Vec<Carried> },
     /// A message on `channel` was delivered to the local end: the sender may send one more.
     Delivered { channel: u64 },
     /// The sender's end of `channel` closed: after the messages before this, the peer is gone.
     Closed { channel: u64 },
+    /// Bytes written to socket `socket` (at most a socket transfer's worth).
+    SocketData { socket: u64, bytes: Vec<u8> },
+    /// `bytes` of socket `socket` were delivered to the local end: the sender may send as many
+    /// more.
+    SocketDelivered { socket: u64, bytes: u64 },
+    /// The sender's side of `socket` writes no more (after the bytes before this).
+    SocketShutdown { socket: u64 },
+    /// The sender's side of `socket` closed: after the bytes before this, the peer is gone.
+    SocketClosed { socket: u64 },
     /// (Domain to parent.) The domain's first process ended so; the domain ends next.
     Exit { code: i32, reason: u32, message: Option<String> },
 }

@@ -16,6 +16,7 @@ mod compiled;
 mod compiler;
 mod console;
 mod cpu_time;
+mod domain_console;
 mod fatal;
 mod files;
 pub mod network;
@@ -29,13 +30,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use cache::{CACHE_DIRECTORY_VARIABLE, CacheStatistics, DEFAULT_CACHE_LIMIT, ModuleCache};
-pub use compiled::{Fingerprint, LoadError, is_compiled};
+pub use compiled::{Fingerprint, LoadError, is_compiled, serialize as serialize_module};
 pub use files::{HostDirectory, HostFile, errno};
 pub use nebulet_kernel::{
-    Capacity, ChannelEnd, Connector, CrossingMessage, ExitStatus, Grant, Kernel, Listener,
-    ProcessOptions, ProcessRef, SocketEnd, Stdio, wasmtime,
+    Capacity, ChannelEnd, Connector, Crossed, CrossingMessage, DomainEnd, DomainRequest,
+    DomainStart, ExitStatus, Grant, Kernel, Listener, ProcessOptions, ProcessRef, SocketEnd, Stdio,
+    wasmtime,
 };
-pub use platform::{Console, HostedPlatform};
+pub use platform::{Console, DomainStarter, HostedPlatform};
 pub use source::module_binary;
 
 /// How often the epoch advances, and so how long a process may run before it yields: short
@@ -284,6 +286,13 @@ impl Emulator {
             ticker,
             ticker_thread: Some(ticker_thread),
         })
+    }
+
+    /// Lets processes start children in hardware protection domains (`process_create_with`'s
+    /// `PROCESS_CREATE_ISOLATED`), started by `starter`; without it they get
+    /// `ERR_NOT_SUPPORTED`. `false` if domains were enabled already.
+    pub fn enable_domains(&self, starter: Arc<dyn DomainStarter>) -> bool {
+        self.platform.enable_domains(starter)
     }
 
     /// The root budget: what this host gives all processes together.

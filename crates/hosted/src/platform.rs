@@ -1,11 +1,13 @@
 //! The hosted platform: tokio, the OS clock and entropy, stdout, Cranelift and its cache.
 
-use std::sync::{Arc, Mutex};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use nebulet_kernel::vfs::Errno;
 use nebulet_kernel::{
-    BoxFuture, Capacity, CompileError, ConsoleStream, Platform, RunLength, RunStart,
+    BoxFuture, Capacity, CompileError, ConsoleStream, DomainRequest, DomainStart, Platform,
+    RunLength, RunStart,
 };
 
 use crate::cache::ModuleCache;
@@ -38,6 +40,17 @@ pub struct HostedPlatform {
     compiler: Compiler,
     /// Where compiled modules are kept between runs, if anywhere.
     cache: Option<ModuleCache>,
+    /// What starts hardware protection domains, once the host installed it.
+    domains: OnceLock<Arc<dyn DomainStarter>>,
+}
+
+/// What starts hardware protection domains for the kernel (`process_create_with`'s
+/// `PROCESS_CREATE_ISOLATED`): `nebulet_domains`, which builds on this crate, installs one with
+/// [`crate::Emulator::enable_domains`]. Without one, the platform has no domains.
+pub trait DomainStarter: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts a domain for `request` (within the platform's runtime, in the returned future),
+    /// whose stdin, stdout and stderr are `stdio`.
+    fn start(&self, request: DomainRequest, stdio: [OwnedFd; 3]) -> DomainStart;
 }
 
 impl HostedPlatform {
@@ -54,7 +67,21 @@ impl HostedPlatform {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let blocking = Arc::new(tokio::sync::Semaphore::new(cores));
         let compiler = Compiler::new();
-        Self { start: Instant::now(), runtime, console, capacity, blocking, compiler, cache }
+        Self {
+            start: Instant::now(),
+            runtime,
+            console,
+            capacity,
+            blocking,
+            compiler,
+            cache,
+            domains: OnceLock::new(),
+        }
+    }
+
+    /// Lets the kernel start domains with `starter`; `false` if a starter was installed already.
+    pub(crate) fn enable_domains(&self, starter: Arc<dyn DomainStarter>) -> bool {
+        self.domains.set(starter).is_ok()
     }
 
     /// The cache of compiled modules, if there is one.
@@ -155,6 +182,26 @@ impl Platform for HostedPlatform {
 
     fn spawn(&self, task: BoxFuture<()>) {
         self.runtime.spawn(fatal::guarded(task));
+    }
+
+    fn has_domains(&self) -> bool {
+        self.domains.get().is_some()
+    }
+
+    fn start_domain(&self, request: DomainRequest) -> Result<DomainStart, nebulet_abi::Error> {
+        let starter = self.domains.get().ok_or(nebulet_abi::Error::NotSupported)?;
+        let (stdio, forwarded) =
+            crate::domain_console::stdio(&self.console).map_err(|_| nebulet_abi::Error::Io)?;
+        let DomainStart { ended, kill } = starter.start(request, stdio);
+        // What the domain printed is in the console before its end is seen.
+        let ended = Box::pin(async move {
+            let end = ended.await;
+            if let Some(forwarded) = forwarded {
+                let _ = forwarded.await;
+            }
+            end
+        });
+        Ok(DomainStart { ended, kill })
     }
 
     fn compile_module(

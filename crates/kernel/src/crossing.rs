@@ -10,9 +10,10 @@ use nebulet_abi::{Error, Rights};
 use crate::handles::HandleEntry;
 use crate::objects::Object;
 use crate::objects::channel::{Crossing, Endpoint, Message, ReadError};
+use crate::objects::socket::SocketEnd;
 
 /// One end of a channel, held by the host (a bridge to another domain, or a test). Channels
-/// made by [`ChannelEnd::crossing_pair`] carry only channel handles (others fail with
+/// made by [`ChannelEnd::crossing_pair`] carry only channel and socket handles (others fail with
 /// `ERR_NOT_SUPPORTED` at the writer), since only those can be carried to another domain. A
 /// clone is another reference to the same end; the end closes when the last one drops.
 #[derive(Debug, Clone)]
@@ -20,14 +21,23 @@ pub struct ChannelEnd {
     endpoint: Arc<Endpoint>,
 }
 
-/// A message as the host reads and writes it: bytes, and the channel ends it carries with their
-/// rights.
+/// A message as the host reads and writes it: bytes, and the channel and socket ends it
+/// carries, in order, with their rights.
 #[derive(Debug, Default)]
 pub struct CrossingMessage {
     /// The message's bytes.
     pub bytes: Vec<u8>,
-    /// The channel ends it carries, each with the rights of its handle.
-    pub channels: Vec<(ChannelEnd, Rights)>,
+    /// The ends it carries, each with the rights of its handle.
+    pub handles: Vec<(Crossed, Rights)>,
+}
+
+/// An end a crossing message carries.
+#[derive(Debug, Clone)]
+pub enum Crossed {
+    /// A channel end.
+    Channel(ChannelEnd),
+    /// A socket end.
+    Socket(Arc<SocketEnd>),
 }
 
 impl ChannelEnd {
@@ -35,6 +45,11 @@ impl ChannelEnd {
     pub fn crossing_pair() -> (ChannelEnd, ChannelEnd) {
         let (first, second) = Endpoint::create_with(Crossing::Bridged);
         (ChannelEnd { endpoint: first }, ChannelEnd { endpoint: second })
+    }
+
+    /// A process's channel end, now held by the host to bridge it (see `crate::domain`).
+    pub(crate) fn from_endpoint(endpoint: Arc<Endpoint>) -> ChannelEnd {
+        ChannelEnd { endpoint }
     }
 
     /// The handle entry that gives this end to a process.
@@ -54,17 +69,20 @@ impl ChannelEnd {
     }
 
     fn crossing_message(message: Message) -> CrossingMessage {
-        let channels = message
+        let handles = message
             .handles
             .into_iter()
             .filter_map(|entry| match entry.object {
-                Object::Channel(endpoint) => Some((ChannelEnd { endpoint }, entry.rights)),
+                Object::Channel(endpoint) => {
+                    Some((Crossed::Channel(ChannelEnd { endpoint }), entry.rights))
+                }
+                Object::Socket(socket) => Some((Crossed::Socket(socket), entry.rights)),
                 // A bridged channel refuses other kinds at the writer; a host-made local one
                 // is never read here.
                 _ => None,
             })
             .collect();
-        CrossingMessage { bytes: message.bytes, channels }
+        CrossingMessage { bytes: message.bytes, handles }
     }
 
     /// Queues `message` for the peer if there is room, or registers to be woken when there
@@ -81,8 +99,14 @@ impl ChannelEnd {
 
     /// [`ChannelEnd::poll_write`] without waiting: `ERR_SHOULD_WAIT` gives the message back.
     pub fn try_write(&self, message: CrossingMessage) -> Result<(), (Error, CrossingMessage)> {
-        let CrossingMessage { bytes, channels } = message;
-        let handles = channels.into_iter().map(|(end, rights)| end.into_entry(rights)).collect();
+        let CrossingMessage { bytes, handles } = message;
+        let handles = handles
+            .into_iter()
+            .map(|(end, rights)| match end {
+                Crossed::Channel(end) => end.into_entry(rights),
+                Crossed::Socket(socket) => HandleEntry::new(Object::Socket(socket), rights),
+            })
+            .collect();
         self.endpoint
             .write(Message { bytes, handles, charge: None })
             .map_err(|(error, message)| (error, Self::crossing_message(message)))

@@ -293,14 +293,22 @@ impl Kernel {
         process: &Arc<Process>,
         bootstrap: Option<HandleEntry>,
     ) -> Result<(), (Error, Option<HandleEntry>)> {
+        if process.is_isolated() {
+            return crate::domain::start(self, process, bootstrap);
+        }
         if !self.memory_allows(self.margins.process) {
             return Err((Error::NoResources, bootstrap));
         }
         process.mark_started(bootstrap)?;
-        self.live_processes.fetch_add(1, Ordering::Relaxed);
-        self.roster.enter(process);
+        self.process_started(process);
         self.platform.spawn(Box::pin(runner::run(self.clone(), process.clone())));
         Ok(())
+    }
+
+    /// Counts a process that has started, and lists it.
+    pub(crate) fn process_started(&self, process: &Arc<Process>) {
+        self.live_processes.fetch_add(1, Ordering::Relaxed);
+        self.roster.enter(process);
     }
 
     /// Whether `bytes` more can be allocated and still leave the kernel's margin free.
@@ -394,15 +402,18 @@ impl Kernel {
         Ok(self.start_root_process(init, options, Some(bootstrap)))
     }
 
-    /// Starts a process of `module` whose bootstrap handle is `bootstrap` (with the default
-    /// rights of a channel): a domain's first process, whose bootstrap channel is bridged.
+    /// Starts a process of `module` with resource limits on its budget (as
+    /// [`Kernel::spawn_with_limits`]) whose bootstrap handle, if any, is `bootstrap` (with the
+    /// default rights of a channel): a domain's first process, whose bootstrap channel is
+    /// bridged.
     pub fn spawn_with_bootstrap(
         self: &Arc<Self>,
         module: wasmtime::Module,
         options: ProcessOptions,
-        bootstrap: crate::ChannelEnd,
+        limits: &[(Limit, u64)],
+        bootstrap: Option<crate::ChannelEnd>,
     ) -> ProcessRef {
-        let entry = bootstrap.into_entry(Rights::CHANNEL_DEFAULT);
-        self.start_root_process(module, options, Some(entry))
+        let entry = bootstrap.map(|end| end.into_entry(Rights::CHANNEL_DEFAULT));
+        self.start_limited_root_process(module, options, limits, entry)
     }
 }

@@ -13,6 +13,7 @@ extern crate alloc;
 mod blocking;
 mod budget;
 mod crossing;
+mod domain;
 mod futex;
 mod guest_memory;
 mod handles;
@@ -32,13 +33,14 @@ mod wait;
 mod wasi;
 mod watchdog;
 
-pub use crossing::{ChannelEnd, CrossingMessage};
+pub use crossing::{ChannelEnd, Crossed, CrossingMessage};
 pub use kernel::{Grant, Kernel, ProcessOptions, Stdio};
 pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};
 pub use objects::socket::SocketEnd;
 pub use platform::{
-    BoxFuture, Capacity, CompileError, ConsoleStream, LONG_RUN_NS, Platform, RunLength, RunStart,
+    BoxFuture, Capacity, CompileError, ConsoleStream, DomainEnd, DomainRequest, DomainStart,
+    LONG_RUN_NS, Platform, RunLength, RunStart,
 };
 pub use prepare::{MEMORY_EXPORT, PREPARE_SOURCE, prepare_module};
 pub use roster::{ProcessSummary, RunState};

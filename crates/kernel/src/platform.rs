@@ -149,6 +149,20 @@ pub trait Platform: Send + Sync + 'static {
     /// Runs a task (a process, a timer) to completion in the background.
     fn spawn(&self, task: BoxFuture<()>);
 
+    /// Whether [`Platform::start_domain`] can start hardware protection domains here (hosted,
+    /// when the host installed a way to start them; never on bare metal).
+    fn has_domains(&self) -> bool {
+        false
+    }
+
+    /// Starts a process in a hardware protection domain of its own (`process_create_with`'s
+    /// `PROCESS_CREATE_ISOLATED`, see `docs/domains.md`). The domain itself starts inside the
+    /// returned future, which the kernel spawns; `ERR_NOT_SUPPORTED` where there are no domains.
+    fn start_domain(&self, request: DomainRequest) -> Result<DomainStart, nebulet_abi::Error> {
+        let _ = request;
+        Err(nebulet_abi::Error::NotSupported)
+    }
+
     /// Validates and compiles wasm bytes (or text, where the platform accepts it) into a module.
     /// The binary must go through [`crate::prepare_module`] first (the rewrite of atomic waits
     /// that threads need).
@@ -180,4 +194,43 @@ pub struct RunStart {
     pub wall: i64,
     /// The OS thread's CPU clock then, if it was read.
     pub cpu: Option<i64>,
+}
+
+/// What a domain's first process is started with (see [`Platform::start_domain`]).
+#[derive(Debug)]
+pub struct DomainRequest {
+    /// The process's name.
+    pub name: String,
+    /// Its module, compiled by this kernel's engine.
+    pub module: wasmtime::Module,
+    /// Its bootstrap channel, to be bridged: the end the bridge holds, whose peer the creator
+    /// holds.
+    pub bootstrap: Option<crate::ChannelEnd>,
+    /// The limits of its budget in the domain, as `process_set_limit` sets them. The memory
+    /// limit is always there: it is what the creator's budget holds for the domain.
+    pub limits: Vec<(nebulet_abi::Limit, u64)>,
+}
+
+/// A domain being started: how it ends, and how to end it.
+pub struct DomainStart {
+    /// Starts the domain, and completes when it has ended, with how its first process ended.
+    pub ended: BoxFuture<DomainEnd>,
+    /// Kills the domain (its host process), whether it has started yet or not; `ended` then
+    /// completes soon after.
+    pub kill: Box<dyn FnOnce() + Send>,
+}
+
+impl core::fmt::Debug for DomainStart {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.debug_struct("DomainStart").finish_non_exhaustive()
+    }
+}
+
+/// How a domain ended.
+#[derive(Debug, Clone)]
+pub struct DomainEnd {
+    /// How its first process ended ("domain fault" if the domain died under it).
+    pub status: crate::ExitStatus,
+    /// The CPU time the domain's host process used, in nanoseconds, charged to the creator.
+    pub cpu_ns: i64,
 }

@@ -68,8 +68,8 @@ pub struct ProcessSummary {
     pub queued_bytes: u64,
     /// How many times its parent restarted it (see `Process::restarts`).
     pub restarts: u32,
-    /// The protection domain it runs in: `local` (this kernel), unless the platform says
-    /// otherwise (see `ProcessRef::set_domain`).
+    /// The protection domain it runs in: `local` (this kernel), or `isolated` for a process
+    /// that stands for a hardware protection domain of its own (`PROCESS_CREATE_ISOLATED`).
     pub domain: String,
 }
 

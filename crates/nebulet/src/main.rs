@@ -139,6 +139,13 @@ impl Report {
 fn emulator(cache: Option<ModuleCache>) -> Result<Emulator, String> {
     let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), cache)
         .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    // Processes may start children in domains of their own (docs/domains.md): re-executions
+    // of this binary.
+    if let Ok(executable) = std::env::current_exe() {
+        let probe = std::env::var(nebulet_domains::PROBE_VARIABLE).ok();
+        let launcher = nebulet_domains::Launcher::new(executable).with_probe(probe);
+        emulator.enable_domains(Arc::new(launcher));
+    }
     // Shown with `-v` (or RUST_LOG=info).
     {
         let Capacity { memory_bytes, mappings, linear_memories, threads, stack_bytes, .. } =

@@ -73,6 +73,14 @@ impl Process {
         Ok(Process(Handle::from_kernel(sys::process_create(module.0.as_raw(), name.as_bytes())?)?))
     }
 
+    /// [`Process::create`] with options of `process_create_with`, e.g.
+    /// [`PROCESS_CREATE_ISOLATED`](nebulet_abi::PROCESS_CREATE_ISOLATED): the process runs in a
+    /// hardware protection domain of its own ([`Error::NotSupported`] where there are none).
+    pub fn create_with(module: &Module, name: &str, options: u32) -> Result<Process, Error> {
+        let raw = sys::process_create_with(module.0.as_raw(), name.as_bytes(), options)?;
+        Ok(Process(Handle::from_kernel(raw)?))
+    }
+
     /// Starts the process, moving `bootstrap` into it (the child gets it from
     /// [`process::bootstrap`](crate::process::bootstrap)). On failure (e.g.
     /// [`Error::BadState`] if already started) the handle is given back.

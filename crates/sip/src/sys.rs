@@ -84,6 +84,13 @@ mod imports {
             name_length: u32,
             out_handle: *mut u32,
         ) -> i32;
+        pub fn process_create_with(
+            module: u32,
+            name: *const u8,
+            name_length: u32,
+            options: u32,
+            out_handle: *mut u32,
+        ) -> i32;
         pub fn process_start(process: u32, bootstrap: u32) -> i32;
         pub fn process_bootstrap(out_handle: *mut u32) -> i32;
         pub fn process_kill(process: u32) -> i32;
@@ -151,6 +158,7 @@ mod host_stubs {
         nanosleep(deadline: i64);
         module_compile(bytes: *const u8, length: u32, out_handle: *mut u32);
         process_create(module: u32, name: *const u8, name_length: u32, out_handle: *mut u32);
+        process_create_with(module: u32, name: *const u8, name_length: u32, options: u32, out_handle: *mut u32);
         process_start(process: u32, bootstrap: u32);
         process_bootstrap(out_handle: *mut u32);
         process_kill(process: u32);
@@ -428,6 +436,16 @@ pub(crate) fn process_create(module: RawHandle, name: &[u8]) -> Result<RawHandle
     let len = length(name.len())?;
     // SAFETY: `name` is readable for `len` bytes and `out` is a live `u32` during the call.
     out_handle(|out| unsafe { raw::process_create(module, name.as_ptr(), len, out) })
+}
+
+pub(crate) fn process_create_with(
+    module: RawHandle,
+    name: &[u8],
+    options: u32,
+) -> Result<RawHandle, Error> {
+    let len = length(name.len())?;
+    // SAFETY: `name` is readable for `len` bytes and `out` is a live `u32` during the call.
+    out_handle(|out| unsafe { raw::process_create_with(module, name.as_ptr(), len, options, out) })
 }
 
 pub(crate) fn process_start(process: RawHandle, bootstrap: RawHandle) -> Result<(), Error> {

@@ -73,6 +73,44 @@ pub fn spawn(nebulet: &Nebulet, settings: &Settings, linux: Side) -> Result<Comp
     })
 }
 
+/// [`spawn`] as `process_create_with` starts a domain: the module goes in compiled (by the
+/// parent's kernel, as a compiled-module file), so the domain loads it instead of compiling.
+pub fn spawn_compiled(
+    nebulet: &Nebulet,
+    settings: &Settings,
+    linux: Side,
+) -> Result<Comparison, String> {
+    let count = if settings.quick { 10 } else { 40 };
+    let compiled = nebulet.emulator().precompile(TINY.as_bytes())?;
+    let side = Side::measure(
+        "Nebulet: `Domain::start` + wait of a 1-page module compiled by the parent (as \
+         `process_create_with` with `PROCESS_CREATE_ISOLATED` starts one)",
+        settings.runs,
+        || {
+            nebulet.emulator().block_on(async {
+                let start = Instant::now();
+                for _ in 0..count {
+                    let options = DomainOptions { compiled: true, ..options("tiny")? };
+                    let domain = Domain::start(compiled.clone(), options)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let status = domain.wait().await;
+                    if status.code != 0 {
+                        return Err(format!("the tiny domain ended {status:?}"));
+                    }
+                }
+                Ok((count, start.elapsed().as_nanos() as f64))
+            })
+        },
+    )?;
+    Ok(Comparison {
+        operation: "isolated child create+start+exit (compiled by the parent)",
+        nebulet: side,
+        linux,
+        goal: Some(Goal::AtMost(1_000_000.0)),
+    })
+}
+
 /// A message from the host to a process in a domain and back, against Linux's pipes.
 pub fn round_trip(
     nebulet: &Nebulet,
@@ -91,7 +129,7 @@ pub fn round_trip(
                     .await
                     .map_err(|error| error.to_string())?;
                 let trip = async || -> Result<(), String> {
-                    let message = CrossingMessage { bytes: vec![7; 8], channels: Vec::new() };
+                    let message = CrossingMessage { bytes: vec![7; 8], handles: Vec::new() };
                     let mut pending = Some(message);
                     poll_fn(|context| match mine.poll_write(context, pending.take().unwrap()) {
                         Ok(()) => std::task::Poll::Ready(Ok(())),

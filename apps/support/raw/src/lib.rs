@@ -54,6 +54,13 @@ mod imports {
         pub fn nanosleep(deadline: i64) -> i32;
         pub fn module_compile(bytes: u32, length: u32, out: u32) -> i32;
         pub fn process_create(module: u32, name: u32, name_length: u32, out: u32) -> i32;
+        pub fn process_create_with(
+            module: u32,
+            name: u32,
+            name_length: u32,
+            options: u32,
+            out: u32,
+        ) -> i32;
         pub fn process_start(process: u32, bootstrap: u32) -> i32;
         pub fn process_bootstrap(out: u32) -> i32;
         pub fn process_kill(process: u32) -> i32;
@@ -112,6 +119,7 @@ wrap! {
     nanosleep(deadline: i64) -> i32;
     module_compile(bytes: u32, length: u32, out: u32) -> i32;
     process_create(module: u32, name: u32, name_length: u32, out: u32) -> i32;
+    process_create_with(module: u32, name: u32, name_length: u32, options: u32, out: u32) -> i32;
     process_start(process: u32, bootstrap: u32) -> i32;
     process_bootstrap(out: u32) -> i32;
     process_kill(process: u32) -> i32;

@@ -334,6 +334,31 @@ impl Fuzzer {
                 }
                 status
             }
+            "process_create_with" => {
+                let module = if self.random.percent(30) {
+                    self.templates[self.random.below(TEMPLATES.len() as u64) as usize]
+                } else {
+                    self.handle_of(ObjectType::Module, 40)
+                };
+                let (name, name_length) = self.name();
+                // Mostly no option or unknown bits; rarely a domain, which costs a host process
+                // where the platform has domains.
+                let options = match self.random.below(20) {
+                    0 => nebulet_abi::PROCESS_CREATE_ISOLATED,
+                    1..=9 => 0,
+                    _ => self.random.below(u64::from(u32::MAX)) as u32,
+                };
+                let out = self.writable(4, false);
+                self.note(&[module.into(), name.into(), name_length.into(), options.into(), out.into()]);
+                let status = raw::process_create_with(module, name, name_length, options, out);
+                if status == 0 {
+                    let process = self.read_scratch(out);
+                    assert_ne!(process, 0, "process_create_with wrote no handle");
+                    self.keep(process);
+                    self.harvest(process);
+                }
+                status
+            }
             "process_start" => {
                 let process = self.handle_of(ObjectType::Process, 30);
                 let bootstrap = if self.random.percent(50) { 0 } else { self.handle() };
@@ -509,6 +534,7 @@ pub(crate) const KNOWN: &[&str] = &[
     "nanosleep",
     "module_compile",
     "process_create",
+    "process_create_with",
     "process_start",
     "process_bootstrap",
     "process_kill",

@@ -69,9 +69,10 @@ struct Pair {
     /// Per side: user signals and the queue woken on any change seen from that side.
     cells: [SignalCell; 2],
     koids: [u64; 2],
-    /// Whether one end is held by a bridge to another domain, which carries only channel
-    /// handles: a message with any other kind fails with `ERR_NOT_SUPPORTED`.
-    crossing: Crossing,
+    /// Whether one end is held by a bridge to another domain, which carries only channel and
+    /// socket handles: a message with any other kind fails with `ERR_NOT_SUPPORTED`. A local channel
+    /// becomes bridged when one of its ends is an isolated process's bootstrap channel.
+    crossing: spin::Mutex<Crossing>,
 }
 
 /// Whether a channel's messages cross into another domain (see `crate::crossing`).
@@ -100,7 +101,7 @@ impl Endpoint {
             sides: crate::sync::Mutex::new([side(), side()]),
             cells: [SignalCell::default(), SignalCell::default()],
             koids: [super::new_koid(), super::new_koid()],
-            crossing,
+            crossing: spin::Mutex::new(crossing),
         });
         (Arc::new(Endpoint { pair: pair.clone(), side: 0 }), Arc::new(Endpoint { pair, side: 1 }))
     }
@@ -145,6 +146,23 @@ impl Endpoint {
         !self.pair.sides.lock()[self.peer()].open
     }
 
+    /// Makes the channel carry only channel and socket handles from now on, as a bridged one does;
+    /// `ERR_NOT_SUPPORTED` if a message queued in it already carries another kind.
+    pub(crate) fn bridge(&self) -> Result<(), Error> {
+        // Sides first, then the crossing, as `write` takes them.
+        let sides = self.pair.sides.lock();
+        let mut crossing = self.pair.crossing.lock();
+        let foreign = sides
+            .iter()
+            .flat_map(|side| &side.queue)
+            .any(|message| message.handles.iter().any(|entry| !entry.object.crosses_domains()));
+        if foreign {
+            return Err(Error::NotSupported);
+        }
+        *crossing = Crossing::Bridged;
+        Ok(())
+    }
+
     /// Whether messages queued for this end carry channel endpoints.
     fn holds_endpoints(&self) -> bool {
         self.pair.sides.lock()[self.side].queued_endpoints > 0
@@ -159,9 +177,8 @@ impl Endpoint {
     /// The last write that would close any cycle is always of the second kind.
     pub(crate) fn write(&self, message: Message) -> Result<(), (Error, Message)> {
         let endpoints = message.endpoints();
-        if self.pair.crossing == Crossing::Bridged
-            && message.handles.iter().any(|entry| !matches!(entry.object, Object::Channel(_)))
-        {
+        let foreign = message.handles.iter().any(|entry| !entry.object.crosses_domains());
+        if foreign && *self.pair.crossing.lock() == Crossing::Bridged {
             return Err((Error::NotSupported, message));
         }
         let _transfer = (endpoints > 0).then(|| ENDPOINT_TRANSFER.lock());
@@ -177,6 +194,10 @@ impl Endpoint {
         }
         {
             let mut sides = self.pair.sides.lock();
+            // Again under the lock: the channel may have been bridged meanwhile.
+            if foreign && *self.pair.crossing.lock() == Crossing::Bridged {
+                return Err((Error::NotSupported, message));
+            }
             let peer = &mut sides[self.peer()];
             if !peer.open {
                 return Err((Error::PeerClosed, message));

@@ -62,6 +62,11 @@ impl Object {
         }
     }
 
+    /// Whether a handle to it can be carried into another domain (by a bridged channel).
+    pub(crate) fn crosses_domains(&self) -> bool {
+        matches!(self, Object::Channel(_) | Object::Socket(_))
+    }
+
     /// The signals asserted now.
     pub(crate) fn signals(&self) -> Signals {
         match self {

@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use nebulet_abi::layout::InfoProcess;
 use nebulet_abi::{Error, ExitReason, ProcessState, Signals};
@@ -82,6 +82,9 @@ pub(crate) struct Process {
     /// The WASI descriptor table.
     pub(crate) files: crate::sync::Mutex<crate::wasi::Descriptors>,
     pub(crate) futexes: Futexes,
+    /// Whether it runs in a hardware protection domain of its own: this object then stands for
+    /// the domain's first process (see `crate::domain`).
+    isolated: AtomicBool,
     /// The shared memory and linker of a threaded process, set when its main thread starts.
     #[cfg(feature = "threads")]
     pub(crate) thread_environment: spin::Once<crate::runner::ThreadEnvironment>,
@@ -89,8 +92,6 @@ pub(crate) struct Process {
     pub(crate) activity: Arc<crate::roster::Activity>,
     /// How many times its parent restarted it (see [`Process::restarts`]).
     restarts: AtomicU32,
-    /// The protection domain it stands for, if not this kernel (see [`ProcessRef::set_domain`]).
-    domain: spin::Once<String>,
 }
 
 impl Process {
@@ -133,11 +134,11 @@ impl Process {
                 stdio, listeners, preopens,
             )),
             futexes: Futexes::default(),
+            isolated: AtomicBool::new(false),
             #[cfg(feature = "threads")]
             thread_environment: spin::Once::new(),
             activity: Arc::default(),
             restarts: AtomicU32::new(0),
-            domain: spin::Once::new(),
         }
     }
 
@@ -150,9 +151,10 @@ impl Process {
         self.restarts.load(Ordering::Relaxed)
     }
 
-    /// The protection domain it runs in, for listings: `local` unless set.
+    /// The protection domain it runs in, for listings: `isolated` for a process that stands for
+    /// a domain of its own, else `local`.
     pub(crate) fn domain(&self) -> &str {
-        self.domain.get().map_or("local", String::as_str)
+        if self.is_isolated() { "isolated" } else { "local" }
     }
 
     /// Records a process it is creating, `child`, as a restart if it is one (see
@@ -204,6 +206,21 @@ impl Process {
         }
         self.budget.set_limit(Resource::of_limit(limit), value);
         Ok(())
+    }
+
+    /// Makes it run in a domain of its own when it starts (before the start only).
+    pub(crate) fn isolate(&self) {
+        self.isolated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it runs in a domain of its own.
+    pub(crate) fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Relaxed)
+    }
+
+    /// Holds `charge` until the process ends.
+    pub(crate) fn hold(&self, charge: Charge) {
+        self.held.lock().push(charge);
     }
 
     /// Records a process it created, to end with it.
@@ -355,13 +372,6 @@ impl ProcessRef {
     /// How it ended, if it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.process.exit_status()
-    }
-
-    /// Sets the protection domain it stands for, as listings show it (`local`, this kernel,
-    /// when not set): for a process that stands for a hardware protection domain. Only the
-    /// first setting counts.
-    pub fn set_domain(&self, domain: &str) {
-        self.process.domain.call_once(|| domain.into());
     }
 
     /// Ends it with reason "killed".

@@ -275,6 +275,18 @@ impl SocketEnd {
     pub fn shutdown_write(&self) {
         self.shutdown(Shutdown::Yes, Shutdown::No);
     }
+
+    /// For the host's end: whether bytes are buffered for it to read.
+    pub fn is_readable(&self) -> bool {
+        self.signals().contains(Signals::READABLE)
+    }
+
+    /// For the host's end: ready once the peer has closed, or registers to be woken when it
+    /// could have.
+    pub fn poll_peer_closed(&self, context: &mut Context<'_>) -> Poll<()> {
+        self.wait_queue().register(context.waker());
+        if self.signals().contains(Signals::PEER_CLOSED) { Poll::Ready(()) } else { Poll::Pending }
+    }
 }
 
 /// Whether `shutdown` stops a direction.

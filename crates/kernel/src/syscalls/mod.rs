@@ -142,6 +142,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         timer_set(handle: u32, deadline: i64) => timer::set;
         timer_cancel(handle: u32) => timer::cancel;
         process_create(module: u32, name: u32, name_length: u32, out: u32) => process::create;
+        process_create_with(module: u32, name: u32, name_length: u32, options: u32, out: u32) => process::create_with;
         process_start(process: u32, bootstrap: u32) => process::start;
         process_bootstrap(out: u32) => process::bootstrap;
         futex_wake(address: u32, count: u32, woken: u32) => thread::futex_wake;

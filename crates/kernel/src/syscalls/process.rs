@@ -2,7 +2,9 @@
 
 use alloc::string::ToString;
 
-use nebulet_abi::{Error, ExitReason, HANDLE_INVALID, NAME_MAX_BYTES, Rights};
+use nebulet_abi::{
+    Error, ExitReason, HANDLE_INVALID, NAME_MAX_BYTES, PROCESS_CREATE_ISOLATED, Rights,
+};
 use wasmtime::Caller;
 
 use alloc::sync::Arc;
@@ -20,7 +22,27 @@ pub(super) fn create(
     name_length: u32,
     out: u32,
 ) -> Result<(), Error> {
+    create_with(call, module, name, name_length, 0, out)
+}
+
+/// `process_create` with options: `PROCESS_CREATE_ISOLATED` makes the process run in a domain
+/// of its own when it starts (see `crate::domain`).
+pub(super) fn create_with(
+    call: &mut Call<'_>,
+    module: u32,
+    name: u32,
+    name_length: u32,
+    options: u32,
+    out: u32,
+) -> Result<(), Error> {
     call.memory.check(out, 1, 4)?;
+    if options & !PROCESS_CREATE_ISOLATED != 0 {
+        return Err(Error::InvalidArgs);
+    }
+    let isolated = options & PROCESS_CREATE_ISOLATED != 0;
+    if isolated && !call.kernel.platform.has_domains() {
+        return Err(Error::NotSupported);
+    }
     let name = call.memory.str(name, name_length, NAME_MAX_BYTES)?.to_string();
     let mut table = call.process.handles.lock();
     let module =
@@ -31,6 +53,9 @@ pub(super) fn create(
     let options = ProcessOptions { name, ..Default::default() };
     let child = call.kernel.new_process(module, options, &call.process.budget)?;
     call.process.count_restart(&child);
+    if isolated {
+        child.isolate();
+    }
     call.process.adopt(&child);
     let value = table.insert(HandleEntry::new(Object::Process(child), Rights::PROCESS_DEFAULT))?;
     call.memory.write_u32(out, value)

@@ -7,7 +7,9 @@ use std::process::Output;
 
 use nebulet_abi::{ExitReason, Rights};
 use nebulet_domains::{Domain, DomainOptions};
-use nebulet_hosted::{ChannelEnd, CrossingMessage, ExitStatus, Grant, ProcessOptions};
+use nebulet_hosted::{
+    ChannelEnd, Crossed, CrossingMessage, ExitStatus, Grant, ProcessOptions, SocketEnd,
+};
 
 use crate::{PATIENCE, System};
 
@@ -203,15 +205,12 @@ fn a_thousand_messages_carrying_channels_cross_both_ways() {
                     let (near, far) = ChannelEnd::crossing_pair();
                     let tag = CrossingMessage {
                         bytes: format!("tag {number}").into_bytes(),
-                        channels: Vec::new(),
+                        handles: Vec::new(),
                     };
                     write(&near, tag).await;
-                    let channels = vec![(far, Rights::CHANNEL_DEFAULT)];
-                    write(
-                        &mine,
-                        CrossingMessage { bytes: number.to_le_bytes().to_vec(), channels },
-                    )
-                    .await;
+                    let handles = vec![(Crossed::Channel(far), Rights::CHANNEL_DEFAULT)];
+                    write(&mine, CrossingMessage { bytes: number.to_le_bytes().to_vec(), handles })
+                        .await;
                     kept.push(near);
                 }
                 kept
@@ -222,7 +221,11 @@ fn a_thousand_messages_carrying_channels_cross_both_ways() {
             let message = read(&mine).await.expect("an echo");
             let number = u32::from_le_bytes(message.bytes.try_into().unwrap());
             assert!(!std::mem::replace(&mut seen[number as usize], true), "{number} twice");
-            let [(carried, rights)] = <[_; 1]>::try_from(message.channels).unwrap();
+            let [(Crossed::Channel(carried), rights)] =
+                <[_; 1]>::try_from(message.handles).unwrap()
+            else {
+                panic!("a channel came back")
+            };
             assert_eq!(rights, Rights::CHANNEL_DEFAULT);
             let tag = read(&carried).await.expect("the carried channel's message");
             assert_eq!(text(&tag.bytes), format!("tag {number}"));
@@ -286,8 +289,77 @@ fn a_forbidden_system_call_kills_only_the_domain() {
     assert_eq!(after.reason, ExitReason::Exited);
 }
 
+/// Reads `socket` to the end of its stream.
+async fn read_to_end(socket: &SocketEnd) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buffer = vec![0; 65_536];
+    loop {
+        let count = patiently(poll_fn(|context| socket.poll_read(context, &mut buffer))).await;
+        if count == 0 {
+            return received;
+        }
+        received.extend_from_slice(&buffer[..count]);
+    }
+}
+
+/// Writes all of `bytes` to `socket`.
+async fn write_all(socket: &SocketEnd, bytes: &[u8]) {
+    let mut written = 0;
+    while written < bytes.len() {
+        let count = patiently(poll_fn(|context| socket.poll_write(context, &bytes[written..])))
+            .await
+            .expect("the peer reads");
+        written += count;
+    }
+}
+
 #[test]
-fn only_channels_cross_a_domain_boundary() {
+fn a_socket_crosses_into_a_domain_and_back_with_its_bytes_end_and_close() {
+    let system = System::new();
+    system.emulator.block_on(async {
+        let (mine, theirs) = ChannelEnd::crossing_pair();
+        let options = DomainOptions { bootstrap: Some(theirs), ..options("echo") };
+        let domain = Domain::start(ECHO.as_bytes().to_vec(), options).await.unwrap();
+        // The far end goes into the domain, whose program sends it back: the bytes cross twice
+        // each way, through a socket end the domain's bridge made and one the parent's made.
+        let (near, far) = SocketEnd::pair();
+        let handles = vec![(Crossed::Socket(far), Rights::SOCKET_DEFAULT)];
+        write(&mine, CrossingMessage { bytes: b"socket".to_vec(), handles }).await;
+        let message = read(&mine).await.expect("the echo");
+        let [(Crossed::Socket(returned), rights)] = <[_; 1]>::try_from(message.handles).unwrap()
+        else {
+            panic!("a socket came back")
+        };
+        assert_eq!(rights, Rights::SOCKET_DEFAULT);
+        // Four times a socket's buffer each way: the credits must come back for it to pass.
+        let bytes: Vec<u8> = (0..1 << 20).map(|index: u32| (index % 251) as u8).collect();
+        let expected = bytes.clone();
+        let sending = tokio::spawn(async move {
+            write_all(&near, &bytes).await;
+            near.shutdown_write();
+            near
+        });
+        assert!(read_to_end(&returned).await == expected, "the bytes crossed in order, once");
+        let near = sending.await.unwrap();
+        // And back, to the end.
+        let backwards = tokio::spawn(async move {
+            write_all(&returned, b"back").await;
+            returned.shutdown_write();
+            returned
+        });
+        assert_eq!(read_to_end(&near).await, b"back");
+        let returned = backwards.await.unwrap();
+        // Closing one end closes the other across both domains.
+        drop(near);
+        patiently(poll_fn(|context| returned.poll_peer_closed(context))).await;
+        drop(mine);
+        let status = patiently(domain.wait()).await;
+        assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
+    });
+}
+
+#[test]
+fn only_channels_and_sockets_cross_a_domain_boundary() {
     let system = System::new();
     // A process holding a bridged channel tries to send an event over it.
     let (local, _bridged) = ChannelEnd::crossing_pair();

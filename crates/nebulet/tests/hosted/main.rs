@@ -10,6 +10,7 @@ mod control;
 mod domains;
 mod fuzz;
 mod hostile;
+mod isolated_children;
 mod isolation;
 mod limits;
 mod network;

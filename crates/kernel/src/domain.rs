@@ -1,0 +1,132 @@
+//! Processes that run in a hardware protection domain of their own: the object that stands for
+//! a domain's first process here, started through the platform, and how it ends.
+//!
+//! The domain runs its own kernel (hosted: a sandboxed host process), so this object runs no
+//! code: at its start the creator's budget sets aside the domain's memory, the platform starts
+//! the domain with the bootstrap channel bridged, and the object ends with the status the domain
+//! reports, with the domain's CPU time charged to the creator's budget. A kill kills the domain.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+
+use nebulet_abi::{Error, ExitReason, Limit, ProcessState};
+
+use crate::budget::Resource;
+use crate::handles::HandleEntry;
+use crate::kernel::Kernel;
+use crate::objects::Object;
+use crate::objects::process::{ExitStatus, Process};
+use crate::platform::{DomainEnd, DomainRequest, DomainStart};
+
+/// The memory a domain is given, and its creator's budget sets aside, when the creator did not
+/// set the process's `memory` limit.
+pub(crate) const DOMAIN_DEFAULT_MEMORY: u64 = 64 << 20;
+
+/// Starts `process` (created isolated) in a domain of its own with its bootstrap handle, which
+/// must be a channel: `ERR_NOT_SUPPORTED` for another kind, or for a channel that already
+/// carries another kind; `ERR_NO_RESOURCES` if the creator's budget cannot set aside the
+/// domain's memory. On an error nothing changed and the handle is given back.
+pub(crate) fn start(
+    kernel: &Arc<Kernel>,
+    process: &Arc<Process>,
+    bootstrap: Option<HandleEntry>,
+) -> Result<(), (Error, Option<HandleEntry>)> {
+    let endpoint = match bootstrap.as_ref().map(|entry| &entry.object) {
+        None => None,
+        Some(Object::Channel(endpoint)) => Some(endpoint.clone()),
+        Some(_) => return Err((Error::NotSupported, bootstrap)),
+    };
+    let budget = &process.budget;
+    let memory = match budget.limit(Resource::Memory) {
+        u64::MAX => DOMAIN_DEFAULT_MEMORY,
+        limit => limit,
+    };
+    // Checked before anything changes: the memory, and that the process is still unstarted.
+    if budget.available(Resource::Memory) < memory {
+        return Err((Error::NoResources, bootstrap));
+    }
+    if process.info().state != ProcessState::Created as u32 {
+        return Err((Error::BadState, bootstrap));
+    }
+    if let Some(endpoint) = &endpoint
+        && let Err(error) = endpoint.bridge()
+    {
+        return Err((error, bootstrap));
+    }
+    // The entry itself is dropped: the bridge holds the endpoint from now on.
+    process.mark_started(None).map_err(|(error, _)| (error, bootstrap))?;
+    match budget.charge(Resource::Memory, memory) {
+        Ok(charge) => process.hold(charge),
+        Err(_) => {
+            // Another charge took the room meanwhile: the domain does not start.
+            process.finish(ExitStatus::ended(
+                ExitReason::OutOfResources,
+                Some("cannot start: its creator's budget cannot hold its domain's memory".into()),
+            ));
+            return Ok(());
+        }
+    }
+    let mut limits: Vec<(Limit, u64)> = Limit::ALL
+        .into_iter()
+        .filter(|&limit| limit != Limit::MemoryBytes)
+        .filter_map(|limit| {
+            let value = budget.limit(Resource::of_limit(limit));
+            (value != u64::MAX).then_some((limit, value))
+        })
+        .collect();
+    limits.push((Limit::MemoryBytes, memory));
+    let request = DomainRequest {
+        name: process.name.clone(),
+        module: process.module.clone(),
+        bootstrap: endpoint.map(crate::ChannelEnd::from_endpoint),
+        limits,
+    };
+    kernel.process_started(process);
+    match kernel.platform.start_domain(request) {
+        Ok(started) => {
+            kernel.platform.spawn(Box::pin(watch(kernel.clone(), process.clone(), started)));
+        }
+        Err(error) => {
+            let status = ExitStatus::ended(
+                ExitReason::DomainFault,
+                Some(alloc::format!("cannot start its domain: {error}")),
+            );
+            ended(kernel, process, DomainEnd { status, cpu_ns: 0 }, None);
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the domain to end, or for a kill of the process, which kills the domain first.
+async fn watch(kernel: Arc<Kernel>, process: Arc<Process>, started: DomainStart) {
+    let DomainStart { mut ended, kill } = started;
+    let mut kill = Some(kill);
+    let mut killed = None;
+    let end = poll_fn(|context| {
+        if killed.is_none()
+            && let Some(reason) = process.poll_kill(context.waker())
+        {
+            killed = Some(reason);
+            if let Some(kill) = kill.take() {
+                kill();
+            }
+        }
+        ended.as_mut().poll(context)
+    })
+    .await;
+    self::ended(&kernel, &process, end, killed);
+}
+
+/// The domain ended: its CPU time is charged, and the process ends as the domain said, or as
+/// it was killed.
+fn ended(kernel: &Kernel, process: &Arc<Process>, end: DomainEnd, killed: Option<ExitReason>) {
+    process.charge_cpu(end.cpu_ns);
+    let status = match killed {
+        Some(reason) => ExitStatus::ended(reason, None),
+        None => end.status,
+    };
+    kernel.process_ended();
+    process.finish(status);
+}
