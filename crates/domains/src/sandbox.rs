@@ -156,6 +156,11 @@ const ALLOWED: &[i64] = &[
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,
     libc::SYS_getrandom,
+    // The allocator (mimalloc): the NUMA node a thread runs on, and, once, how many nodes
+    // there are (`access` of `/sys/devices/system/node/nodeN`: no more than `newfstatat`
+    // below tells).
+    libc::SYS_getcpu,
+    libc::SYS_access,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
@@ -203,8 +208,12 @@ const ALLOWED: &[i64] = &[
 const IOCTL_REQUESTS: [u64; 2] = [libc::FIONBIO, libc::FIOCLEX];
 
 /// `prctl` options allowed: glibc reads the auxiliary vector (`PR_GET_AUXV`) as threads start,
-/// and threads may be named.
-const PRCTL_OPTIONS: [u64; 2] = [0x4155_5856, libc::PR_SET_NAME as u64];
+/// threads may be named, and the allocator (mimalloc) names the memory it maps (`PR_SET_VMA`,
+/// which only labels the domain's own anonymous mappings).
+const PRCTL_OPTIONS: [u64; 3] = [0x4155_5856, libc::PR_SET_NAME as u64, PR_SET_VMA];
+
+/// `prctl`'s `PR_SET_VMA` (Linux 5.17), which the `libc` crate does not name.
+const PR_SET_VMA: u64 = 0x5356_4d41;
 
 /// `setsockopt` is allowed for `TCP_NODELAY` only (set on every accepted connection).
 fn setsockopt_rule() -> Result<Vec<SeccompRule>, String> {

@@ -3,6 +3,11 @@
 #![forbid(unsafe_code)]
 use nebulet::image;
 
+/// mimalloc rather than glibc's malloc: allocation took 12 % of a loaded `nebulet serve`'s
+/// profile, part of it in glibc's arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod arguments;
 mod control;
 mod isolated;
