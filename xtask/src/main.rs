@@ -13,6 +13,11 @@
 
 #![forbid(unsafe_code)]
 use std::path::{Path, PathBuf};
+
+/// The allocator the `nebulet` binary ships with, for the bench's in-process Nebulet.
+#[cfg(feature = "bench")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
