@@ -38,6 +38,31 @@ const ECHO: &str = r#"(module
         (br $next)))
     )"#;
 
+/// What a domain is given: a module to compile, or code its parent compiled.
+#[derive(Clone, Copy, PartialEq)]
+enum Code {
+    Source,
+    Compiled,
+}
+
+/// Starts `count` domains of the tiny module (`module`, as `code`) one after another, each
+/// waited for; returns the count and the nanoseconds they took.
+fn starts(nebulet: &Nebulet, count: u64, module: &[u8], code: Code) -> Result<(u64, f64), String> {
+    nebulet.emulator().block_on(async {
+        let start = Instant::now();
+        for _ in 0..count {
+            let options = DomainOptions { compiled: code == Code::Compiled, ..options("tiny")? };
+            let domain =
+                Domain::start(module.to_vec(), options).await.map_err(|error| error.to_string())?;
+            let status = domain.wait().await;
+            if status.code != 0 {
+                return Err(format!("the tiny domain ended {status:?}"));
+            }
+        }
+        Ok((count, start.elapsed().as_nanos() as f64))
+    })
+}
+
 fn options(name: &str) -> Result<DomainOptions, String> {
     Ok(DomainOptions::new(super::startup::sibling("nebulet")?, name))
 }
@@ -49,21 +74,7 @@ pub fn spawn(nebulet: &Nebulet, settings: &Settings, linux: Side) -> Result<Comp
         "Nebulet: `Domain::start` + wait of a 1-page module (a sandboxed `nebulet domain-child` \
          that compiles it)",
         settings.runs,
-        || {
-            nebulet.emulator().block_on(async {
-                let start = Instant::now();
-                for _ in 0..count {
-                    let domain = Domain::start(TINY.as_bytes().to_vec(), options("tiny")?)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    let status = domain.wait().await;
-                    if status.code != 0 {
-                        return Err(format!("the tiny domain ended {status:?}"));
-                    }
-                }
-                Ok((count, start.elapsed().as_nanos() as f64))
-            })
-        },
+        || starts(nebulet, count, TINY.as_bytes(), Code::Source),
     )?;
     Ok(Comparison {
         operation: "isolated process create+start+exit",
@@ -86,22 +97,7 @@ pub fn spawn_compiled(
         "Nebulet: `Domain::start` + wait of a 1-page module compiled by the parent (as \
          `process_create_with` with `PROCESS_CREATE_ISOLATED` starts one)",
         settings.runs,
-        || {
-            nebulet.emulator().block_on(async {
-                let start = Instant::now();
-                for _ in 0..count {
-                    let options = DomainOptions { compiled: true, ..options("tiny")? };
-                    let domain = Domain::start(compiled.clone(), options)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    let status = domain.wait().await;
-                    if status.code != 0 {
-                        return Err(format!("the tiny domain ended {status:?}"));
-                    }
-                }
-                Ok((count, start.elapsed().as_nanos() as f64))
-            })
-        },
+        || starts(nebulet, count, &compiled, Code::Compiled),
     )?;
     Ok(Comparison {
         operation: "isolated child create+start+exit (compiled by the parent)",

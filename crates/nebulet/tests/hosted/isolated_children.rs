@@ -216,25 +216,24 @@ fn an_isolated_childs_memory_is_set_aside_from_its_creators_budget() {
          (call $exit (i32.const 0))",
         no_resources = Error::NoResources as i32
     );
-    let module = system.module(parent(&child(EXITS), PROCESS_CREATE_ISOLATED, setup, &after));
-    let options = ProcessOptions { name: "parent".into(), ..Default::default() };
-    let process = system
-        .emulator
-        .kernel()
-        .spawn_with_limits(module, options, &[(Limit::MemoryBytes, 32 << 20)], None)
-        .unwrap();
-    let status = system.wait(&process);
+    let status =
+        run_limited_parent(&system, &parent(&child(EXITS), PROCESS_CREATE_ISOLATED, setup, &after));
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     // Without a memory limit of its own, a domain takes 64 MiB, more than this parent has.
-    let module = system.module(parent(&child(EXITS), PROCESS_CREATE_ISOLATED, "", EXIT_CODE));
+    let status =
+        run_limited_parent(&system, &parent(&child(EXITS), PROCESS_CREATE_ISOLATED, "", EXIT_CODE));
+    assert_eq!((status.code, status.reason), (failed(Error::NoResources), ExitReason::Exited));
+}
+
+/// Runs `parent` with a memory limit of 32 MiB; returns how it ended.
+fn run_limited_parent(system: &System, parent: &str) -> nebulet_hosted::ExitStatus {
     let options = ProcessOptions { name: "parent".into(), ..Default::default() };
     let process = system
         .emulator
         .kernel()
-        .spawn_with_limits(module, options, &[(Limit::MemoryBytes, 32 << 20)], None)
+        .spawn_with_limits(system.module(parent), options, &[(Limit::MemoryBytes, 32 << 20)], None)
         .unwrap();
-    let status = system.wait(&process);
-    assert_eq!((status.code, status.reason), (failed(Error::NoResources), ExitReason::Exited));
+    system.wait(&process)
 }
 
 #[test]
