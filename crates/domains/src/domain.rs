@@ -213,6 +213,24 @@ impl Domain {
     }
 }
 
+/// How often a running domain's CPU time is read and charged (`/proc` counts it in clock ticks,
+/// 10 ms on Linux).
+const CPU_METER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Reports the CPU time of host process `id` (a running domain, a child of this process, not
+/// reaped while this runs) to `cpu` every [`CPU_METER_INTERVAL`]; never completes.
+pub(crate) async fn meter_cpu(id: Option<u32>, cpu: nebulet_kernel::DomainCpu) {
+    let Some(id) = id else { return std::future::pending().await };
+    let path = format!("/proc/{id}/stat");
+    let ticks_per_second = rustix::param::clock_ticks_per_second();
+    loop {
+        tokio::time::sleep(CPU_METER_INTERVAL).await;
+        if let Ok(stat) = std::fs::read_to_string(&path) {
+            cpu.report(cpu_time_of_stat(&stat, ticks_per_second));
+        }
+    }
+}
+
 /// The CPU time, in nanoseconds, that host process `id` (a child of this process) used, once it
 /// has ended: waited for without reaping it, so that `/proc` still shows its threads' total.
 /// 0 if it cannot be read.

@@ -34,7 +34,7 @@ impl DomainStarter for Launcher {
         let (kill, killed) = tokio::sync::oneshot::channel::<()>();
         let (executable, probe) = (self.executable.clone(), self.probe.clone());
         let ended = async move {
-            let DomainRequest { name, module, bootstrap, limits } = request;
+            let DomainRequest { name, module, bootstrap, limits, cpu } = request;
             let fault = |message: String| DomainEnd {
                 status: ExitStatus {
                     code: -1,
@@ -60,10 +60,13 @@ impl DomainStarter for Launcher {
                 Ok(domain) => domain,
                 Err(error) => return fault(error.to_string()),
             };
-            // A dropped sender (the kernel let go of the kill) is no kill.
+            // A dropped sender (the kernel let go of the kill) is no kill. Meanwhile the domain's
+            // CPU time is reported every tick (the kernel kills it when its budget runs out).
+            let metered = crate::domain::meter_cpu(domain.id(), cpu);
             let killed = async {
-                if killed.await.is_err() {
-                    std::future::pending::<()>().await;
+                tokio::select! {
+                    told = killed => if told.is_err() { std::future::pending::<()>().await },
+                    () = metered => {}
                 }
             };
             let (status, cpu_ns) = domain.wait_or_kill(killed).await;

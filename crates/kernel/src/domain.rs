@@ -4,12 +4,15 @@
 //! The domain runs its own kernel (hosted: a sandboxed host process), so this object runs no
 //! code: at its start the creator's budget sets aside the domain's memory, the platform starts
 //! the domain with the bootstrap channel bridged, and the object ends with the status the domain
-//! reports, with the domain's CPU time charged to the creator's budget. A kill kills the domain.
+//! reports. The domain's CPU time is charged to the creator's budget as the platform reports it
+//! while the domain runs ([`DomainCpu`]), and in full at its end; once the budget's CPU time is
+//! used up, the domain is killed. A kill kills the domain.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::poll_fn;
+use core::sync::atomic::{AtomicI64, Ordering};
 
 use nebulet_abi::{Error, ExitReason, Limit, ProcessState};
 
@@ -23,6 +26,48 @@ use crate::platform::{DomainEnd, DomainRequest, DomainStart};
 /// The memory a domain is given, and its creator's budget sets aside, when the creator did not
 /// set the process's `memory` limit.
 pub(crate) const DOMAIN_DEFAULT_MEMORY: u64 = 64 << 20;
+
+/// The meter of a domain's CPU time: the platform reports the total its host process has used so
+/// far, and each increase is charged to the process standing for the domain (and so to its
+/// creator's budget). A report that finds the budget's CPU time used up ends the process "out of
+/// resources", which kills the domain.
+#[derive(Clone)]
+pub struct DomainCpu {
+    process: Arc<Process>,
+    /// The total charged so far, in nanoseconds.
+    charged: Arc<AtomicI64>,
+}
+
+impl DomainCpu {
+    fn new(process: &Arc<Process>) -> Self {
+        Self { process: process.clone(), charged: Arc::new(AtomicI64::new(0)) }
+    }
+
+    /// The domain has used `total` nanoseconds of CPU time since it started.
+    pub fn report(&self, total: i64) {
+        self.charge(total);
+        if self.process.budget.exhausted(Resource::Cpu) {
+            self.process.kill(ExitReason::OutOfResources);
+        }
+    }
+}
+
+impl DomainCpu {
+    /// Charges what `total` adds to what was charged.
+    fn charge(&self, total: i64) {
+        let before = self.charged.fetch_max(total, Ordering::Relaxed);
+        if total > before {
+            self.process.charge_cpu(total - before);
+        }
+    }
+}
+
+impl core::fmt::Debug for DomainCpu {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let charged = self.charged.load(Ordering::Relaxed);
+        formatter.debug_struct("DomainCpu").field("charged", &charged).finish_non_exhaustive()
+    }
+}
 
 /// Starts `process` (created isolated) in a domain of its own with its bootstrap handle, which
 /// must be a channel: `ERR_NOT_SUPPORTED` for another kind, or for a channel that already
@@ -82,25 +127,27 @@ pub(crate) fn start(
         module: process.module.clone(),
         bootstrap: endpoint.map(crate::ChannelEnd::from_endpoint),
         limits,
+        cpu: DomainCpu::new(process),
     };
+    let cpu = request.cpu.clone();
     kernel.process_started(process);
     match kernel.platform.start_domain(request) {
         Ok(started) => {
-            kernel.platform.spawn(Box::pin(watch(kernel.clone(), process.clone(), started)));
+            kernel.platform.spawn(Box::pin(watch(kernel.clone(), process.clone(), started, cpu)));
         }
         Err(error) => {
             let status = ExitStatus::ended(
                 ExitReason::DomainFault,
                 Some(alloc::format!("cannot start its domain: {error}")),
             );
-            ended(kernel, process, DomainEnd { status, cpu_ns: 0 }, None);
+            ended(kernel, process, DomainEnd { status, cpu_ns: 0 }, None, &cpu);
         }
     }
     Ok(())
 }
 
 /// Waits for the domain to end, or for a kill of the process, which kills the domain first.
-async fn watch(kernel: Arc<Kernel>, process: Arc<Process>, started: DomainStart) {
+async fn watch(kernel: Arc<Kernel>, process: Arc<Process>, started: DomainStart, cpu: DomainCpu) {
     let DomainStart { mut ended, kill } = started;
     let mut kill = Some(kill);
     let mut killed = None;
@@ -116,13 +163,19 @@ async fn watch(kernel: Arc<Kernel>, process: Arc<Process>, started: DomainStart)
         ended.as_mut().poll(context)
     })
     .await;
-    self::ended(&kernel, &process, end, killed);
+    self::ended(&kernel, &process, end, killed, &cpu);
 }
 
-/// The domain ended: its CPU time is charged, and the process ends as the domain said, or as
-/// it was killed.
-fn ended(kernel: &Kernel, process: &Arc<Process>, end: DomainEnd, killed: Option<ExitReason>) {
-    process.charge_cpu(end.cpu_ns);
+/// The domain ended: the rest of its CPU time is charged, and the process ends as the domain
+/// said, or as it was killed.
+fn ended(
+    kernel: &Kernel,
+    process: &Arc<Process>,
+    end: DomainEnd,
+    killed: Option<ExitReason>,
+    cpu: &DomainCpu,
+) {
+    cpu.charge(end.cpu_ns);
     let status = match killed {
         Some(reason) => ExitStatus::ended(reason, None),
         None => end.status,

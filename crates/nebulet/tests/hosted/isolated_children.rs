@@ -73,6 +73,9 @@ const COMPUTES: &str = "(loop $again
                         (i32.store (i32.const 32) (local.get $spin))
                         (call $exit (i32.const 7))";
 
+/// The child spins for ever, without calls.
+const SPINS: &str = "(loop $again (br $again))";
+
 /// A parent that compiles `child`, creates it with `options` (its handle at 12), runs `setup`,
 /// starts it with a channel (its own end at 0), sends "ping", checks the answer "pong", then
 /// runs `after`. A failed call exits with [`failed`] of its status; the process's info goes to
@@ -252,6 +255,32 @@ fn an_isolated_childs_cpu_time_is_charged_to_its_creator() {
     assert_eq!((status.code, status.reason), (7, ExitReason::Exited), "{status:?}");
     let charged = system.emulator.kernel().root_budget().used[Limit::CpuNanoseconds as usize - 1];
     assert!(charged >= 20_000_000, "the root budget was charged only {charged} ns");
+}
+
+#[test]
+fn an_isolated_child_ends_once_its_creators_cpu_time_is_used_up() {
+    let system = system_with_domains();
+    // The child spins for ever in its domain; its creator, whose subtree may use 200 ms of CPU
+    // time, waits for it and exits with the reason it ended for.
+    let after = "(call $await (i32.load (i32.const 12)) (i32.const 16))
+                 (call $info (i32.load (i32.const 12)))
+                 (call $exit (i32.load (i32.const 308)))";
+    let module = system.module(parent(&child(SPINS), PROCESS_CREATE_ISOLATED, "", after));
+    let options = ProcessOptions { name: "parent".into(), ..Default::default() };
+    let limits = [(Limit::CpuNanoseconds, 200_000_000)];
+    let process =
+        system.emulator.kernel().spawn_with_limits(module, options, &limits, None).unwrap();
+    // Without the domain's time charged while it runs, the child would spin for ever and this
+    // wait would fail. With it, the subtree runs out: the child is ended "out of resources",
+    // and the parent either exits with that reason or, if it runs once more before (woken by
+    // the kill), is ended for its subtree's CPU time itself.
+    let status = system.wait(&process);
+    let child_ended = (ExitReason::OutOfResources as i32, ExitReason::Exited);
+    let parent_ended = status.reason == ExitReason::OutOfResources
+        && status.message.as_deref() == Some("CPU time limit passed");
+    assert!(parent_ended || (status.code, status.reason) == child_ended, "{status:?}");
+    let charged = system.emulator.kernel().root_budget().used[Limit::CpuNanoseconds as usize - 1];
+    assert!(charged >= 200_000_000, "the root budget was charged only {charged} ns");
 }
 
 #[test]
