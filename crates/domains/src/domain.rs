@@ -213,21 +213,36 @@ impl Domain {
     }
 }
 
-/// How often a running domain's CPU time is read and charged (`/proc` counts it in clock ticks,
-/// 10 ms on Linux).
-const CPU_METER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How often a running domain's CPU time and memory are read and charged (`/proc` counts CPU
+/// time in clock ticks, 10 ms on Linux).
+const METER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Reports the CPU time of host process `id` (a running domain, a child of this process, not
-/// reaped while this runs) to `cpu` every [`CPU_METER_INTERVAL`]; never completes.
-pub(crate) async fn meter_cpu(id: Option<u32>, cpu: nebulet_kernel::DomainCpu) {
+/// Reports the CPU time and private memory of host process `id` (a running domain, a child of
+/// this process, not reaped while this runs) to `meter` every [`METER_INTERVAL`]; never
+/// completes.
+pub(crate) async fn meter(id: Option<u32>, meter: nebulet_kernel::DomainMeter) {
     let Some(id) = id else { return std::future::pending().await };
-    let path = format!("/proc/{id}/stat");
+    let (stat, statm) = (format!("/proc/{id}/stat"), format!("/proc/{id}/statm"));
     let ticks_per_second = rustix::param::clock_ticks_per_second();
+    let page_size = rustix::param::page_size() as u64;
     loop {
-        tokio::time::sleep(CPU_METER_INTERVAL).await;
-        if let Ok(stat) = std::fs::read_to_string(&path) {
-            cpu.report(cpu_time_of_stat(&stat, ticks_per_second));
+        tokio::time::sleep(METER_INTERVAL).await;
+        if let (Ok(stat), Ok(statm)) =
+            (std::fs::read_to_string(&stat), std::fs::read_to_string(&statm))
+        {
+            let cpu = cpu_time_of_stat(&stat, ticks_per_second);
+            meter.report(cpu, private_pages_of_statm(&statm).saturating_mul(page_size));
         }
+    }
+}
+
+/// The resident pages of a `/proc/PID/statm` line that no other process shares: resident less
+/// shared (its second field less its third).
+fn private_pages_of_statm(statm: &str) -> u64 {
+    let mut fields = statm.split_whitespace().skip(1).map(|field| field.parse::<u64>().ok());
+    match (fields.next().flatten(), fields.next().flatten()) {
+        (Some(resident), Some(shared)) => resident.saturating_sub(shared),
+        _ => 0,
     }
 }
 
@@ -341,5 +356,12 @@ mod tests {
         let stat = "42 (nebulet (x) y) Z 1 42 42 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 3 0";
         assert_eq!(super::cpu_time_of_stat(stat, 100), 2_000_000_000);
         assert_eq!(super::cpu_time_of_stat("garbage", 100), 0);
+    }
+
+    #[test]
+    fn the_private_pages_of_a_statm_line_are_its_resident_less_shared_pages() {
+        assert_eq!(super::private_pages_of_statm("1435659 7327 3501 3606 0 266720 0"), 3826);
+        assert_eq!(super::private_pages_of_statm("1 2"), 0);
+        assert_eq!(super::private_pages_of_statm(""), 0);
     }
 }

@@ -34,7 +34,7 @@ impl DomainStarter for Launcher {
         let (kill, killed) = tokio::sync::oneshot::channel::<()>();
         let (executable, probe) = (self.executable.clone(), self.probe.clone());
         let ended = async move {
-            let DomainRequest { name, module, bootstrap, limits, cpu } = request;
+            let DomainRequest { name, module, bootstrap, limits, meter } = request;
             let fault = |message: String| DomainEnd {
                 status: ExitStatus {
                     code: -1,
@@ -61,8 +61,9 @@ impl DomainStarter for Launcher {
                 Err(error) => return fault(error.to_string()),
             };
             // A dropped sender (the kernel let go of the kill) is no kill. Meanwhile the domain's
-            // CPU time is reported every tick (the kernel kills it when its budget runs out).
-            let metered = crate::domain::meter_cpu(domain.id(), cpu);
+            // CPU time and memory are reported every tick (the kernel kills it when its budget
+            // runs out).
+            let metered = crate::domain::meter(domain.id(), meter);
             let killed = async {
                 tokio::select! {
                     told = killed => if told.is_err() { std::future::pending::<()>().await },

@@ -34,7 +34,7 @@ mod wasi;
 mod watchdog;
 
 pub use crossing::{ChannelEnd, Crossed, CrossingMessage};
-pub use domain::DomainCpu;
+pub use domain::DomainMeter;
 pub use kernel::{Grant, Kernel, ProcessOptions, Stdio};
 pub use objects::listener::{Connect, Connector, Listener};
 pub use objects::process::{ExitStatus, ProcessRef};

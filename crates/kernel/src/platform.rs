@@ -209,8 +209,8 @@ pub struct DomainRequest {
     /// The limits of its budget in the domain, as `process_set_limit` sets them. The memory
     /// limit is always there: it is what the creator's budget holds for the domain.
     pub limits: Vec<(nebulet_abi::Limit, u64)>,
-    /// Where the platform reports the CPU time the domain uses while it runs.
-    pub cpu: crate::domain::DomainCpu,
+    /// Where the platform reports the CPU time and memory the domain uses while it runs.
+    pub meter: crate::domain::DomainMeter,
 }
 
 /// A domain being started: how it ends, and how to end it.

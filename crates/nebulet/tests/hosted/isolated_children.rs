@@ -284,6 +284,51 @@ fn an_isolated_child_ends_once_its_creators_cpu_time_is_used_up() {
 }
 
 #[test]
+fn the_memory_of_a_domains_host_process_is_charged_to_its_creator() {
+    let system = system_with_domains();
+    let memory = Limit::MemoryBytes as usize - 1;
+    let before = system.emulator.kernel().root_budget().used[memory];
+    // The child may use 4 MiB in its domain, which is all that is set aside for it; its host
+    // process holds more than that (its runtime and compiled code) while the child waits.
+    let setup = format!(
+        "(call $check (call $set_limit (i32.load (i32.const 12)) (i32.const {}) (i64.const {})))",
+        Limit::MemoryBytes as i32,
+        4 << 20
+    );
+    let after = "(call $await (i32.load (i32.const 12)) (i32.const 16)) (call $exit (i32.const 0))";
+    let module = system.module(parent(&child(WAITS), PROCESS_CREATE_ISOLATED, &setup, after));
+    let options = ProcessOptions { name: "parent".into(), ..Default::default() };
+    let parent = system.emulator.kernel().spawn(module, options);
+    // Without the host process's memory, the parent and the 4 MiB set aside hold about 6.4 MB
+    // here; with it, about 12 MB (the host process holds about 10 MB of its own).
+    let expected = 8 << 20;
+    let deadline = std::time::Instant::now() + crate::PATIENCE;
+    loop {
+        let held = system.emulator.kernel().root_budget().used[memory] - before;
+        if held >= expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {held} bytes were ever charged");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    parent.kill();
+    assert_eq!(system.wait(&parent).reason, ExitReason::Killed);
+    // Everything the domain was charged is given back once it has ended too (its end follows
+    // its parent's: the domain's host process is killed and waited for).
+    loop {
+        let after = system.emulator.kernel().root_budget().used[memory];
+        if after <= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{after} bytes stay charged, {before} before"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
 fn a_manifest_app_with_domain_isolated_runs_sandboxed_in_a_kernel_of_its_own() {
     // A file this process (and so any local app's host) can open; the isolated app's host
     // process, sandboxed, cannot.
