@@ -14,10 +14,6 @@ use crate::bridge::{Bridge, Side};
 use crate::sandbox::{self, Report};
 use crate::wire::{self, Frame, Setup};
 
-/// How long a domain that ended waits for its connections to send what its processes wrote to
-/// them (as `nebulet run` does).
-const NETWORK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
@@ -171,7 +167,7 @@ async fn serve(
             // And what it wrote to its connections reaches their clients, as `nebulet run`
             // waits for it (bounded: a client that does not read does not keep the domain).
             let draining = tokio::task::spawn_blocking(|| {
-                nebulet_hosted::network::drain(NETWORK_PATIENCE);
+                nebulet_hosted::network::drain(nebulet_hosted::network::DRAIN_PATIENCE);
             });
             let _ = draining.await;
             receiver.abort();

@@ -111,6 +111,10 @@ impl Drop for Outbound {
     }
 }
 
+/// How long a command (`nebulet run`, a domain's host process) waits, once its process has
+/// ended, for its connections to send what the program wrote: [`drain`]'s usual patience.
+pub const DRAIN_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Waits (at most `patience`) until every connection has sent what processes wrote to it:
 /// a command that exits once its process has ended calls this first, so that the last bytes
 /// a program wrote (and its FIN) reach the client. `false` if some did not finish in time (a

@@ -41,10 +41,6 @@ fn preopens(directories: &[DirectoryArgument]) -> Result<Preopens, String> {
         .collect()
 }
 
-/// How long the command waits, once its process has ended, for its connections to send what
-/// the program wrote.
-const NETWORK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// How the command ends: the first process's exit code, or a one-line error (exit code 1).
 pub(crate) type Outcome = Result<u8, String>;
 
@@ -122,7 +118,7 @@ fn finish(emulator: &Emulator, process: &ProcessRef, name: &str, report: Report)
     emulator.flush_console();
     // What the program wrote to its connections reaches its clients before the command ends
     // (bounded: a client that does not read does not keep it).
-    nebulet_hosted::network::drain(NETWORK_PATIENCE);
+    nebulet_hosted::network::drain(nebulet_hosted::network::DRAIN_PATIENCE);
     exit(exit_code(name, &status, report))
 }
 

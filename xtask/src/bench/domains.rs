@@ -16,27 +16,8 @@ use super::{Comparison, Goal, Settings, Side};
 /// A module of one page whose `_start` returns at once.
 const TINY: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
-/// Echoes every message on its bootstrap channel until the peer closes (as the domain tests'
-/// echo, without handles).
-const ECHO: &str = r#"(module
-    (import "nebulet" "process_bootstrap" (func $bootstrap (param i32) (result i32)))
-    (import "nebulet" "object_wait_one" (func $wait (param i32 i32 i64 i32) (result i32)))
-    (import "nebulet" "channel_read" (func $read (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
-    (import "nebulet" "channel_write" (func $write (param i32 i32 i32 i32 i32) (result i32)))
-    (memory (export "memory") 2)
-    (func (export "_start") (local $h i32) (local $status i32)
-      (drop (call $bootstrap (i32.const 0)))
-      (local.set $h (i32.load (i32.const 0)))
-      (loop $next
-        (drop (call $wait (local.get $h) (i32.const 5) (i64.const 0x7fffffffffffffff) (i32.const 4)))
-        (local.set $status (call $read (local.get $h) (i32.const 1024) (i32.const 65536)
-          (i32.const 16) (i32.const 64) (i32.const 8) (i32.const 12)))
-        (if (i32.eq (local.get $status) (i32.const -24)) (then (return)))
-        (if (i32.eqz (local.get $status)) (then
-          (drop (call $write (local.get $h) (i32.const 1024) (i32.load (i32.const 8))
-            (i32.const 16) (i32.load (i32.const 12))))))
-        (br $next)))
-    )"#;
+/// Echoes every message on its bootstrap channel until the peer closes (the domain tests' echo).
+const ECHO: &str = include_str!("../../../apps/tests/echo.wat");
 
 /// What a domain is given: a module to compile, or code its parent compiled.
 #[derive(Clone, Copy, PartialEq)]

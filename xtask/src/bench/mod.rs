@@ -305,11 +305,10 @@ pub fn run(
             switch::thread_switch(&nebulet, &settings)?,
             message::round_trip(&nebulet, &settings)?,
         ];
-        let what = "Nebulet: create+start+wait of a 1-page module with an empty `_start`";
-        let default_spawns = process::nebulet_spawns(&nebulet, &settings, what)?;
+        let default_spawns = process::nebulet_spawns(&nebulet, &settings, process::DEFAULT_SPAWNS)?;
         drop(nebulet);
         let dense = Nebulet::new(EngineOptions::dense())?;
-        let dense_spawns = process::nebulet_spawns(&dense, &settings, "the same, dense engine")?;
+        let dense_spawns = process::nebulet_spawns(&dense, &settings, process::DENSE_SPAWNS)?;
         drop(dense);
         rows.extend(process::spawn(default_spawns, dense_spawns, &settings)?.0);
         print_rows(&rows);
@@ -342,16 +341,14 @@ pub fn run(
     progress("message round trip");
     comparisons.push(message::round_trip(&nebulet, &settings)?);
     progress("process create+start+exit");
-    let what = "Nebulet: create+start+wait of a 1-page module with an empty `_start`";
-    let default_spawns = process::nebulet_spawns(&nebulet, &settings, what)?;
+    let default_spawns = process::nebulet_spawns(&nebulet, &settings, process::DEFAULT_SPAWNS)?;
     progress("compute");
     let native = compute::native(&settings)?;
     let compute = compute::compare(&nebulet, &settings, native.clone(), "compute")?;
     drop(nebulet);
     // One emulator at a time (see `process::spawn`).
     let dense = Nebulet::new(EngineOptions::dense())?;
-    let what = "Nebulet: the same, dense engine (memories and stacks from shared reservations)";
-    let dense_spawns = process::nebulet_spawns(&dense, &settings, what)?;
+    let dense_spawns = process::nebulet_spawns(&dense, &settings, process::DENSE_SPAWNS)?;
     let dense_compute = compute::compare(&dense, &settings, native, "compute, dense engine")?;
     drop(dense);
     let (spawns, spawn_note) = process::spawn(default_spawns, dense_spawns, &settings)?;

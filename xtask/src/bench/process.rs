@@ -12,6 +12,13 @@ use super::{Comparison, Goal, Settings, Side, output_directory, progress, root, 
 
 const TINY_C: &str = "int main(void) {\n    return 0;\n}\n";
 
+/// What the default engine's spawn row times.
+pub const DEFAULT_SPAWNS: &str =
+    "Nebulet: create+start+wait of a 1-page module with an empty `_start`";
+/// What the dense engine's spawn row times.
+pub const DENSE_SPAWNS: &str =
+    "Nebulet: the same, dense engine (memories and stacks from shared reservations)";
+
 /// Nebulet's side: `count` spawns in each of `runs` runs, by the engine of `nebulet`.
 pub fn nebulet_spawns(nebulet: &Nebulet, settings: &Settings, what: &str) -> Result<Side, String> {
     let count = settings.nebulet_spawns;
