@@ -19,6 +19,7 @@ mod cpu_time;
 mod domain_console;
 mod fatal;
 mod files;
+mod handoff;
 pub mod network;
 mod platform;
 mod source;
