@@ -342,8 +342,17 @@ fn new_store(
     };
     let mut store = wasmtime::Store::new(&kernel.engine, context);
     store.limiter(|context| &mut context.accounting);
-    store.epoch_deadline_async_yield_and_update(1);
+    yield_at_next_tick(&mut store);
     store
+}
+
+/// Makes `store`'s wasm yield at the epoch's next tick (or preemption request), and at every
+/// tick after. A new store's deadline is 0, already passed: without this, every new thread
+/// yielded at its first function entry, which cost every process start a second turn and a
+/// wake of its own task (which tokio passes to another worker).
+fn yield_at_next_tick<T>(store: &mut wasmtime::Store<T>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
 }
 
 /// The shared memory a module imports, if it is threaded: `(module, name, type)`.
@@ -550,5 +559,46 @@ pub(crate) fn describe(error: &wasmtime::Error, what: &str) -> String {
         format!("{what}: {reason}")
     } else {
         format!("{what}: {reason}; wasm backtrace: {}", frames.join(" <- "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::pin::pin;
+    use core::task::{Context, Poll, Waker};
+
+    /// Polls `future` once with a waker that does nothing.
+    fn poll_once<F: Future>(future: core::pin::Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_new_thread_runs_without_yielding_until_the_next_tick_and_yields_after_it() {
+        let engine = crate::tests::engine();
+        let module = wasmtime::Module::new(
+            &engine,
+            r#"(module (func (export "count") (local i32)
+                 (loop (br_if 0 (i32.lt_u (local.tee 0 (i32.add (local.get 0) (i32.const 1)))
+                                          (i32.const 1000))))))"#,
+        )
+        .unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        super::yield_at_next_tick(&mut store);
+        let instance = {
+            let instance = pin!(wasmtime::Instance::new_async(&mut store, &module, &[]));
+            let Poll::Ready(instance) = poll_once(instance) else { panic!("instantiation yielded") };
+            instance.unwrap()
+        };
+        let count = instance.get_typed_func::<(), ()>(&mut store, "count").unwrap();
+        {
+            let first = pin!(count.call_async(&mut store, ()));
+            let first = poll_once(first);
+            assert!(matches!(first, Poll::Ready(Ok(()))), "the first run yields before any tick");
+        }
+        // A tick (or a preemption request) makes the next entry yield, once per tick.
+        engine.increment_epoch();
+        let mut second = pin!(count.call_async(&mut store, ()));
+        assert!(poll_once(second.as_mut()).is_pending(), "a run after a tick yields");
+        assert!(matches!(poll_once(second), Poll::Ready(Ok(()))));
     }
 }
