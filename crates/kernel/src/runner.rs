@@ -419,11 +419,13 @@ async fn instantiate_main(
                 return Err(ThreadEnd::Process(ending(error, "cannot start")));
             }
             store.data_mut().memory = Some(ProcessMemory::Shared(memory.clone()));
-            let environment = process.thread_environment.call_once(|| ThreadEnvironment {
-                memory,
-                linker,
-                charge: crate::sync::Mutex::new(charge),
-                _mappings: [mappings, reservation],
+            let environment = process.thread_environment.call_once(|| {
+                Box::new(ThreadEnvironment {
+                    memory,
+                    linker,
+                    charge: crate::sync::Mutex::new(charge),
+                    _mappings: [mappings, reservation],
+                })
             });
             environment.linker.instantiate_async(&mut store, &process.module).await
         }
@@ -435,7 +437,10 @@ async fn instantiate_main(
                 Some(message.into()),
             )));
         }
-        None => kernel.linker.instantiate_async(&mut store, &process.module).await,
+        None => match process.prepared.get() {
+            Some(prepared) => prepared.0.instantiate_async(&mut store).await,
+            None => kernel.linker.instantiate_async(&mut store, &process.module).await,
+        },
     };
     match instance {
         Ok(instance) => Ok((store, instance)),
