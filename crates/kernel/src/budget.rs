@@ -201,6 +201,12 @@ impl Budget {
 
     /// Gives back `amount` taken with [`Budget::take`] or [`Budget::add`].
     pub(crate) fn give(&self, resource: Resource, amount: u64) {
+        // As `take`: nothing to do for nothing (a charge that never grew, a mapping charge where
+        // memories and stacks take no mapping of their own), and no write to the ancestors'
+        // counters, which every core's processes share.
+        if amount == 0 {
+            return;
+        }
         for budget in self.chain() {
             budget.used[resource as usize].fetch_sub(amount, Ordering::AcqRel);
         }

@@ -3,6 +3,7 @@
 //! Handle values are drawn from a per-table random sequence, so they say nothing about the
 //! values of other processes and a stale value is unlikely to name a new handle.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
@@ -71,13 +72,18 @@ typed_object!(connector, Connector, crate::objects::listener::Connector);
 #[derive(Debug)]
 pub(crate) struct HandleTable {
     entries: BTreeMap<RawHandle, HandleEntry>,
-    values: ChaCha8Rng,
+    /// The seed of the sequence of values, until the first handle draws from it.
+    seed: [u8; 32],
+    /// The sequence, made when the first handle is added. Boxed: the generator (with its
+    /// buffer, about 300 bytes) would otherwise be a quarter of every process, and many
+    /// processes never hold a handle.
+    values: Option<Box<ChaCha8Rng>>,
     budget: Arc<Budget>,
 }
 
 impl HandleTable {
     pub(crate) fn new(seed: [u8; 32], budget: Arc<Budget>) -> Self {
-        Self { entries: BTreeMap::new(), values: ChaCha8Rng::from_seed(seed), budget }
+        Self { entries: BTreeMap::new(), seed, values: None, budget }
     }
 
     /// Whether `count` more handles fit in the budget.
@@ -93,8 +99,10 @@ impl HandleTable {
     /// Adds a handle and returns its new value; `ERR_NO_RESOURCES` past the budget.
     pub(crate) fn insert(&mut self, entry: HandleEntry) -> Result<RawHandle, Error> {
         self.budget.take(Resource::Handles, 1)?;
+        let seed = self.seed;
+        let values = self.values.get_or_insert_with(|| Box::new(ChaCha8Rng::from_seed(seed)));
         loop {
-            let value = self.values.next_u32();
+            let value = values.next_u32();
             if value != nebulet_abi::HANDLE_INVALID && !self.entries.contains_key(&value) {
                 self.entries.insert(value, entry);
                 return Ok(value);

@@ -129,6 +129,11 @@ pub struct Kernel {
     pub(crate) roster: crate::roster::Roster,
     /// Thread stores alive (each thread of each process has one).
     pub(crate) live_threads: AtomicUsize,
+    /// The module the platform last started a process of, prepared (see
+    /// [`crate::objects::module::ModuleObject::prepared`]): a platform often starts many
+    /// processes of one module (a server's requests, the bench's idle processes). The
+    /// platform's modules are charged to no process, so keeping one alive here holds nobody's.
+    root_module: crate::sync::Mutex<Option<Arc<crate::objects::module::ModuleObject>>>,
 }
 
 impl core::fmt::Debug for Kernel {
@@ -171,6 +176,7 @@ impl Kernel {
             margins: Margins::of(&capacity),
             roster: Default::default(),
             live_threads: AtomicUsize::new(0),
+            root_module: crate::sync::Mutex::new(None),
         }))
     }
 
@@ -258,6 +264,9 @@ impl Kernel {
         let name = options.name.clone();
         let process = match self.new_process(module.clone(), options, &self.root) {
             Ok(process) => {
+                if let Some(prepared) = self.prepared_root_module(&module) {
+                    process.prepared.call_once(|| prepared);
+                }
                 for &(limit, value) in limits {
                     // A created process takes any limit.
                     let _ = process.set_limit(limit, value);
@@ -285,6 +294,28 @@ impl Kernel {
             ));
         }
         ProcessRef { process }
+    }
+
+    /// `module` prepared, through the one the platform last started a process of.
+    fn prepared_root_module(
+        &self,
+        module: &wasmtime::Module,
+    ) -> Option<crate::objects::module::Prepared> {
+        let object = {
+            let mut last = self.root_module.lock();
+            match &*last {
+                Some(object) if wasmtime::Module::same(&object.module, module) => object.clone(),
+                _ => {
+                    let object = Arc::new(crate::objects::module::ModuleObject::new(
+                        module.clone(),
+                        Vec::new(),
+                    ));
+                    *last = Some(object.clone());
+                    object
+                }
+            }
+        };
+        object.prepared(&self.linker)
     }
 
     /// Starts a created process's task with its bootstrap handle.

@@ -342,8 +342,17 @@ fn new_store(
     };
     let mut store = wasmtime::Store::new(&kernel.engine, context);
     store.limiter(|context| &mut context.accounting);
-    store.epoch_deadline_async_yield_and_update(1);
+    yield_at_next_tick(&mut store);
     store
+}
+
+/// Makes `store`'s wasm yield at the epoch's next tick (or preemption request), and at every
+/// tick after. A new store's deadline is 0, already passed: without this, every new thread
+/// yielded at its first function entry, which cost every process start a second turn and a
+/// wake of its own task (which tokio passes to another worker).
+fn yield_at_next_tick<T>(store: &mut wasmtime::Store<T>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
 }
 
 /// The shared memory a module imports, if it is threaded: `(module, name, type)`.
@@ -358,12 +367,19 @@ fn shared_memory_import(
     })
 }
 
-async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
-    let Ok(charges) = ThreadCharges::take(&kernel, &process) else {
+/// The main thread's store and instance, or how the process ends if it cannot start.
+async fn instantiate_main(
+    kernel: &Arc<Kernel>,
+    process: &Arc<Process>,
+) -> Result<(wasmtime::Store<ThreadContext>, wasmtime::Instance), ThreadEnd> {
+    let Ok(charges) = ThreadCharges::take(kernel, process) else {
         let message = "cannot start: its budget has no room for its main thread".into();
-        return ThreadEnd::Process(ExitStatus::ended(ExitReason::OutOfResources, Some(message)));
+        return Err(ThreadEnd::Process(ExitStatus::ended(
+            ExitReason::OutOfResources,
+            Some(message),
+        )));
     };
-    let mut store = new_store(&kernel, &process, 0, None, charges);
+    let mut store = new_store(kernel, process, 0, None, charges);
     let instance = match shared_memory_import(&process.module) {
         #[cfg(feature = "threads")]
         Some((module, name, memory_type)) => {
@@ -387,50 +403,61 @@ async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
                 let message = alloc::format!(
                     "cannot start: {minimum} pages of shared memory pass the memory budget"
                 );
-                return ThreadEnd::Process(ExitStatus::ended(
+                return Err(ThreadEnd::Process(ExitStatus::ended(
                     ExitReason::OutOfResources,
                     Some(message),
-                ));
+                )));
             };
             let maximum = memory_type.maximum().unwrap_or(65_536).min(available_pages);
             let memory_type = wasmtime::MemoryType::shared(minimum as u32, maximum as u32);
             let memory = match wasmtime::SharedMemory::new(&kernel.engine, memory_type) {
                 Ok(memory) => memory,
-                Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
+                Err(error) => return Err(ThreadEnd::Process(ending(error, "cannot start"))),
             };
             let mut linker = kernel.linker.clone();
             if let Err(error) = linker.define(&store, &module, &name, memory.clone()) {
-                return ThreadEnd::Process(ending(error, "cannot start"));
+                return Err(ThreadEnd::Process(ending(error, "cannot start")));
             }
             store.data_mut().memory = Some(ProcessMemory::Shared(memory.clone()));
-            let environment = process.thread_environment.call_once(|| ThreadEnvironment {
-                memory,
-                linker,
-                charge: crate::sync::Mutex::new(charge),
-                _mappings: [mappings, reservation],
+            let environment = process.thread_environment.call_once(|| {
+                Box::new(ThreadEnvironment {
+                    memory,
+                    linker,
+                    charge: crate::sync::Mutex::new(charge),
+                    _mappings: [mappings, reservation],
+                })
             });
             environment.linker.instantiate_async(&mut store, &process.module).await
         }
         #[cfg(not(feature = "threads"))]
         Some(_) => {
             let message = "cannot start: this platform runs no threaded modules (shared memory)";
-            return ThreadEnd::Process(ExitStatus::ended(
+            return Err(ThreadEnd::Process(ExitStatus::ended(
                 ExitReason::Trapped,
                 Some(message.into()),
-            ));
+            )));
         }
-        None => kernel.linker.instantiate_async(&mut store, &process.module).await,
+        None => match process.prepared.get() {
+            Some(prepared) => prepared.0.instantiate_async(&mut store).await,
+            None => kernel.linker.instantiate_async(&mut store, &process.module).await,
+        },
     };
-    let instance = match instance {
-        Ok(instance) => instance,
+    match instance {
+        Ok(instance) => Ok((store, instance)),
         Err(error) if store.data().accounting.denied => {
             let message = describe(&error, "memory limit passed at start");
-            return ThreadEnd::Process(ExitStatus::ended(
-                ExitReason::OutOfResources,
-                Some(message),
-            ));
+            Err(ThreadEnd::Process(ExitStatus::ended(ExitReason::OutOfResources, Some(message))))
         }
-        Err(error) => return ThreadEnd::Process(ending(error, "cannot start")),
+        Err(error) => Err(ThreadEnd::Process(ending(error, "cannot start"))),
+    }
+}
+
+async fn main_thread(kernel: Arc<Kernel>, process: Arc<Process>) -> ThreadEnd {
+    // Boxed, and so freed once done: instantiation's state is larger than the rest of this
+    // future's, which lives as long as the process (1.6 KiB of every idle process before).
+    let (mut store, instance) = match Box::pin(instantiate_main(&kernel, &process)).await {
+        Ok(started) => started,
+        Err(end) => return end,
     };
     if store.data().memory.is_none() {
         // Pointers name memory 0, which `prepare_module` made sure is exported by one of these.
@@ -550,5 +577,48 @@ pub(crate) fn describe(error: &wasmtime::Error, what: &str) -> String {
         format!("{what}: {reason}")
     } else {
         format!("{what}: {reason}; wasm backtrace: {}", frames.join(" <- "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::pin::pin;
+    use core::task::{Context, Poll, Waker};
+
+    /// Polls `future` once with a waker that does nothing.
+    fn poll_once<F: Future>(future: core::pin::Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_new_thread_runs_without_yielding_until_the_next_tick_and_yields_after_it() {
+        let engine = crate::tests::engine();
+        let module = wasmtime::Module::new(
+            &engine,
+            r#"(module (func (export "count") (local i32)
+                 (loop (br_if 0 (i32.lt_u (local.tee 0 (i32.add (local.get 0) (i32.const 1)))
+                                          (i32.const 1000))))))"#,
+        )
+        .unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        super::yield_at_next_tick(&mut store);
+        let instance = {
+            let instance = pin!(wasmtime::Instance::new_async(&mut store, &module, &[]));
+            let Poll::Ready(instance) = poll_once(instance) else {
+                panic!("instantiation yielded")
+            };
+            instance.unwrap()
+        };
+        let count = instance.get_typed_func::<(), ()>(&mut store, "count").unwrap();
+        {
+            let first = pin!(count.call_async(&mut store, ()));
+            let first = poll_once(first);
+            assert!(matches!(first, Poll::Ready(Ok(()))), "the first run yields before any tick");
+        }
+        // A tick (or a preemption request) makes the next entry yield, once per tick.
+        engine.increment_epoch();
+        let mut second = pin!(count.call_async(&mut store, ()));
+        assert!(poll_once(second.as_mut()).is_pending(), "a run after a tick yields");
+        assert!(matches!(poll_once(second), Poll::Ready(Ok(()))));
     }
 }

@@ -1,5 +1,7 @@
 //! Processes: a module instance with its handle table, its life stage and how it ended.
 
+#[cfg(feature = "threads")]
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -57,6 +59,9 @@ pub(crate) struct Process {
     pub(crate) koid: u64,
     pub(crate) name: String,
     pub(crate) module: wasmtime::Module,
+    /// The module with its imports resolved, when it was made from a module object (see
+    /// [`super::module::ModuleObject::prepared`]); set once, before it starts.
+    pub(crate) prepared: spin::Once<super::module::Prepared>,
     pub(crate) args: Vec<String>,
     pub(crate) environment: Vec<String>,
     pub(crate) signals: SignalCell,
@@ -86,8 +91,9 @@ pub(crate) struct Process {
     /// the domain's first process (see `crate::domain`).
     isolated: AtomicBool,
     /// The shared memory and linker of a threaded process, set when its main thread starts.
+    /// Boxed: most processes are not threaded, and it is larger than the rest of a process.
     #[cfg(feature = "threads")]
-    pub(crate) thread_environment: spin::Once<crate::runner::ThreadEnvironment>,
+    pub(crate) thread_environment: spin::Once<Box<crate::runner::ThreadEnvironment>>,
     /// What it is doing now, for listings (shared with the waker its threads are polled with).
     pub(crate) activity: Arc<crate::roster::Activity>,
     /// How many times its parent restarted it (see [`Process::restarts`]).
@@ -108,6 +114,7 @@ impl Process {
             koid: super::new_koid(),
             name,
             module,
+            prepared: spin::Once::new(),
             args,
             environment,
             signals: SignalCell::default(),

@@ -45,13 +45,15 @@ pub(super) fn create_with(
     }
     let name = call.memory.str(name, name_length, NAME_MAX_BYTES)?.to_string();
     let mut table = call.process.handles.lock();
-    let module =
-        table.get(module)?.require_typed(Rights::EXECUTE, |entry| entry.module())?.module.clone();
+    let module = table.get(module)?.require_typed(Rights::EXECUTE, |entry| entry.module())?.clone();
     if !table.has_room(1) {
         return Err(Error::NoResources);
     }
     let options = ProcessOptions { name, ..Default::default() };
-    let child = call.kernel.new_process(module, options, &call.process.budget)?;
+    let child = call.kernel.new_process(module.module.clone(), options, &call.process.budget)?;
+    if let Some(prepared) = module.prepared(&call.kernel.linker) {
+        child.prepared.call_once(|| prepared);
+    }
     call.process.count_restart(&child);
     if isolated {
         child.isolate();
