@@ -205,7 +205,8 @@ pub(crate) struct Scheduler {
 impl Scheduler {
     pub(crate) fn new(threads: &Threads, main: ThreadFuture) -> Self {
         threads.running.fetch_add(1, Ordering::Relaxed);
-        let mut scheduler = Self { slots: Vec::new() };
+        // Room for the main thread only: most processes never start another.
+        let mut scheduler = Self { slots: Vec::with_capacity(1) };
         scheduler.add(threads, 0, main);
         scheduler
     }
