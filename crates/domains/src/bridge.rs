@@ -1,15 +1,17 @@
 //! The bridge: channels whose ends are in two domains, relayed over their socket.
 //!
 //! Each bridged channel has a wire id and, on each side, a local end that the bridge holds (its
-//! peer is a process's handle). A task per channel reads the local end and sends its messages;
-//! the channels a message carries are adopted under fresh ids, so they are bridged in turn.
-//! Another task delivers what arrives, in order. A side sends at most
+//! peer is a process's handle). What a process writes is sent at once by the thread that wrote
+//! it (`sending`); the channels a message carries are adopted under fresh ids, so they are
+//! bridged in turn. What arrives is delivered by the reader of the socket when nothing waits
+//! before it, else by a task per channel, in order. A side sends at most
 //! `CHANNEL_MAX_QUEUED_MESSAGES` messages on a channel that the other side has not yet
-//! delivered (`Delivered` gives one back), so a full reader holds up its writer as a local
-//! channel does, and a peer that sends more breaks the protocol. When a local end's peer closes,
-//! `Closed` tells the other side to close its local end after the messages before it.
-//! Sockets a message carries are bridged too (`sockets`).
+//! delivered (`Delivered` gives some back, in batches), so a full reader holds up its writer as
+//! a local channel does, and a peer that sends more breaks the protocol. When a local end's
+//! peer closes, `Closed` tells the other side to close its local end after the messages before
+//! it. Sockets a message carries are bridged too (`sockets`).
 
+mod sending;
 mod sockets;
 
 use std::collections::HashMap;
@@ -20,13 +22,20 @@ use std::task::Poll;
 
 use nebulet_abi::{CHANNEL_MAX_QUEUED_MESSAGES, Error, Rights};
 use nebulet_kernel::{ChannelEnd, Crossed, CrossingMessage, SocketEnd};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::wire::{Carried, Frame, Outgoing};
+use sending::Sending;
 
 /// Messages a side may have sent on one channel and not yet seen delivered.
 const CREDITS: usize = CHANNEL_MAX_QUEUED_MESSAGES as usize;
+
+/// Deliveries a side tells the other about in one `Delivered` frame. A sender always has at
+/// least `CREDITS - ACKNOWLEDGED_AT + 1` credits that are not merely waiting to be given back,
+/// and a reader that takes every message makes the count reach this, so nothing waits for
+/// ever; a message and its answer cross without a `Delivered` frame each way.
+const ACKNOWLEDGED_AT: usize = CREDITS / 2;
 
 /// Which side of the socket this bridge is on: it numbers its new channels by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,21 +56,27 @@ enum Inbound {
     Closed,
 }
 
-/// One bridged channel on this side.
-struct Link {
-    /// The local end (also held by the link's tasks).
+/// The receiving half of one bridged channel on this side.
+struct Receiving {
+    /// The local end (also held by the sending half and the delivering task).
     end: Arc<ChannelEnd>,
     inbound: mpsc::UnboundedSender<Inbound>,
     /// Messages that arrived and are not yet delivered.
-    undelivered: Arc<AtomicUsize>,
-    /// Messages this side may still send before the other side delivers some.
-    credits: Arc<Semaphore>,
-    /// Messages sent and not yet delivered.
-    in_flight: Arc<AtomicUsize>,
-    tasks: [AbortHandle; 2],
+    undelivered: AtomicUsize,
+    /// Messages delivered and not yet told to the other side.
+    unacknowledged: AtomicUsize,
 }
 
-/// The bridged channels of one socket, on one side.
+/// One bridged channel on this side.
+struct Link {
+    sending: Arc<Sending>,
+    receiving: Arc<Receiving>,
+    deliverer: AbortHandle,
+}
+
+/// The bridged channels of one socket, on one side. Its locks are never held while a channel
+/// is written, read or closed: a channel's waker sends at once, on the thread that woke it, and
+/// takes them.
 pub(crate) struct Bridge {
     side: Side,
     next_id: AtomicU64,
@@ -113,98 +128,66 @@ impl Bridge {
 
     /// Bridges `end` (whose peer a local process holds) as channel `id`.
     pub(crate) fn attach(self: &Arc<Self>, id: u64, end: ChannelEnd) {
-        self.attach_gated(id, end, None);
+        let sending = self.attach_link(id, end, false);
+        sending.run();
     }
 
-    /// [`Bridge::attach`], sending nothing until `gate` opens (a carried channel: not before
-    /// the frame that carries it is queued).
-    fn attach_gated(
-        self: &Arc<Self>,
-        id: u64,
-        end: ChannelEnd,
-        gate: Option<tokio::sync::oneshot::Receiver<()>>,
-    ) {
+    /// [`Bridge::attach`] for a carried channel: it sends nothing until [`Sending::open`], once
+    /// the frame that carries it is queued.
+    fn attach_gated(self: &Arc<Self>, id: u64, end: ChannelEnd) -> Arc<Sending> {
+        self.attach_link(id, end, true)
+    }
+
+    fn attach_link(self: &Arc<Self>, id: u64, end: ChannelEnd, gated: bool) -> Arc<Sending> {
         let end = Arc::new(end);
-        let end_for_link = end.clone();
         let (inbound, receiver) = mpsc::unbounded_channel();
-        let undelivered = Arc::new(AtomicUsize::new(0));
-        let credits = Arc::new(Semaphore::new(CREDITS));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let mut links = self.links();
-        let sending = self.clone().send_loop(id, end.clone(), credits.clone(), in_flight.clone());
-        let sender = self.runtime.spawn(async move {
-            if let Some(gate) = gate {
-                let _ = gate.await;
-            }
-            sending.await;
+        let sending = Sending::new(id, self, end.clone(), CREDITS, gated);
+        let receiving = Arc::new(Receiving {
+            end,
+            inbound,
+            undelivered: AtomicUsize::new(0),
+            unacknowledged: AtomicUsize::new(0),
         });
+        let mut links = self.links();
         let deliverer =
-            self.runtime.spawn(self.clone().deliver_loop(id, end, receiver, undelivered.clone()));
-        let tasks = [sender.abort_handle(), deliverer.abort_handle()];
-        links.insert(
-            id,
-            Link { end: end_for_link, inbound, undelivered, credits, in_flight, tasks },
-        );
+            self.runtime.spawn(self.clone().deliver_loop(id, receiving.clone(), receiver));
+        let deliverer = deliverer.abort_handle();
+        links.insert(id, Link { sending: sending.clone(), receiving, deliverer });
+        sending
     }
 
-    /// Reads the local end and sends what it reads, while the other side has room.
-    async fn send_loop(
-        self: Arc<Self>,
-        id: u64,
-        end: Arc<ChannelEnd>,
-        credits: Arc<Semaphore>,
-        in_flight: Arc<AtomicUsize>,
-    ) {
-        loop {
-            let Ok(permit) = credits.acquire().await else { return };
-            permit.forget();
-            let Some(message) = poll_fn(|context| end.poll_read(context)).await else { break };
-            let mut gates = Vec::with_capacity(message.handles.len());
-            let handles = message
-                .handles
-                .into_iter()
-                .map(|(carried, rights)| {
-                    let carried_id = self.next_id.fetch_add(2, Ordering::Relaxed);
-                    let (open, gate) = tokio::sync::oneshot::channel();
-                    gates.push(open);
-                    let rights = rights.bits();
-                    match carried {
-                        Crossed::Channel(channel) => {
-                            self.attach_gated(carried_id, channel, Some(gate));
-                            Carried::Channel { id: carried_id, rights }
-                        }
-                        Crossed::Socket(socket) => {
-                            self.attach_socket(carried_id, socket, Some(gate));
-                            Carried::Socket { id: carried_id, rights }
-                        }
-                    }
-                })
-                .collect();
-            let frame = Frame::Message { channel: id, bytes: message.bytes, handles };
-            in_flight.fetch_add(1, Ordering::Relaxed);
-            if self.outgoing.send(frame).is_err() {
-                return;
-            }
-            for open in gates {
-                let _ = open.send(());
-            }
-        }
-        // The local peer is gone: nothing more is delivered here either.
-        let _ = self.outgoing.send(Frame::Closed { channel: id });
-        end.close();
-        if let Some(link) = self.links().remove(&id) {
-            link.tasks[1].abort();
+    /// Forgets channel `id` (its end closed), stopping its delivering task; dropped outside the
+    /// lock.
+    fn forget_link(&self, id: u64) {
+        let link = self.links().remove(&id);
+        if let Some(link) = link {
+            link.sending.end();
+            link.deliverer.abort();
         }
     }
 
-    /// Delivers what arrives for channel `id` to the local end, in order.
+    /// One more message delivered on channel `id` (or dropped for a reader that is gone): the
+    /// other side is told in batches.
+    fn delivered(&self, id: u64, receiving: &Receiving) -> Result<(), crate::wire::Broken> {
+        let count = receiving.unacknowledged.fetch_add(1, Ordering::SeqCst) + 1;
+        if count < ACKNOWLEDGED_AT {
+            return Ok(());
+        }
+        let count = receiving.unacknowledged.swap(0, Ordering::SeqCst);
+        if count == 0 {
+            return Ok(());
+        }
+        self.outgoing.send(Frame::Delivered { channel: id, count: count as u32 })
+    }
+
+    /// Delivers what arrives for channel `id` while earlier messages wait, in order.
     async fn deliver_loop(
         self: Arc<Self>,
         id: u64,
-        end: Arc<ChannelEnd>,
+        receiving: Arc<Receiving>,
         mut receiver: mpsc::UnboundedReceiver<Inbound>,
-        undelivered: Arc<AtomicUsize>,
     ) {
+        let end = receiving.end.clone();
         while let Some(inbound) = receiver.recv().await {
             let Inbound::Message(message) = inbound else { break };
             let mut pending = Some(message);
@@ -220,18 +203,19 @@ impl Bridge {
                 }
             })
             .await;
-            undelivered.fetch_sub(1, Ordering::Relaxed);
+            receiving.undelivered.fetch_sub(1, Ordering::SeqCst);
             // Delivered, or dropped for a reader that is gone (its carried channels close, and
-            // their send loops tell the other side): either way the sender may send again.
+            // their sending tells the other side): either way the sender may send again.
             let _ = written;
-            if self.outgoing.send(Frame::Delivered { channel: id }).is_err() {
+            if self.delivered(id, &receiving).is_err() {
                 break;
             }
         }
         // The other side's end closed, or the socket did.
         end.close();
-        if let Some(link) = self.links().remove(&id) {
-            link.tasks[0].abort();
+        let link = self.links().remove(&id);
+        if let Some(link) = link {
+            link.sending.end();
         }
     }
 
@@ -239,82 +223,20 @@ impl Bridge {
     pub(crate) fn receive(self: &Arc<Self>, frame: Frame) -> Result<(), Violation> {
         match frame {
             Frame::Message { channel, bytes, handles } => {
-                if bytes.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES as usize
-                    || handles.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
-                {
-                    return Err(Violation("a message past the limits"));
-                }
-                let mut carried = Vec::with_capacity(handles.len());
-                for &handle in &handles {
-                    let (Carried::Channel { id, .. } | Carried::Socket { id, .. }) = handle;
-                    if !self.is_theirs(id)
-                        || self.links().contains_key(&id)
-                        || self.socket_links().contains_key(&id)
-                    {
-                        return Err(Violation("a channel or socket id that is not new"));
-                    }
-                    carried.push(match handle {
-                        Carried::Channel { id, rights } => {
-                            let (local, delivered) = ChannelEnd::crossing_pair();
-                            self.attach(id, local);
-                            let rights = Rights::from_bits(rights) & Rights::CHANNEL_DEFAULT;
-                            (Crossed::Channel(delivered), rights)
-                        }
-                        Carried::Socket { id, rights } => {
-                            let (local, delivered) = SocketEnd::pair();
-                            self.attach_socket(id, local, None);
-                            let rights = Rights::from_bits(rights) & Rights::SOCKET_DEFAULT;
-                            (Crossed::Socket(delivered), rights)
-                        }
-                    });
-                }
-                let links = self.links();
-                let Some(link) = links.get(&channel) else {
-                    // The channel closed here meanwhile: what it carried closes with it.
-                    drop(links);
-                    drop(carried);
-                    return Ok(());
-                };
-                let waiting = link.undelivered.fetch_add(1, Ordering::Relaxed);
-                if waiting >= CREDITS {
-                    return Err(Violation("more messages than the channel's credit"));
-                }
-                let message = CrossingMessage { bytes, handles: carried };
-                // Nothing waits before it (only this reader adds): delivered here if there is
-                // room, which saves the delivering task a wake-up.
-                let message = if waiting == 0 {
-                    match link.end.try_write(message) {
-                        Err((Error::ShouldWait, message)) => message,
-                        // Delivered, or dropped for a reader that is gone.
-                        _ => {
-                            link.undelivered.fetch_sub(1, Ordering::Relaxed);
-                            let _ = self.outgoing.send(Frame::Delivered { channel });
-                            return Ok(());
-                        }
-                    }
-                } else {
-                    message
-                };
-                let _ = link.inbound.send(Inbound::Message(message));
-                Ok(())
+                self.receive_message(channel, bytes, handles)
             }
-            Frame::Delivered { channel } => {
-                if let Some(link) = self.links().get(&channel) {
-                    let less = |count: usize| count.checked_sub(1);
-                    if link
-                        .in_flight
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less)
-                        .is_err()
-                    {
-                        return Err(Violation("a delivery of nothing sent"));
-                    }
-                    link.credits.add_permits(1);
+            Frame::Delivered { channel, count } => {
+                let sending = self.links().get(&channel).map(|link| link.sending.clone());
+                if let Some(sending) = sending
+                    && (count == 0 || !sending.delivered(count as usize))
+                {
+                    return Err(Violation("a delivery of nothing sent"));
                 }
                 Ok(())
             }
             Frame::Closed { channel } => {
                 if let Some(link) = self.links().get(&channel) {
-                    let _ = link.inbound.send(Inbound::Closed);
+                    let _ = link.receiving.inbound.send(Inbound::Closed);
                 }
                 Ok(())
             }
@@ -326,22 +248,88 @@ impl Bridge {
         }
     }
 
+    /// Handles a message for channel `channel` from the other side.
+    fn receive_message(
+        self: &Arc<Self>,
+        channel: u64,
+        bytes: Vec<u8>,
+        handles: Vec<Carried>,
+    ) -> Result<(), Violation> {
+        if bytes.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_BYTES as usize
+            || handles.len() > nebulet_abi::CHANNEL_MAX_MESSAGE_HANDLES as usize
+        {
+            return Err(Violation("a message past the limits"));
+        }
+        let mut carried = Vec::with_capacity(handles.len());
+        for &handle in &handles {
+            let (Carried::Channel { id, .. } | Carried::Socket { id, .. }) = handle;
+            if !self.is_theirs(id)
+                || self.links().contains_key(&id)
+                || self.socket_links().contains_key(&id)
+            {
+                return Err(Violation("a channel or socket id that is not new"));
+            }
+            carried.push(match handle {
+                Carried::Channel { id, rights } => {
+                    let (local, delivered) = ChannelEnd::crossing_pair();
+                    self.attach(id, local);
+                    let rights = Rights::from_bits(rights) & Rights::CHANNEL_DEFAULT;
+                    (Crossed::Channel(delivered), rights)
+                }
+                Carried::Socket { id, rights } => {
+                    let (local, delivered) = SocketEnd::pair();
+                    self.attach_socket(id, local, None);
+                    let rights = Rights::from_bits(rights) & Rights::SOCKET_DEFAULT;
+                    (Crossed::Socket(delivered), rights)
+                }
+            });
+        }
+        let receiving = self.links().get(&channel).map(|link| link.receiving.clone());
+        let Some(receiving) = receiving else {
+            // The channel closed here meanwhile: what it carried closes with it.
+            drop(carried);
+            return Ok(());
+        };
+        let waiting = receiving.undelivered.fetch_add(1, Ordering::SeqCst);
+        if waiting >= CREDITS {
+            return Err(Violation("more messages than the channel's credit"));
+        }
+        let message = CrossingMessage { bytes, handles: carried };
+        // Nothing waits before it (only this reader adds): delivered here if there is room,
+        // which saves the delivering task a wake-up.
+        let message = if waiting == 0 {
+            match receiving.end.try_write(message) {
+                Err((Error::ShouldWait, message)) => message,
+                // Delivered, or dropped for a reader that is gone.
+                _ => {
+                    receiving.undelivered.fetch_sub(1, Ordering::SeqCst);
+                    let _ = self.delivered(channel, &receiving);
+                    return Ok(());
+                }
+            }
+        } else {
+            message
+        };
+        let _ = receiving.inbound.send(Inbound::Message(message));
+        Ok(())
+    }
+
     /// Whether every message written to a local end has been sent, or waits for credit (for the
     /// other side to deliver what it has): what a domain waits for after its process ended,
     /// before it ends, so that what the process wrote last still crosses.
     pub(crate) fn is_flushed(&self) -> bool {
-        self.links()
-            .values()
-            .all(|link| !link.end.is_readable() || link.credits.available_permits() == 0)
-            && self.sockets_flushed()
+        self.links().values().all(|link| {
+            !link.sending.end.is_readable() || link.sending.credits.load(Ordering::SeqCst) == 0
+        }) && self.sockets_flushed()
     }
 
     /// The socket is gone: every bridged channel closes here (their local peers see
     /// PEER_CLOSED once they have read what arrived).
     pub(crate) fn disconnect(&self) {
-        for (_, link) in self.links().drain() {
-            let _ = link.inbound.send(Inbound::Closed);
-            link.tasks[0].abort();
+        let links: Vec<Link> = self.links().drain().map(|(_, link)| link).collect();
+        for link in links {
+            link.sending.end();
+            let _ = link.receiving.inbound.send(Inbound::Closed);
         }
         self.disconnect_sockets();
     }
@@ -396,6 +384,9 @@ mod tests {
             }
         }
         assert!(outcome.is_err(), "more than the credit breaks the protocol");
-        assert!(bridge.receive(Frame::Delivered { channel: 0 }).is_err(), "nothing was sent");
+        assert!(
+            bridge.receive(Frame::Delivered { channel: 0, count: 1 }).is_err(),
+            "nothing was sent"
+        );
     }
 }

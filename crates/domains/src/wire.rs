@@ -57,8 +57,9 @@ pub(crate) enum Carried {
 pub(crate) enum Frame {
     /// A message for channel `channel`, carrying new channels and sockets, in order.
     Message { channel: u64, bytes: Vec<u8>, handles: Vec<Carried> },
-    /// A message on `channel` was delivered to the local end: the sender may send one more.
-    Delivered { channel: u64 },
+    /// `count` messages on `channel` were delivered to the local end (or dropped for a reader
+    /// that is gone): the sender may send as many more.
+    Delivered { channel: u64, count: u32 },
     /// The sender's end of `channel` closed: after the messages before this, the peer is gone.
     Closed { channel: u64 },
     /// Bytes written to socket `socket` (at most a socket transfer's worth).
