@@ -16,7 +16,7 @@ mod sockets;
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
@@ -37,6 +37,15 @@ const CREDITS: usize = CHANNEL_MAX_QUEUED_MESSAGES as usize;
 /// ever; a message and its answer cross without a `Delivered` frame each way.
 const ACKNOWLEDGED_AT: usize = CREDITS / 2;
 
+/// What waits on a new link before it may move messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// A channel this side sends away: gated (`true`) until the frame that carries it is queued.
+    Sending(bool),
+    /// A channel that arrived in a message: nothing is delivered to it before that message.
+    Delivering,
+}
+
 /// Which side of the socket this bridge is on: it numbers its new channels by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -52,7 +61,8 @@ pub(crate) struct Violation(pub(crate) &'static str);
 
 /// What arrives for a channel, in order.
 enum Inbound {
-    Message(CrossingMessage),
+    /// A message, and the channels it carries, held until it is delivered.
+    Message(CrossingMessage, Vec<Arc<Receiving>>),
     Closed,
 }
 
@@ -65,6 +75,19 @@ struct Receiving {
     undelivered: AtomicUsize,
     /// Messages delivered and not yet told to the other side.
     unacknowledged: AtomicUsize,
+    /// Set for a carried channel until the message that carries it is delivered: nothing is
+    /// delivered to it before. A message it carried would otherwise queue channels in the
+    /// carried end, and the kernel's cycle rule (`ERR_BAD_STATE`) would refuse its carrier.
+    held: AtomicBool,
+    released: tokio::sync::Notify,
+}
+
+impl Receiving {
+    /// Its carrier was delivered (or dropped): what waits for it may be delivered.
+    fn release(&self) {
+        self.held.store(false, Ordering::SeqCst);
+        self.released.notify_one();
+    }
 }
 
 /// One bridged channel on this side.
@@ -128,32 +151,40 @@ impl Bridge {
 
     /// Bridges `end` (whose peer a local process holds) as channel `id`.
     pub(crate) fn attach(self: &Arc<Self>, id: u64, end: ChannelEnd) {
-        let sending = self.attach_link(id, end, false);
+        let (sending, _) = self.attach_link(id, end, Hold::Sending(false));
         sending.run();
     }
 
     /// [`Bridge::attach`] for a carried channel: it sends nothing until [`Sending::open`], once
     /// the frame that carries it is queued.
     fn attach_gated(self: &Arc<Self>, id: u64, end: ChannelEnd) -> Arc<Sending> {
-        self.attach_link(id, end, true)
+        self.attach_link(id, end, Hold::Sending(true)).0
     }
 
-    fn attach_link(self: &Arc<Self>, id: u64, end: ChannelEnd, gated: bool) -> Arc<Sending> {
+    fn attach_link(
+        self: &Arc<Self>,
+        id: u64,
+        end: ChannelEnd,
+        hold: Hold,
+    ) -> (Arc<Sending>, Arc<Receiving>) {
         let end = Arc::new(end);
         let (inbound, receiver) = mpsc::unbounded_channel();
-        let sending = Sending::new(id, self, end.clone(), CREDITS, gated);
+        let sending = Sending::new(id, self, end.clone(), CREDITS, hold == Hold::Sending(true));
         let receiving = Arc::new(Receiving {
             end,
             inbound,
             undelivered: AtomicUsize::new(0),
             unacknowledged: AtomicUsize::new(0),
+            held: AtomicBool::new(hold == Hold::Delivering),
+            released: tokio::sync::Notify::new(),
         });
         let mut links = self.links();
         let deliverer =
             self.runtime.spawn(self.clone().deliver_loop(id, receiving.clone(), receiver));
         let deliverer = deliverer.abort_handle();
-        links.insert(id, Link { sending: sending.clone(), receiving, deliverer });
-        sending
+        links
+            .insert(id, Link { sending: sending.clone(), receiving: receiving.clone(), deliverer });
+        (sending, receiving)
     }
 
     /// Forgets channel `id` (its end closed), stopping its delivering task; dropped outside the
@@ -188,8 +219,11 @@ impl Bridge {
         mut receiver: mpsc::UnboundedReceiver<Inbound>,
     ) {
         let end = receiving.end.clone();
+        while receiving.held.load(Ordering::SeqCst) {
+            receiving.released.notified().await;
+        }
         while let Some(inbound) = receiver.recv().await {
-            let Inbound::Message(message) = inbound else { break };
+            let Inbound::Message(message, carried) = inbound else { break };
             let mut pending = Some(message);
             let written = poll_fn(|context| {
                 let Some(message) = pending.take() else { return Poll::Ready(Ok(())) };
@@ -203,6 +237,7 @@ impl Bridge {
                 }
             })
             .await;
+            carried.iter().for_each(|receiving| receiving.release());
             receiving.undelivered.fetch_sub(1, Ordering::SeqCst);
             // Delivered, or dropped for a reader that is gone (its carried channels close, and
             // their sending tells the other side): either way the sender may send again.
@@ -261,6 +296,7 @@ impl Bridge {
             return Err(Violation("a message past the limits"));
         }
         let mut carried = Vec::with_capacity(handles.len());
+        let mut held = Vec::new();
         for &handle in &handles {
             let (Carried::Channel { id, .. } | Carried::Socket { id, .. }) = handle;
             if !self.is_theirs(id)
@@ -272,7 +308,9 @@ impl Bridge {
             carried.push(match handle {
                 Carried::Channel { id, rights } => {
                     let (local, delivered) = ChannelEnd::crossing_pair();
-                    self.attach(id, local);
+                    let (sending, receiving) = self.attach_link(id, local, Hold::Delivering);
+                    sending.run();
+                    held.push(receiving);
                     let rights = Rights::from_bits(rights) & Rights::CHANNEL_DEFAULT;
                     (Crossed::Channel(delivered), rights)
                 }
@@ -287,6 +325,7 @@ impl Bridge {
         let receiving = self.links().get(&channel).map(|link| link.receiving.clone());
         let Some(receiving) = receiving else {
             // The channel closed here meanwhile: what it carried closes with it.
+            held.iter().for_each(|receiving| receiving.release());
             drop(carried);
             return Ok(());
         };
@@ -297,11 +336,12 @@ impl Bridge {
         let message = CrossingMessage { bytes, handles: carried };
         // Nothing waits before it (only this reader adds): delivered here if there is room,
         // which saves the delivering task a wake-up.
-        let message = if waiting == 0 {
+        let message = if waiting == 0 && !receiving.held.load(Ordering::SeqCst) {
             match receiving.end.try_write(message) {
                 Err((Error::ShouldWait, message)) => message,
                 // Delivered, or dropped for a reader that is gone.
                 _ => {
+                    held.iter().for_each(|receiving| receiving.release());
                     receiving.undelivered.fetch_sub(1, Ordering::SeqCst);
                     let _ = self.delivered(channel, &receiving);
                     return Ok(());
@@ -310,7 +350,7 @@ impl Bridge {
         } else {
             message
         };
-        let _ = receiving.inbound.send(Inbound::Message(message));
+        let _ = receiving.inbound.send(Inbound::Message(message, held));
         Ok(())
     }
 
@@ -368,6 +408,37 @@ mod tests {
         assert!(bridge.receive(message(0, vec![(1, 0)])).is_ok());
         assert!(bridge.receive(message(0, vec![(1, 0)])).is_err(), "1 exists");
         assert!(bridge.receive(Frame::Exit { code: 0, reason: 1, message: None }).is_err());
+    }
+
+    /// Reads the next message from `end`, waiting for it.
+    fn next(runtime: &tokio::runtime::Runtime, end: &ChannelEnd) -> CrossingMessage {
+        runtime.block_on(poll_fn(|context| end.poll_read(context))).expect("a message")
+    }
+
+    #[test]
+    fn a_message_that_carries_a_channel_is_delivered_though_that_channel_got_channels_first() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (bridge, local, _frames) = parent(&runtime);
+        let _guard = runtime.enter();
+        // Nobody reads channel 0 yet: its local queue fills, and what comes next waits.
+        for _ in 0..CHANNEL_MAX_QUEUED_MESSAGES {
+            bridge.receive(message(0, Vec::new())).unwrap();
+        }
+        // A message carrying channel 1 waits; then channel 1 gets a message carrying channel 3
+        // before its carrier is delivered; then a last message on channel 0.
+        bridge.receive(message(0, vec![(1, Rights::CHANNEL_DEFAULT.bits())])).unwrap();
+        bridge.receive(message(1, vec![(3, Rights::CHANNEL_DEFAULT.bits())])).unwrap();
+        let last = Frame::Message { channel: 0, bytes: vec![2], handles: Vec::new() };
+        bridge.receive(last).unwrap();
+        for _ in 0..CHANNEL_MAX_QUEUED_MESSAGES {
+            assert!(next(&runtime, &local).handles.is_empty());
+        }
+        // The carrier comes next, not the last message: it was not dropped.
+        let carrier = next(&runtime, &local);
+        assert_eq!(carrier.handles.len(), 1, "the message carrying channel 1 was lost");
+        let Crossed::Channel(carried) = &carrier.handles[0].0 else { panic!("not a channel") };
+        assert_eq!(next(&runtime, carried).handles.len(), 1, "channel 1's message carries 3");
+        assert_eq!(next(&runtime, &local).bytes, vec![2]);
     }
 
     #[test]
