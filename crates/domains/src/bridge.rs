@@ -278,7 +278,8 @@ impl Bridge {
             Frame::SocketData { .. }
             | Frame::SocketDelivered { .. }
             | Frame::SocketShutdown { .. }
-            | Frame::SocketClosed { .. } => self.receive_socket(frame),
+            | Frame::SocketClosed { .. }
+            | Frame::SocketReadShutdown { .. } => self.receive_socket(frame),
             Frame::Exit { .. } => Err(Violation("an exit frame from the parent")),
         }
     }

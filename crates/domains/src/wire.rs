@@ -71,6 +71,9 @@ pub(crate) enum Frame {
     SocketShutdown { socket: u64 },
     /// The sender's side of `socket` closed: after the bytes before this, the peer is gone.
     SocketClosed { socket: u64 },
+    /// The process on the sender's side reads `socket` no more (it shut down reading, or
+    /// closed its end): the receiver's side stops reading too, so its writer's writes fail.
+    SocketReadShutdown { socket: u64 },
     /// (Domain to parent.) The domain's first process ended so; the domain ends next.
     Exit { code: i32, reason: u32, message: Option<String> },
 }
