@@ -99,7 +99,9 @@ pub fn round_trip(
         "Nebulet: 8 bytes from the host's channel end to a process in a domain and back",
         settings.runs,
         || {
-            nebulet.emulator().block_on(async {
+            // A task on the runtime, where the parent's processes run, rather than the thread
+            // that waits for it.
+            let trips = nebulet.emulator().runtime().spawn(async move {
                 let (mine, theirs) = ChannelEnd::crossing_pair();
                 let options = DomainOptions { bootstrap: Some(theirs), ..options("echo")? };
                 let domain = Domain::start(ECHO.as_bytes().to_vec(), options)
@@ -131,7 +133,8 @@ pub fn round_trip(
                 drop(mine);
                 domain.wait().await;
                 Ok((count, elapsed))
-            })
+            });
+            nebulet.emulator().block_on(trips).map_err(|error| error.to_string())?
         },
     )?;
     Ok(Comparison {
