@@ -96,7 +96,8 @@ pub fn round_trip(
 ) -> Result<Comparison, String> {
     let count = settings.message_round_trips / 10;
     let side = Side::measure(
-        "Nebulet: 8 bytes from the host's channel end to a process in a domain and back",
+        "Nebulet: 8 bytes from the host's channel end, written and read by a task on the \
+         parent's runtime, to a process in a domain and back",
         settings.runs,
         || {
             // A task on the runtime, where the parent's processes run, rather than the thread
