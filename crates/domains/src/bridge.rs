@@ -40,10 +40,12 @@ const ACKNOWLEDGED_AT: usize = CREDITS / 2;
 /// What waits on a new link before it may move messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hold {
-    /// A channel this side sends away: gated (`true`) until the frame that carries it is queued.
-    Sending(bool),
+    /// Nothing: a process's own channel (the bootstrap channel).
+    Nothing,
+    /// A channel this side sends away: it sends nothing before the frame that carries it.
+    UntilCarried,
     /// A channel that arrived in a message: nothing is delivered to it before that message.
-    Delivering,
+    UntilDelivered,
 }
 
 /// Which side of the socket this bridge is on: it numbers its new channels by it.
@@ -151,14 +153,14 @@ impl Bridge {
 
     /// Bridges `end` (whose peer a local process holds) as channel `id`.
     pub(crate) fn attach(self: &Arc<Self>, id: u64, end: ChannelEnd) {
-        let (sending, _) = self.attach_link(id, end, Hold::Sending(false));
+        let (sending, _) = self.attach_link(id, end, Hold::Nothing);
         sending.run();
     }
 
     /// [`Bridge::attach`] for a carried channel: it sends nothing until [`Sending::open`], once
     /// the frame that carries it is queued.
     fn attach_gated(self: &Arc<Self>, id: u64, end: ChannelEnd) -> Arc<Sending> {
-        self.attach_link(id, end, Hold::Sending(true)).0
+        self.attach_link(id, end, Hold::UntilCarried).0
     }
 
     fn attach_link(
@@ -169,13 +171,13 @@ impl Bridge {
     ) -> (Arc<Sending>, Arc<Receiving>) {
         let end = Arc::new(end);
         let (inbound, receiver) = mpsc::unbounded_channel();
-        let sending = Sending::new(id, self, end.clone(), CREDITS, hold == Hold::Sending(true));
+        let sending = Sending::new(id, self, end.clone(), CREDITS, hold);
         let receiving = Arc::new(Receiving {
             end,
             inbound,
             undelivered: AtomicUsize::new(0),
             unacknowledged: AtomicUsize::new(0),
-            held: AtomicBool::new(hold == Hold::Delivering),
+            held: AtomicBool::new(hold == Hold::UntilDelivered),
             released: tokio::sync::Notify::new(),
         });
         let mut links = self.links();
@@ -309,7 +311,7 @@ impl Bridge {
             carried.push(match handle {
                 Carried::Channel { id, rights } => {
                     let (local, delivered) = ChannelEnd::crossing_pair();
-                    let (sending, receiving) = self.attach_link(id, local, Hold::Delivering);
+                    let (sending, receiving) = self.attach_link(id, local, Hold::UntilDelivered);
                     sending.run();
                     held.push(receiving);
                     let rights = Rights::from_bits(rights) & Rights::CHANNEL_DEFAULT;
@@ -409,6 +411,65 @@ mod tests {
         assert!(bridge.receive(message(0, vec![(1, 0)])).is_ok());
         assert!(bridge.receive(message(0, vec![(1, 0)])).is_err(), "1 exists");
         assert!(bridge.receive(Frame::Exit { code: 0, reason: 1, message: None }).is_err());
+    }
+
+    /// A parent's and a domain's bridge joined by a socket, each reading the other's frames,
+    /// with channel 0 bridged: the two local ends of channel 0.
+    pub(super) fn joined(
+        runtime: &tokio::runtime::Runtime,
+    ) -> (ChannelEnd, ChannelEnd, [Arc<Bridge>; 2]) {
+        let (first, second) = runtime.block_on(async { tokio::net::UnixStream::pair() }).unwrap();
+        let mut locals = Vec::new();
+        let mut bridges = Vec::new();
+        for (socket, side) in [(first, Side::Parent), (second, Side::Domain)] {
+            let (reader, writer) = socket.into_split();
+            let outgoing = Outgoing::new(writer);
+            runtime.spawn(outgoing.clone().flush_loop());
+            let bridge = Bridge::new(side, outgoing, runtime.handle().clone());
+            let (local, bridged) = ChannelEnd::crossing_pair();
+            bridge.attach(crate::wire::BOOTSTRAP, bridged);
+            let receiving = bridge.clone();
+            runtime.spawn(async move {
+                let mut reader = tokio::io::BufReader::new(reader);
+                while let Ok(Some(body)) = crate::wire::read_body(&mut reader, usize::MAX).await {
+                    receiving.receive(crate::wire::decode(&body).unwrap()).unwrap();
+                }
+            });
+            locals.push(local);
+            bridges.push(bridge);
+        }
+        let [parent, domain] = <[_; 2]>::try_from(bridges).unwrap();
+        let domain_local = locals.pop().unwrap();
+        (locals.pop().unwrap(), domain_local, [parent, domain])
+    }
+
+    #[test]
+    fn messages_cross_in_order_past_many_times_the_credit() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (parent, domain, _bridges) = joined(&runtime);
+        let count = 3 * CREDITS as u32 + 1;
+        let writing = runtime.spawn(async move {
+            for index in 0..count {
+                let mut pending = Some(CrossingMessage {
+                    bytes: index.to_le_bytes().to_vec(),
+                    handles: Vec::new(),
+                });
+                poll_fn(|context| match parent.poll_write(context, pending.take().unwrap()) {
+                    Ok(()) => Poll::Ready(()),
+                    Err((Error::ShouldWait, message)) => {
+                        pending = Some(message);
+                        Poll::Pending
+                    }
+                    Err((error, _)) => panic!("{error:?}"),
+                })
+                .await;
+            }
+            parent
+        });
+        for index in 0..count {
+            assert_eq!(next(&runtime, &domain).bytes, index.to_le_bytes());
+        }
+        drop(runtime.block_on(writing).unwrap());
     }
 
     /// Reads the next message from `end`, waiting for it.

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use nebulet_kernel::{ChannelEnd, Crossed};
 
-use super::Bridge;
+use super::{Bridge, Hold};
 use crate::wire::{Carried, Frame};
 
 /// The sending half of one bridged channel on this side.
@@ -54,14 +54,14 @@ impl Wake for Wakeup {
 }
 
 impl Sending {
-    /// The sending of channel `id`, whose local end is `end`, with `credits` to spend; gated
-    /// (sending nothing until [`Sending::open`]) if `gated`.
+    /// The sending of channel `id`, whose local end is `end`, with `credits` to spend; for a
+    /// carried channel (`Hold::UntilCarried`), nothing is sent until [`Sending::open`].
     pub(super) fn new(
         id: u64,
         bridge: &Arc<Bridge>,
         end: Arc<ChannelEnd>,
         credits: usize,
-        gated: bool,
+        hold: Hold,
     ) -> Arc<Sending> {
         Arc::new_cyclic(|weak| Sending {
             id,
@@ -69,7 +69,7 @@ impl Sending {
             end,
             credits: AtomicUsize::new(credits),
             in_flight: AtomicUsize::new(0),
-            gated: AtomicBool::new(gated),
+            gated: AtomicBool::new(hold == Hold::UntilCarried),
             ended: AtomicBool::new(false),
             running: AtomicBool::new(false),
             again: AtomicBool::new(false),

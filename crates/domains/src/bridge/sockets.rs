@@ -264,43 +264,13 @@ mod tests {
     use crate::bridge::Side;
     use crate::wire::{Carried, Outgoing};
 
-    /// A parent's and a domain's bridge joined by a socket, each reading the other's frames,
-    /// with channel 0 bridged: the two local ends of channel 0.
-    fn joined(
-        runtime: &tokio::runtime::Runtime,
-    ) -> (nebulet_kernel::ChannelEnd, nebulet_kernel::ChannelEnd, [Arc<Bridge>; 2]) {
-        let (first, second) = runtime.block_on(async { tokio::net::UnixStream::pair() }).unwrap();
-        let mut locals = Vec::new();
-        let mut bridges = Vec::new();
-        for (socket, side) in [(first, Side::Parent), (second, Side::Domain)] {
-            let (reader, writer) = socket.into_split();
-            let outgoing = Outgoing::new(writer);
-            runtime.spawn(outgoing.clone().flush_loop());
-            let bridge = Bridge::new(side, outgoing, runtime.handle().clone());
-            let (local, bridged) = nebulet_kernel::ChannelEnd::crossing_pair();
-            bridge.attach(crate::wire::BOOTSTRAP, bridged);
-            let receiving = bridge.clone();
-            runtime.spawn(async move {
-                let mut reader = tokio::io::BufReader::new(reader);
-                while let Ok(Some(body)) = crate::wire::read_body(&mut reader, usize::MAX).await {
-                    receiving.receive(crate::wire::decode(&body).unwrap()).unwrap();
-                }
-            });
-            locals.push(local);
-            bridges.push(bridge);
-        }
-        let [parent, domain] = <[_; 2]>::try_from(bridges).unwrap();
-        let domain_local = locals.pop().unwrap();
-        (locals.pop().unwrap(), domain_local, [parent, domain])
-    }
-
     /// A socket whose far end is in the domain: `stop` makes the far end stop reading, and the
     /// near end's writes must then fail, as they would locally.
     fn far_reader_stops(stop: impl FnOnce(Arc<SocketEnd>)) {
         use nebulet_kernel::{Crossed, CrossingMessage};
         use std::future::poll_fn;
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let (parent, domain, _bridges) = joined(&runtime);
+        let (parent, domain, _bridges) = crate::bridge::tests::joined(&runtime);
         let (near, far) = SocketEnd::pair();
         let handles = vec![(Crossed::Socket(far), nebulet_abi::Rights::SOCKET_DEFAULT)];
         parent.try_write(CrossingMessage { bytes: Vec::new(), handles }).unwrap();
