@@ -4,8 +4,8 @@
 //! a task: it reads the message and writes its frame to the socket itself, on the writer's own
 //! thread, so a message crosses without a thread switch on this side. One waker runs the
 //! sending at a time (the others leave it a note to run again), so frames keep their order.
-//! The work is bounded: a message at a time while credit lasts, each a non-blocking write or a
-//! copy into the socket's buffer.
+//! The work is bounded by the channel's credit (usually it is the one message just written),
+//! each message a non-blocking write or a copy into the socket's buffer.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
