@@ -101,7 +101,9 @@ async fn serve(
 ) -> Result<(), String> {
     let socket = tokio::net::UnixStream::from_std(socket)
         .map_err(|error| format!("cannot use the socket: {error}"))?;
-    let (mut reader, writer) = socket.into_split();
+    let (reader, writer) = socket.into_split();
+    // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
+    let mut reader = tokio::io::BufReader::new(reader);
     let outgoing = wire::Outgoing::new(writer);
     tokio::spawn(outgoing.clone().flush_loop());
     let bridge = Bridge::new(Side::Domain, outgoing.clone(), emulator.runtime().clone());

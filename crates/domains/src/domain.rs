@@ -303,11 +303,13 @@ fn describe(ended: io::Result<std::process::ExitStatus>) -> String {
 /// Reads the domain's frames until it closes its socket, or breaks the protocol, which kills
 /// it (`host_process`); every bridged channel then closes here.
 async fn receive(
-    mut reader: tokio::net::unix::OwnedReadHalf,
+    reader: tokio::net::unix::OwnedReadHalf,
     bridge: Arc<Bridge>,
     exit: tokio::sync::oneshot::Sender<ExitStatus>,
     host_process: Option<rustix::process::Pid>,
 ) {
+    // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
+    let mut reader = tokio::io::BufReader::new(reader);
     let mut exit = Some(exit);
     let broken = loop {
         let body = match wire::read_body(&mut reader, wire::MAX_FRAME_BYTES).await {

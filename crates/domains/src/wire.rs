@@ -57,8 +57,9 @@ pub(crate) enum Carried {
 pub(crate) enum Frame {
     /// A message for channel `channel`, carrying new channels and sockets, in order.
     Message { channel: u64, bytes: Vec<u8>, handles: Vec<Carried> },
-    /// A message on `channel` was delivered to the local end: the sender may send one more.
-    Delivered { channel: u64 },
+    /// `count` messages on `channel` were delivered to the local end (or dropped for a reader
+    /// that is gone): the sender may send as many more.
+    Delivered { channel: u64, count: u32 },
     /// The sender's end of `channel` closed: after the messages before this, the peer is gone.
     Closed { channel: u64 },
     /// Bytes written to socket `socket` (at most a socket transfer's worth).
@@ -70,6 +71,9 @@ pub(crate) enum Frame {
     SocketShutdown { socket: u64 },
     /// The sender's side of `socket` closed: after the bytes before this, the peer is gone.
     SocketClosed { socket: u64 },
+    /// The process on the sender's side reads `socket` no more (it shut down reading, or
+    /// closed its end): the receiver's side stops reading too, so its writer's writes fail.
+    SocketReadShutdown { socket: u64 },
     /// (Domain to parent.) The domain's first process ended so; the domain ends next.
     Exit { code: i32, reason: u32, message: Option<String> },
 }

@@ -8,10 +8,12 @@
 //! read holds up its writer, as a local socket does. When the local peer stops writing,
 //! `SocketShutdown` makes the other side's local end stop writing too (its peer sees
 //! `PEER_WRITE_DISABLED` after the bytes before it); when the local peer closes,
-//! `SocketClosed` closes the other side's local end (its peer sees `PEER_CLOSED`).
+//! `SocketClosed` closes the other side's local end (its peer sees `PEER_CLOSED`). When the
+//! local peer stops reading (or closes), `SocketReadShutdown` makes the other side's local end
+//! stop reading, so that its writer's writes fail as they would locally.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 use nebulet_abi::{SOCKET_MAX_BUFFERED_BYTES, SOCKET_MAX_TRANSFER_BYTES};
@@ -46,6 +48,9 @@ pub(super) struct SocketLink {
     credits: Arc<Semaphore>,
     /// Bytes sent and not yet delivered.
     in_flight: Arc<AtomicUsize>,
+    /// Set once the other side's reader stopped reading: the end of this side's stream is then
+    /// not a shutdown of its writer.
+    reader_gone: Arc<AtomicBool>,
     tasks: [AbortHandle; 2],
 }
 
@@ -68,9 +73,15 @@ impl Bridge {
         let undelivered = Arc::new(AtomicUsize::new(0));
         let credits = Arc::new(Semaphore::new(CREDITS));
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let reader_gone = Arc::new(AtomicBool::new(false));
         let mut sockets = self.socket_links();
-        let sending =
-            self.clone().socket_send_loop(id, end.clone(), credits.clone(), in_flight.clone());
+        let sending = self.clone().socket_send_loop(
+            id,
+            end.clone(),
+            credits.clone(),
+            in_flight.clone(),
+            reader_gone.clone(),
+        );
         let sender = self.runtime.spawn(async move {
             if let Some(gate) = gate {
                 let _ = gate.await;
@@ -84,7 +95,8 @@ impl Bridge {
             undelivered.clone(),
         ));
         let tasks = [sender.abort_handle(), deliverer.abort_handle()];
-        sockets.insert(id, SocketLink { end, inbound, undelivered, credits, in_flight, tasks });
+        let link = SocketLink { end, inbound, undelivered, credits, in_flight, reader_gone, tasks };
+        sockets.insert(id, link);
     }
 
     /// Reads the local end and sends what it reads while the other side has room; then says
@@ -95,6 +107,7 @@ impl Bridge {
         end: Arc<SocketEnd>,
         credits: Arc<Semaphore>,
         in_flight: Arc<AtomicUsize>,
+        reader_gone: Arc<AtomicBool>,
     ) {
         let mut buffer = vec![0; CHUNK];
         loop {
@@ -111,8 +124,11 @@ impl Bridge {
                 return;
             }
         }
-        // The end of the stream: the local peer writes no more, or is gone.
-        if self.outgoing.send(Frame::SocketShutdown { socket: id }).is_err() {
+        // The end of the stream: the local peer writes no more, or is gone (or the other side
+        // reads no more, and its peer knows it).
+        if !reader_gone.load(Ordering::SeqCst)
+            && self.outgoing.send(Frame::SocketShutdown { socket: id }).is_err()
+        {
             return;
         }
         poll_fn(|context| end.poll_peer_closed(context)).await;
@@ -131,7 +147,24 @@ impl Bridge {
         mut receiver: mpsc::UnboundedReceiver<Inbound>,
         undelivered: Arc<AtomicUsize>,
     ) {
-        while let Some(inbound) = receiver.recv().await {
+        let mut watching = true;
+        loop {
+            let inbound = if watching {
+                tokio::select! {
+                    inbound = receiver.recv() => inbound,
+                    () = poll_fn(|context| end.poll_peer_stopped_reading(context)) => {
+                        watching = false;
+                        let frame = Frame::SocketReadShutdown { socket: id };
+                        if self.outgoing.send(frame).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                receiver.recv().await
+            };
+            let Some(inbound) = inbound else { break };
             match inbound {
                 Inbound::Data(bytes) => {
                     let mut written = 0;
@@ -198,6 +231,12 @@ impl Bridge {
                     let _ = link.inbound.send(Inbound::Closed);
                 }
             }
+            Frame::SocketReadShutdown { socket } => {
+                if let Some(link) = sockets.get(&socket) {
+                    link.reader_gone.store(true, Ordering::SeqCst);
+                    link.end.shutdown_read();
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -224,6 +263,44 @@ mod tests {
     use super::*;
     use crate::bridge::Side;
     use crate::wire::{Carried, Outgoing};
+
+    /// A socket whose far end is in the domain: `stop` makes the far end stop reading, and the
+    /// near end's writes must then fail, as they would locally.
+    fn far_reader_stops(stop: impl FnOnce(Arc<SocketEnd>)) {
+        use nebulet_kernel::{Crossed, CrossingMessage};
+        use std::future::poll_fn;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (parent, domain, _bridges) = crate::bridge::tests::joined(&runtime);
+        let (near, far) = SocketEnd::pair();
+        let handles = vec![(Crossed::Socket(far), nebulet_abi::Rights::SOCKET_DEFAULT)];
+        parent.try_write(CrossingMessage { bytes: Vec::new(), handles }).unwrap();
+        runtime.block_on(async {
+            let arrived = poll_fn(|context| domain.poll_read(context)).await.unwrap();
+            let Some((Crossed::Socket(far), _)) = arrived.handles.into_iter().next() else {
+                panic!("no socket")
+            };
+            // Bytes cross while the far end reads.
+            assert_eq!(poll_fn(|context| near.poll_write(context, b"hi")).await, Some(2));
+            let mut buffer = [0; 8];
+            assert_eq!(poll_fn(|context| far.poll_read(context, &mut buffer)).await, 2);
+            stop(far);
+            // The near end learns that its peer reads no more, and its writes fail.
+            let learned = poll_fn(|context| near.poll_peer_stopped_reading(context));
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(60), learned).await;
+            assert!(waited.is_ok(), "the near end never learned that the far reader stopped");
+            assert_eq!(poll_fn(|context| near.poll_write(context, b"more")).await, None);
+        });
+    }
+
+    #[test]
+    fn a_far_reader_that_shuts_down_reading_makes_the_near_writes_fail() {
+        far_reader_stops(|far| far.shutdown_read());
+    }
+
+    #[test]
+    fn a_far_reader_that_closes_makes_the_near_writes_fail() {
+        far_reader_stops(drop);
+    }
 
     #[test]
     fn a_domain_may_not_send_socket_bytes_past_its_credit_or_acknowledge_what_was_not_sent() {

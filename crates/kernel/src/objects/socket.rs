@@ -276,6 +276,21 @@ impl SocketEnd {
         self.shutdown(Shutdown::Yes, Shutdown::No);
     }
 
+    /// For the host's end: no more bytes will be read from it; what is buffered is dropped, and
+    /// its peer's writes fail.
+    pub fn shutdown_read(&self) {
+        self.shutdown(Shutdown::No, Shutdown::Yes);
+    }
+
+    /// For the host's end: ready once the peer reads no more (it shut down reading, or
+    /// closed), or registers to be woken when it could.
+    pub fn poll_peer_stopped_reading(&self, context: &mut Context<'_>) -> Poll<()> {
+        self.wait_queue().register(context.waker());
+        let sides = self.pair.sides.lock();
+        let peer = &sides[self.peer()];
+        if !peer.open || peer.read_disabled { Poll::Ready(()) } else { Poll::Pending }
+    }
+
     /// For the host's end: whether bytes are buffered for it to read.
     pub fn is_readable(&self) -> bool {
         self.signals().contains(Signals::READABLE)
