@@ -12,6 +12,7 @@ use nebulet_kernel::ChannelEnd;
 use tokio::io::AsyncWriteExt;
 
 use crate::bridge::{Bridge, Side, Violation};
+use crate::host_process::{Ended, HostProcess};
 use crate::wire::{self, Frame, Setup};
 
 /// What a domain's first process is started with.
@@ -45,6 +46,19 @@ pub struct DomainOptions {
     /// The limits of the process's budget in the domain, as `process_set_limit` sets them. A
     /// `cpu` limit is also the domain's `RLIMIT_CPU` (rounded up to seconds, and one more).
     pub limits: Vec<(Limit, u64)>,
+    /// How the domain's host process is made.
+    pub launch: Launch,
+}
+
+/// How a domain's host process is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Launch {
+    /// Forked by this process's domain zygote (`nebulet domain-zygote`, started at the first
+    /// domain), or executed if the zygote cannot (see `docs/domains.md`).
+    #[default]
+    Zygote,
+    /// Executed (`nebulet domain-child`): a new `exec` of the binary for each domain.
+    Execute,
 }
 
 impl DomainOptions {
@@ -62,6 +76,7 @@ impl DomainOptions {
             probe: None,
             compiled: false,
             limits: Vec::new(),
+            launch: Launch::Zygote,
         }
     }
 }
@@ -70,7 +85,7 @@ impl DomainOptions {
 /// children). Dropping it kills the domain.
 #[derive(Debug)]
 pub struct Domain {
-    child: tokio::process::Child,
+    host: HostProcess,
     exit: tokio::sync::oneshot::Receiver<ExitStatus>,
     bridge: Arc<Bridge>,
 }
@@ -91,6 +106,7 @@ impl Domain {
             probe,
             compiled,
             limits,
+            launch,
         } = options;
         let (parent_socket, child_socket) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
@@ -98,12 +114,10 @@ impl Domain {
             rustix::net::SocketFlags::CLOEXEC,
             None,
         )?;
-        let child = tokio::process::Command::new(executable)
-            .arg("domain-child")
-            .stdin(std::process::Stdio::from(child_socket))
-            .env_clear()
-            .kill_on_drop(true)
-            .spawn()?;
+        let host = match launch {
+            Launch::Zygote => crate::zygote::start(&executable, child_socket)?,
+            Launch::Execute => crate::zygote::execute(&executable, child_socket)?,
+        };
         let stdio = match stdio {
             Some(stdio) => stdio,
             None => [
@@ -146,19 +160,19 @@ impl Domain {
             bridge.attach(wire::BOOTSTRAP, end);
         }
         let (exit_sender, exit) = tokio::sync::oneshot::channel();
-        let host_process = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        let host_process = rustix::process::Pid::from_raw(host.id() as i32);
         tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process));
-        Ok(Domain { child, exit, bridge })
+        Ok(Domain { host, exit, bridge })
     }
 
     /// The host process's id.
-    pub fn id(&self) -> Option<u32> {
-        self.child.id()
+    pub fn id(&self) -> u32 {
+        self.host.id()
     }
 
     /// Kills the domain's host process (its processes end "domain fault").
     pub fn kill(&mut self) {
-        let _ = self.child.start_kill();
+        self.host.kill();
     }
 
     /// Waits for the domain's first process to end, and for the domain. A domain that ended
@@ -182,7 +196,7 @@ impl Domain {
                 (&mut self.exit).await.ok()
             }
         };
-        let cpu = cpu_time_at_end(self.child.id());
+        let cpu = cpu_time_at_end(&self.host);
         let cpu = if killed {
             cpu.await
         } else {
@@ -190,12 +204,12 @@ impl Domain {
             tokio::select! {
                 cpu = &mut cpu => cpu,
                 () = &mut kill => {
-                    self.kill();
+                    self.host.kill();
                     cpu.await
                 }
             }
         };
-        let ended = self.child.wait().await;
+        let ended = self.host.wait().await;
         self.bridge.disconnect();
         let status = match (told, ended) {
             (Some(status), Ok(ended))
@@ -220,8 +234,7 @@ const METER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10)
 /// Reports the CPU time and private memory of host process `id` (a running domain, a child of
 /// this process, not reaped while this runs) to `meter` every [`METER_INTERVAL`]; never
 /// completes.
-pub(crate) async fn meter(id: Option<u32>, meter: nebulet_kernel::DomainMeter) {
-    let Some(id) = id else { return std::future::pending().await };
+pub(crate) async fn meter(id: u32, meter: nebulet_kernel::DomainMeter) {
     let (stat, statm) = (format!("/proc/{id}/stat"), format!("/proc/{id}/statm"));
     let ticks_per_second = rustix::param::clock_ticks_per_second();
     let page_size = rustix::param::page_size() as u64;
@@ -246,27 +259,14 @@ fn private_pages_of_statm(statm: &str) -> u64 {
     }
 }
 
-/// The CPU time, in nanoseconds, that host process `id` (a child of this process) used, once it
-/// has ended: waited for without reaping it, so that `/proc` still shows its threads' total.
-/// 0 if it cannot be read.
-async fn cpu_time_at_end(id: Option<u32>) -> i64 {
-    let Some(pid) = id.and_then(|id| rustix::process::Pid::from_raw(id as i32)) else {
-        return 0;
-    };
-    let waited = tokio::task::spawn_blocking(move || {
-        use rustix::process::{WaitId, WaitIdOptions, waitid};
-        // Interrupted by a signal: wait again.
-        loop {
-            match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
-                Err(rustix::io::Errno::INTR) => continue,
-                other => break other.is_ok(),
-            }
-        }
-    });
-    if !waited.await.unwrap_or(false) {
+/// The CPU time, in nanoseconds, that `host` (a child of this process) used, once it has ended:
+/// waited for without reaping it, so that `/proc` still shows its threads' total. 0 if it cannot
+/// be read.
+async fn cpu_time_at_end(host: &HostProcess) -> i64 {
+    if !host.ended().await {
         return 0;
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) else {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", host.id())) else {
         return 0;
     };
     cpu_time_of_stat(&stat, rustix::param::clock_ticks_per_second())
@@ -284,11 +284,10 @@ fn cpu_time_of_stat(stat: &str, ticks_per_second: u64) -> i64 {
 }
 
 /// What became of a domain's host process, for the "domain fault" message.
-fn describe(ended: io::Result<std::process::ExitStatus>) -> String {
-    use std::os::unix::process::ExitStatusExt;
+fn describe(ended: io::Result<Ended>) -> String {
     let how = match ended {
         Err(error) => format!("could not be waited for ({error})"),
-        Ok(status) => match (status.signal(), status.code()) {
+        Ok(status) => match (status.signal, status.code) {
             (Some(signal), _) if signal == libc::SIGSYS => {
                 "was killed for a system call outside its sandbox's policy (SIGSYS)".into()
             }
