@@ -238,8 +238,30 @@ fn first_argument_in(values: &[u64], arg_index: u8) -> Result<Vec<SeccompRule>, 
         .collect()
 }
 
+/// The allow-list as a BPF program, built once per process: by the zygote before it forks, so
+/// that each domain it forks only applies it.
+static FILTER: std::sync::OnceLock<Result<BpfProgram, String>> = std::sync::OnceLock::new();
+
+/// Builds the allow-list's BPF program now (the zygote, before its first fork).
+pub(crate) fn prepare() {
+    FILTER.get_or_init(filter);
+}
+
 /// Applies the allow-list to every thread of the process: any other system call kills it.
 pub(crate) fn restrict_system_calls(report: &mut Report) -> Result<(), String> {
+    let program = FILTER.get_or_init(filter).as_ref().map_err(Clone::clone)?;
+    seccompiler::apply_filter_all_threads(program)
+        .map_err(|error| format!("cannot apply the seccomp filter: {error}"))?;
+    report.note(format!(
+        "seccomp: {} system calls allowed on every thread (ioctl and prctl for two requests \
+         each, setsockopt for TCP_NODELAY); any other kills the domain",
+        ALLOWED.len() + 3
+    ));
+    Ok(())
+}
+
+/// The allow-list, compiled to a BPF program.
+fn filter() -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|&call| (call, Vec::new())).collect();
     rules.insert(libc::SYS_ioctl, first_argument_in(&IOCTL_REQUESTS, 1)?);
@@ -249,14 +271,6 @@ pub(crate) fn restrict_system_calls(report: &mut Report) -> Result<(), String> {
         .map_err(|error| format!("no seccomp filter for this machine: {error}"))?;
     let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)
         .map_err(|error| format!("cannot build the seccomp filter: {error}"))?;
-    let program = BpfProgram::try_from(filter)
-        .map_err(|error| format!("cannot compile the seccomp filter: {error}"))?;
-    seccompiler::apply_filter_all_threads(&program)
-        .map_err(|error| format!("cannot apply the seccomp filter: {error}"))?;
-    report.note(format!(
-        "seccomp: {} system calls allowed on every thread (ioctl and prctl for two requests \
-         each, setsockopt for TCP_NODELAY); any other kills the domain",
-        ALLOWED.len() + 3
-    ));
-    Ok(())
+    BpfProgram::try_from(filter)
+        .map_err(|error| format!("cannot compile the seccomp filter: {error}"))
 }

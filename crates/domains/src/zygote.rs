@@ -144,6 +144,8 @@ impl Zygote {
 /// parent closes its end; returns the exit code. In each forked copy it runs the domain
 /// instead, and exits with the domain's exit code.
 pub fn main() -> i32 {
+    // What every domain would otherwise do for itself after the fork.
+    crate::sandbox::prepare();
     let control = io::stdin();
     loop {
         let Ok(descriptors) = crate::handoff::receive(control.as_fd()) else {
