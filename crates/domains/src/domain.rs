@@ -108,15 +108,9 @@ impl Domain {
             limits,
             launch,
         } = options;
-        let (parent_socket, child_socket) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )?;
-        let host = match launch {
-            Launch::Zygote => crate::zygote::start(&executable, child_socket)?,
-            Launch::Execute => crate::zygote::execute(&executable, child_socket)?,
+        let (host, parent_socket) = match launch {
+            Launch::Zygote => crate::zygote::start(&executable)?,
+            Launch::Execute => crate::zygote::execute(&executable)?,
         };
         let stdio = match stdio {
             Some(stdio) => stdio,

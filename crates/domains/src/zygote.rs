@@ -43,12 +43,15 @@ pub fn zygote_id() -> Option<u32> {
     ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|zygote| zygote.process.id())
 }
 
-/// Starts a domain's host process, whose stdin is `socket`: forked by the zygote of `executable`
-/// (started first if there is none yet). A zygote that failed (it was killed, or broke) is
-/// replaced, once, and the log says so; if the new one fails too, the domain's host process is
-/// executed instead (`nebulet domain-child`), as without a zygote. Must be called within a tokio
-/// runtime whose I/O is enabled. Blocks for the fork, at most about twice [`PATIENCE`].
-pub(crate) fn start(executable: &Path, socket: OwnedFd) -> io::Result<HostProcess> {
+/// Starts a domain's host process: forked by the zygote of `executable` (started first if there
+/// is none yet). Returns it with this side of its socket (its stdin is the other side). A
+/// zygote that failed (it was killed, stopped, or broke) is replaced, once, and the log says
+/// so; if the new one fails too, the domain's host process is executed instead (`nebulet
+/// domain-child`), as without a zygote. Each attempt has a socket pair of its own, so that a
+/// domain forked by a zygote that died before it answered reads only the end of its socket,
+/// and ends (it is left unreaped: its id never came). Must be called within a tokio runtime.
+/// Blocks for the fork, at most about twice [`PATIENCE`].
+pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
     let mut zygote = ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..2 {
         if zygote.as_ref().is_none_or(|running| running.executable != executable) {
@@ -64,8 +67,9 @@ pub(crate) fn start(executable: &Path, socket: OwnedFd) -> io::Result<HostProces
             }
         }
         let Some(running) = zygote.as_ref() else { break };
-        match running.fork(socket.as_fd()) {
-            Ok(pid) => return HostProcess::adopt(pid),
+        let (ours, theirs) = socket_pair()?;
+        match running.fork(theirs.as_fd()) {
+            Ok(pid) => return Ok((HostProcess::adopt(pid)?, ours)),
             Err(error) => {
                 tracing::warn!("the domain zygote failed ({error}): starting a new one");
                 if let Some(failed) = zygote.take() {
@@ -75,31 +79,37 @@ pub(crate) fn start(executable: &Path, socket: OwnedFd) -> io::Result<HostProces
         }
     }
     drop(zygote);
-    execute(executable, socket)
+    execute(executable)
 }
 
-/// Starts a domain's host process, whose stdin is `socket`, as an execution of `executable`
-/// (`nebulet domain-child`), without the zygote.
-pub(crate) fn execute(executable: &Path, socket: OwnedFd) -> io::Result<HostProcess> {
+/// Starts a domain's host process as an execution of `executable` (`nebulet domain-child`),
+/// without the zygote. Returns it with this side of its socket (its stdin is the other side).
+pub(crate) fn execute(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
+    let (ours, theirs) = socket_pair()?;
     let child = std::process::Command::new(executable)
         .arg(crate::CHILD_COMMAND)
-        .stdin(std::process::Stdio::from(socket))
+        .stdin(std::process::Stdio::from(theirs))
         .env_clear()
         .spawn()?;
     // Held (and reaped) by its pidfd from now on; `Child` neither kills nor waits when dropped.
     let pid = rustix::process::Pid::from_child(&child);
-    HostProcess::adopt(pid)
+    Ok((HostProcess::adopt(pid)?, ours))
+}
+
+/// A Unix stream socket pair, both ends close-on-exec.
+fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?)
 }
 
 impl Zygote {
     fn spawn(executable: &Path) -> io::Result<Self> {
-        let (control, theirs) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )?;
         use rustix::net::sockopt::{Timeout, set_socket_timeout};
+        let (control, theirs) = socket_pair()?;
         set_socket_timeout(&control, Timeout::Recv, Some(PATIENCE))?;
         set_socket_timeout(&control, Timeout::Send, Some(PATIENCE))?;
         let process = std::process::Command::new(executable)
