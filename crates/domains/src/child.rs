@@ -3,6 +3,8 @@
 //! the program, bridging its bootstrap channel, and tells the parent how the program ended.
 
 use std::io::Write;
+
+use tokio::io::AsyncWriteExt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
@@ -103,8 +105,26 @@ async fn serve(
     descriptors: Descriptors,
     socket: std::os::unix::net::UnixStream,
 ) -> Result<(), String> {
-    let socket = tokio::net::UnixStream::from_std(socket)
+    let module = if setup.compiled {
+        emulator.load_precompiled(&setup.module).map_err(|error| format!("{error:?}"))
+    } else {
+        emulator.compile(&setup.module)
+    };
+    let mut socket = tokio::net::UnixStream::from_std(socket)
         .map_err(|error| format!("cannot use the socket: {error}"))?;
+    if setup.share_code {
+        // Sent, to the last byte, before the process starts: no guest code has run in here yet.
+        let code = module
+            .as_ref()
+            .ok()
+            .and_then(|module| nebulet_hosted::serialize_module(module.engine(), module).ok())
+            .filter(|code| code.len() <= crate::code_cache::MAX_CODE_BYTES)
+            .unwrap_or_default();
+        socket
+            .write_all(&wire::encode(&code))
+            .await
+            .map_err(|error| format!("cannot send the compiled code: {error}"))?;
+    }
     let (mut reader, writer) = socket.into_split();
     let outgoing = wire::Outgoing::new(writer);
     tokio::spawn(outgoing.clone().flush_loop());
@@ -130,11 +150,6 @@ async fn serve(
         .iter()
         .filter_map(|&(limit, value)| Some((nebulet_abi::Limit::from_raw(limit)?, value)))
         .collect();
-    let module = if setup.compiled {
-        emulator.load_precompiled(&setup.module).map_err(|error| format!("{error:?}"))
-    } else {
-        emulator.compile(&setup.module)
-    };
     let status = match module {
         Err(reason) => nebulet_hosted::ExitStatus {
             code: -1,

@@ -48,6 +48,10 @@ pub struct DomainOptions {
     pub limits: Vec<(Limit, u64)>,
     /// How the domain's host process is made.
     pub launch: Launch,
+    /// For a module the domain compiles: whether to give it the code an earlier domain of this
+    /// process compiled from the same bytes, if one did, and else to keep the code it compiles
+    /// for later ones (see `docs/domains.md`). Useless for a process that starts one domain.
+    pub share_code: bool,
 }
 
 /// How a domain's host process is made.
@@ -77,6 +81,7 @@ impl DomainOptions {
             compiled: false,
             limits: Vec::new(),
             launch: Launch::Zygote,
+            share_code: true,
         }
     }
 }
@@ -107,7 +112,16 @@ impl Domain {
             compiled,
             limits,
             launch,
+            share_code,
         } = options;
+        // Code an earlier domain compiled from these bytes goes in compiled; without it, this
+        // domain sends back what it compiles (`receive` keeps it).
+        let code_key = (share_code && !compiled).then(|| crate::code_cache::key(&module));
+        let cached = code_key.as_ref().and_then(crate::code_cache::get);
+        let (module, compiled, code_key) = match cached {
+            Some(code) => (code.to_vec(), true, None),
+            None => (module, compiled, code_key),
+        };
         let (host, parent_socket) = match launch {
             Launch::Zygote => crate::zygote::start(&executable)?,
             Launch::Execute => crate::zygote::execute(&executable)?,
@@ -141,6 +155,7 @@ impl Domain {
             limits: limits.iter().map(|&(limit, value)| (limit as u32, value)).collect(),
             bootstrap: bootstrap.is_some(),
             probe,
+            share_code: code_key.is_some(),
         };
         let socket = std::os::unix::net::UnixStream::from(parent_socket);
         socket.set_nonblocking(true)?;
@@ -155,7 +170,7 @@ impl Domain {
         }
         let (exit_sender, exit) = tokio::sync::oneshot::channel();
         let host_process = rustix::process::Pid::from_raw(host.id() as i32);
-        tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process));
+        tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process, code_key));
         Ok(Domain { host, exit, bridge })
     }
 
@@ -300,10 +315,52 @@ async fn receive(
     bridge: Arc<Bridge>,
     exit: tokio::sync::oneshot::Sender<ExitStatus>,
     host_process: Option<rustix::process::Pid>,
+    code_key: Option<crate::code_cache::Key>,
 ) {
     let mut exit = Some(exit);
-    let broken = loop {
-        let body = match wire::read_body(&mut reader, wire::MAX_FRAME_BYTES).await {
+    let broken = 'frames: {
+        if let Some(key) = code_key {
+            // The domain's first body: the code it compiled, before its process started.
+            match wire::read_body(&mut reader, crate::code_cache::MAX_CODE_BYTES + 16).await {
+                Ok(Some(body)) => match wire::decode::<Vec<u8>>(&body) {
+                    Ok(code) => crate::code_cache::put(key, code),
+                    Err(error) => break 'frames Some(format!("bad code ({error})")),
+                },
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                    break 'frames Some(format!("bad code ({error})"));
+                }
+                Ok(None) | Err(_) => break 'frames None,
+            }
+        }
+        receive_frames(&mut reader, &bridge, &mut exit).await
+    };
+    if let Some(what) = broken {
+        // The domain is not to be trusted any more: it ends, and its processes with it. It is
+        // not reaped before `Domain::wait`, so its id is still its own.
+        if let Some(pid) = host_process {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        if let Some(sender) = exit.take() {
+            let message = format!("ended: its domain broke the bridge's protocol: {what}");
+            let _ = sender.send(ExitStatus {
+                code: -1,
+                reason: ExitReason::DomainFault,
+                message: Some(message),
+            });
+        }
+    }
+    bridge.disconnect();
+}
+
+/// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what
+/// it did); passes the `Exit` frame's status to `exit`.
+async fn receive_frames(
+    reader: &mut tokio::net::unix::OwnedReadHalf,
+    bridge: &Arc<Bridge>,
+    exit: &mut Option<tokio::sync::oneshot::Sender<ExitStatus>>,
+) -> Option<String> {
+    loop {
+        let body = match wire::read_body(reader, wire::MAX_FRAME_BYTES).await {
             Ok(Some(body)) => body,
             Err(error) if error.kind() == io::ErrorKind::InvalidData => {
                 break Some(format!("a bad frame ({error})"));
@@ -323,23 +380,7 @@ async fn receive(
         } else if let Err(Violation(what)) = bridge.receive(frame) {
             break Some(what.to_string());
         }
-    };
-    if let Some(what) = broken {
-        // The domain is not to be trusted any more: it ends, and its processes with it. It is
-        // not reaped before `Domain::wait`, so its id is still its own.
-        if let Some(pid) = host_process {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-        if let Some(sender) = exit.take() {
-            let message = format!("ended: its domain broke the bridge's protocol: {what}");
-            let _ = sender.send(ExitStatus {
-                code: -1,
-                reason: ExitReason::DomainFault,
-                message: Some(message),
-            });
-        }
     }
-    bridge.disconnect();
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 mod bridge;
 mod child;
+mod code_cache;
 mod domain;
 mod handoff;
 mod host_process;
