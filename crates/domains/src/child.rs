@@ -19,7 +19,12 @@ use crate::wire::{self, Frame, Setup};
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
-    match run() {
+    run_in(sandbox::Network::Own)
+}
+
+/// [`main`] in a process whose network namespace is `network`.
+pub(crate) fn run_in(network: sandbox::Network) -> i32 {
+    match run(network) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("nebulet domain: {message}");
@@ -28,7 +33,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn run() -> Result<(), String> {
+fn run(network: sandbox::Network) -> Result<(), String> {
     fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
         move |error| format!("{what}: {error}")
     }
@@ -55,7 +60,7 @@ fn run() -> Result<(), String> {
     drop((input, output, error));
 
     let mut report = Report::default();
-    sandbox::enter_namespaces(&mut report);
+    sandbox::enter_namespaces(network, &mut report);
     let cpu_limit = setup
         .limits
         .iter()

@@ -156,6 +156,14 @@ impl Zygote {
 pub fn main() -> i32 {
     // What every domain would otherwise do for itself after the fork.
     crate::sandbox::prepare();
+    let network = match crate::sandbox::enter_zygote_namespaces() {
+        Ok(network) => network.unwrap_or(crate::sandbox::Network::Own),
+        Err(message) => {
+            // The parent then executes its domains, each in namespaces of its own.
+            eprintln!("nebulet domain zygote: {message}");
+            return 1;
+        }
+    };
     let control = io::stdin();
     loop {
         let Ok(descriptors) = crate::handoff::receive(control.as_fd()) else {
@@ -164,7 +172,7 @@ pub fn main() -> i32 {
         };
         let answer = match <[OwnedFd; 1]>::try_from(descriptors) {
             Ok([socket]) => match fork::fork_domain(socket) {
-                Ok(fork::Forked::Domain) => std::process::exit(crate::child::main()),
+                Ok(fork::Forked::Domain) => std::process::exit(crate::child::run_in(network)),
                 Ok(fork::Forked::Zygote(pid)) => pid.as_raw_nonzero().get(),
                 Err(error) => -error.raw_os_error().unwrap_or(libc::EIO),
             },

@@ -68,7 +68,7 @@ fn parent_of(id: u32) -> u32 {
 }
 
 #[test]
-fn a_domain_forked_by_the_zygote_is_this_processs_child_and_holds_none_of_its_descriptors() {
+fn a_domain_forked_by_the_zygote_is_this_processs_child_in_its_network_namespace_without_its_descriptors() {
     let _serial = ZYGOTE_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
     let system = System::new();
     let status = echo_domain(&system, Launch::Zygote, |domain| {
@@ -89,6 +89,16 @@ fn a_domain_forked_by_the_zygote_is_this_processs_child_and_holds_none_of_its_de
             })
             .collect();
         assert!(!zygote_own.is_empty(), "the zygote holds its socket");
+        // Where the host allows namespaces (as the sandbox report of `domains.rs` checks): the
+        // domain shares its zygote's network namespace, not this process's, and has a user
+        // namespace of its own, in which it has no power over that network namespace.
+        let namespace = |id: u32, kind: &str| std::fs::read_link(format!("/proc/{id}/ns/{kind}"));
+        let here = std::process::id();
+        if namespace(zygote, "user").unwrap() != namespace(here, "user").unwrap() {
+            assert_eq!(namespace(domain, "net").unwrap(), namespace(zygote, "net").unwrap());
+            assert_ne!(namespace(domain, "net").unwrap(), namespace(here, "net").unwrap());
+            assert_ne!(namespace(domain, "user").unwrap(), namespace(zygote, "user").unwrap());
+        }
         for (number, target) in descriptors(domain) {
             assert!(!zygote_own.contains(&target), "the domain's {number} is the zygote's {target:?}");
         }
