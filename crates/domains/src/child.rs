@@ -4,9 +4,9 @@
 
 use std::io::Write;
 
-use tokio::io::AsyncWriteExt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 use nebulet_hosted::{Console, Emulator, EngineOptions, HostDirectory, ProcessOptions};
 use nebulet_kernel::ChannelEnd;

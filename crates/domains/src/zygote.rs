@@ -61,7 +61,9 @@ pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
             match Zygote::spawn(executable) {
                 Ok(started) => *zygote = Some(started),
                 Err(error) => {
-                    tracing::warn!("cannot start the domain zygote ({error}): executing the domain");
+                    tracing::warn!(
+                        "cannot start the domain zygote ({error}): executing the domain"
+                    );
                     break;
                 }
             }

@@ -68,7 +68,8 @@ fn parent_of(id: u32) -> u32 {
 }
 
 #[test]
-fn a_domain_forked_by_the_zygote_is_this_processs_child_in_its_network_namespace_without_its_descriptors() {
+fn a_domain_forked_by_the_zygote_is_this_processs_child_in_its_network_namespace_without_its_descriptors()
+ {
     let _serial = ZYGOTE_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
     let system = System::new();
     let status = echo_domain(&system, Launch::Zygote, |domain| {
@@ -100,7 +101,10 @@ fn a_domain_forked_by_the_zygote_is_this_processs_child_in_its_network_namespace
             assert_ne!(namespace(domain, "user").unwrap(), namespace(zygote, "user").unwrap());
         }
         for (number, target) in descriptors(domain) {
-            assert!(!zygote_own.contains(&target), "the domain's {number} is the zygote's {target:?}");
+            assert!(
+                !zygote_own.contains(&target),
+                "the domain's {number} is the zygote's {target:?}"
+            );
         }
     });
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
@@ -140,7 +144,8 @@ fn a_forbidden_system_call_ends_a_forked_or_executed_domain_with_sigsys() {
     let system = System::new();
     for launch in [Launch::Zygote, Launch::Execute] {
         let status = system.emulator.block_on(async {
-            let options = DomainOptions { probe: Some("syscall".into()), launch, ..options("echo") };
+            let options =
+                DomainOptions { probe: Some("syscall".into()), launch, ..options("echo") };
             let domain = Domain::start(ECHO.as_bytes().to_vec(), options).await.unwrap();
             tokio::time::timeout(PATIENCE, domain.wait()).await.expect("no hang")
         });
