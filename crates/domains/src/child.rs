@@ -16,6 +16,18 @@ use crate::bridge::{Bridge, Side};
 use crate::sandbox::{self, Report};
 use crate::wire::{self, Frame, Setup};
 
+/// The engine of a domain's kernel, if made before the domain started (the zygote makes it
+/// before it forks).
+static ENGINE: std::sync::OnceLock<nebulet_hosted::wasmtime::Engine> = std::sync::OnceLock::new();
+
+/// Makes the engine of the domains' kernels now (the zygote, before its first fork: making it
+/// starts no thread).
+pub(crate) fn prepare() {
+    if let Ok(engine) = nebulet_hosted::wasmtime::Engine::new(&EngineOptions::default().config()) {
+        let _ = ENGINE.set(engine);
+    }
+}
+
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
@@ -68,8 +80,12 @@ fn run(network: sandbox::Network) -> Result<(), String> {
         .map(|&(_, nanoseconds)| nanoseconds);
     sandbox::limit_resources(cpu_limit, &mut report);
     sandbox::restrict_files(&preopen_descriptors, &mut report)?;
-    let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), None)
-        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    let options = EngineOptions::default();
+    let emulator = match ENGINE.get() {
+        Some(engine) => Emulator::with_engine(Console::Stdout, &options, engine.clone()),
+        None => Emulator::with_options(Console::Stdout, options),
+    }
+    .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
     sandbox::restrict_system_calls(&mut report)?;
     if setup.probe.as_deref() == Some("report") {
         for line in &report.lines {

@@ -158,6 +158,7 @@ impl Zygote {
 pub fn main() -> i32 {
     // What every domain would otherwise do for itself after the fork.
     crate::sandbox::prepare();
+    crate::child::prepare();
     let network = match crate::sandbox::enter_zygote_namespaces() {
         Ok(network) => network.unwrap_or(crate::sandbox::Network::Own),
         Err(message) => {
