@@ -3,8 +3,10 @@
 //! the program, bridging its bootstrap channel, and tells the parent how the program ended.
 
 use std::io::Write;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 use nebulet_hosted::{Console, Emulator, EngineOptions, HostDirectory, ProcessOptions};
 use nebulet_kernel::ChannelEnd;
@@ -14,10 +16,27 @@ use crate::bridge::{Bridge, Side};
 use crate::sandbox::{self, Report};
 use crate::wire::{self, Frame, Setup};
 
+/// The engine of a domain's kernel, if made before the domain started (the zygote makes it
+/// before it forks).
+static ENGINE: std::sync::OnceLock<nebulet_hosted::wasmtime::Engine> = std::sync::OnceLock::new();
+
+/// Makes the engine of the domains' kernels now (the zygote, before its first fork: making it
+/// starts no thread).
+pub(crate) fn prepare() {
+    if let Ok(engine) = nebulet_hosted::wasmtime::Engine::new(&EngineOptions::default().config()) {
+        let _ = ENGINE.set(engine);
+    }
+}
+
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
-    match run() {
+    run_in(sandbox::Network::Own)
+}
+
+/// [`main`] in a process whose network namespace is `network`.
+pub(crate) fn run_in(network: sandbox::Network) -> i32 {
+    match run(network) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("nebulet domain: {message}");
@@ -26,7 +45,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn run() -> Result<(), String> {
+fn run(network: sandbox::Network) -> Result<(), String> {
     fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
         move |error| format!("{what}: {error}")
     }
@@ -53,7 +72,7 @@ fn run() -> Result<(), String> {
     drop((input, output, error));
 
     let mut report = Report::default();
-    sandbox::enter_namespaces(&mut report);
+    sandbox::enter_namespaces(network, &mut report);
     let cpu_limit = setup
         .limits
         .iter()
@@ -61,8 +80,12 @@ fn run() -> Result<(), String> {
         .map(|&(_, nanoseconds)| nanoseconds);
     sandbox::limit_resources(cpu_limit, &mut report);
     sandbox::restrict_files(&preopen_descriptors, &mut report)?;
-    let emulator = Emulator::with_cache(Console::Stdout, EngineOptions::default(), None)
-        .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    let options = EngineOptions::default();
+    let emulator = match ENGINE.get() {
+        Some(engine) => Emulator::with_engine(Console::Stdout, &options, engine.clone()),
+        None => Emulator::with_options(Console::Stdout, options),
+    }
+    .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
     sandbox::restrict_system_calls(&mut report)?;
     if setup.probe.as_deref() == Some("report") {
         for line in &report.lines {
@@ -83,6 +106,10 @@ fn run() -> Result<(), String> {
     let descriptors = Descriptors { preopens: preopen_descriptors, listeners };
     let status = emulator.block_on(serve(&emulator, setup, descriptors, socket));
     emulator.flush_console();
+    // The parent has been told, and every byte is out: the process exits now, and its exit
+    // stops the runtime's threads. Stopping them one by one first (dropping the emulator) took
+    // about 2 ms, the largest part of a small domain's start and end.
+    std::mem::forget(emulator);
     status
 }
 
@@ -99,11 +126,28 @@ async fn serve(
     descriptors: Descriptors,
     socket: std::os::unix::net::UnixStream,
 ) -> Result<(), String> {
-    let socket = tokio::net::UnixStream::from_std(socket)
+    let module = if setup.compiled {
+        emulator.load_precompiled(&setup.module).map_err(|error| format!("{error:?}"))
+    } else {
+        emulator.compile(&setup.module)
+    };
+    let mut socket = tokio::net::UnixStream::from_std(socket)
         .map_err(|error| format!("cannot use the socket: {error}"))?;
+    if setup.share_code {
+        // Sent, to the last byte, before the process starts: no guest code has run in here yet.
+        let code = module
+            .as_ref()
+            .ok()
+            .and_then(|module| nebulet_hosted::serialize_module(module.engine(), module).ok())
+            .filter(|code| code.len() <= crate::code_cache::MAX_CODE_BYTES)
+            .unwrap_or_default();
+        socket
+            .write_all(&wire::encode(&code))
+            .await
+            .map_err(|error| format!("cannot send the compiled code: {error}"))?;
+    }
     let (reader, writer) = socket.into_split();
-    // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
-    let mut reader = tokio::io::BufReader::new(reader);
+    let mut reader = wire::FrameReader::new(reader);
     let outgoing = wire::Outgoing::new(writer);
     tokio::spawn(outgoing.clone().flush_loop());
     let bridge = Bridge::new(Side::Domain, outgoing.clone(), emulator.runtime().clone());
@@ -128,11 +172,6 @@ async fn serve(
         .iter()
         .filter_map(|&(limit, value)| Some((nebulet_abi::Limit::from_raw(limit)?, value)))
         .collect();
-    let module = if setup.compiled {
-        emulator.load_precompiled(&setup.module).map_err(|error| format!("{error:?}"))
-    } else {
-        emulator.compile(&setup.module)
-    };
     let status = match module {
         Err(reason) => nebulet_hosted::ExitStatus {
             code: -1,
@@ -150,7 +189,7 @@ async fn serve(
             let receiving = {
                 let bridge = bridge.clone();
                 async move {
-                    while let Ok(Some(body)) = wire::read_body(&mut reader, usize::MAX).await {
+                    while let Ok(Some(body)) = reader.read_body(usize::MAX).await {
                         let Ok(frame) = wire::decode::<Frame>(&body) else { break };
                         if bridge.receive(frame).is_err() {
                             break;
@@ -167,11 +206,15 @@ async fn serve(
                 tokio::time::sleep(std::time::Duration::from_micros(100)).await;
             }
             // And what it wrote to its connections reaches their clients, as `nebulet run`
-            // waits for it (bounded: a client that does not read does not keep the domain).
-            let draining = tokio::task::spawn_blocking(|| {
-                nebulet_hosted::network::drain(nebulet_hosted::network::DRAIN_PATIENCE);
-            });
-            let _ = draining.await;
+            // waits for it (bounded: a client that does not read does not keep the domain). A
+            // blocking thread waits only if something is left to send (starting one costs as
+            // much as a small domain's run).
+            if !nebulet_hosted::network::drain(std::time::Duration::ZERO) {
+                let draining = tokio::task::spawn_blocking(|| {
+                    nebulet_hosted::network::drain(nebulet_hosted::network::DRAIN_PATIENCE);
+                });
+                let _ = draining.await;
+            }
             receiver.abort();
             status
         }

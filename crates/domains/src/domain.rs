@@ -12,6 +12,7 @@ use nebulet_kernel::ChannelEnd;
 use tokio::io::AsyncWriteExt;
 
 use crate::bridge::{Bridge, Side, Violation};
+use crate::host_process::{Ended, HostProcess};
 use crate::wire::{self, Frame, Setup};
 
 /// What a domain's first process is started with.
@@ -45,6 +46,23 @@ pub struct DomainOptions {
     /// The limits of the process's budget in the domain, as `process_set_limit` sets them. A
     /// `cpu` limit is also the domain's `RLIMIT_CPU` (rounded up to seconds, and one more).
     pub limits: Vec<(Limit, u64)>,
+    /// How the domain's host process is made.
+    pub launch: Launch,
+    /// For a module the domain compiles: whether to give it the code an earlier domain of this
+    /// process compiled from the same bytes, if one did, and else to keep the code it compiles
+    /// for later ones (see `docs/domains.md`). Useless for a process that starts one domain.
+    pub share_code: bool,
+}
+
+/// How a domain's host process is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Launch {
+    /// Forked by this process's domain zygote (`nebulet domain-zygote`, started at the first
+    /// domain), or executed if the zygote cannot (see `docs/domains.md`).
+    #[default]
+    Zygote,
+    /// Executed (`nebulet domain-child`): a new `exec` of the binary for each domain.
+    Execute,
 }
 
 impl DomainOptions {
@@ -62,6 +80,8 @@ impl DomainOptions {
             probe: None,
             compiled: false,
             limits: Vec::new(),
+            launch: Launch::Zygote,
+            share_code: true,
         }
     }
 }
@@ -70,7 +90,7 @@ impl DomainOptions {
 /// children). Dropping it kills the domain.
 #[derive(Debug)]
 pub struct Domain {
-    child: tokio::process::Child,
+    host: HostProcess,
     exit: tokio::sync::oneshot::Receiver<ExitStatus>,
     bridge: Arc<Bridge>,
 }
@@ -91,19 +111,21 @@ impl Domain {
             probe,
             compiled,
             limits,
+            launch,
+            share_code,
         } = options;
-        let (parent_socket, child_socket) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )?;
-        let child = tokio::process::Command::new(executable)
-            .arg("domain-child")
-            .stdin(std::process::Stdio::from(child_socket))
-            .env_clear()
-            .kill_on_drop(true)
-            .spawn()?;
+        // Code an earlier domain compiled from these bytes goes in compiled; without it, this
+        // domain sends back what it compiles (`receive` keeps it).
+        let code_key = (share_code && !compiled).then(|| crate::code_cache::key(&module));
+        let cached = code_key.as_ref().and_then(crate::code_cache::get);
+        let (module, compiled, code_key) = match cached {
+            Some(code) => (code.to_vec(), true, None),
+            None => (module, compiled, code_key),
+        };
+        let (host, parent_socket) = match launch {
+            Launch::Zygote => crate::zygote::start(&executable)?,
+            Launch::Execute => crate::zygote::execute(&executable)?,
+        };
         let stdio = match stdio {
             Some(stdio) => stdio,
             None => [
@@ -133,6 +155,7 @@ impl Domain {
             limits: limits.iter().map(|&(limit, value)| (limit as u32, value)).collect(),
             bootstrap: bootstrap.is_some(),
             probe,
+            share_code: code_key.is_some(),
         };
         let socket = std::os::unix::net::UnixStream::from(parent_socket);
         socket.set_nonblocking(true)?;
@@ -146,19 +169,19 @@ impl Domain {
             bridge.attach(wire::BOOTSTRAP, end);
         }
         let (exit_sender, exit) = tokio::sync::oneshot::channel();
-        let host_process = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
-        tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process));
-        Ok(Domain { child, exit, bridge })
+        let host_process = rustix::process::Pid::from_raw(host.id() as i32);
+        tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process, code_key));
+        Ok(Domain { host, exit, bridge })
     }
 
     /// The host process's id.
-    pub fn id(&self) -> Option<u32> {
-        self.child.id()
+    pub fn id(&self) -> u32 {
+        self.host.id()
     }
 
     /// Kills the domain's host process (its processes end "domain fault").
     pub fn kill(&mut self) {
-        let _ = self.child.start_kill();
+        self.host.kill();
     }
 
     /// Waits for the domain's first process to end, and for the domain. A domain that ended
@@ -182,7 +205,7 @@ impl Domain {
                 (&mut self.exit).await.ok()
             }
         };
-        let cpu = cpu_time_at_end(self.child.id());
+        let cpu = cpu_time_at_end(&self.host);
         let cpu = if killed {
             cpu.await
         } else {
@@ -190,12 +213,12 @@ impl Domain {
             tokio::select! {
                 cpu = &mut cpu => cpu,
                 () = &mut kill => {
-                    self.kill();
+                    self.host.kill();
                     cpu.await
                 }
             }
         };
-        let ended = self.child.wait().await;
+        let ended = self.host.wait().await;
         self.bridge.disconnect();
         let status = match (told, ended) {
             (Some(status), Ok(ended))
@@ -220,8 +243,7 @@ const METER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10)
 /// Reports the CPU time and private memory of host process `id` (a running domain, a child of
 /// this process, not reaped while this runs) to `meter` every [`METER_INTERVAL`]; never
 /// completes.
-pub(crate) async fn meter(id: Option<u32>, meter: nebulet_kernel::DomainMeter) {
-    let Some(id) = id else { return std::future::pending().await };
+pub(crate) async fn meter(id: u32, meter: nebulet_kernel::DomainMeter) {
     let (stat, statm) = (format!("/proc/{id}/stat"), format!("/proc/{id}/statm"));
     let ticks_per_second = rustix::param::clock_ticks_per_second();
     let page_size = rustix::param::page_size() as u64;
@@ -246,27 +268,14 @@ fn private_pages_of_statm(statm: &str) -> u64 {
     }
 }
 
-/// The CPU time, in nanoseconds, that host process `id` (a child of this process) used, once it
-/// has ended: waited for without reaping it, so that `/proc` still shows its threads' total.
-/// 0 if it cannot be read.
-async fn cpu_time_at_end(id: Option<u32>) -> i64 {
-    let Some(pid) = id.and_then(|id| rustix::process::Pid::from_raw(id as i32)) else {
-        return 0;
-    };
-    let waited = tokio::task::spawn_blocking(move || {
-        use rustix::process::{WaitId, WaitIdOptions, waitid};
-        // Interrupted by a signal: wait again.
-        loop {
-            match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
-                Err(rustix::io::Errno::INTR) => continue,
-                other => break other.is_ok(),
-            }
-        }
-    });
-    if !waited.await.unwrap_or(false) {
+/// The CPU time, in nanoseconds, that `host` (a child of this process) used, once it has ended:
+/// waited for without reaping it, so that `/proc` still shows its threads' total. 0 if it cannot
+/// be read.
+async fn cpu_time_at_end(host: &HostProcess) -> i64 {
+    if !host.ended().await {
         return 0;
     }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) else {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", host.id())) else {
         return 0;
     };
     cpu_time_of_stat(&stat, rustix::param::clock_ticks_per_second())
@@ -284,11 +293,10 @@ fn cpu_time_of_stat(stat: &str, ticks_per_second: u64) -> i64 {
 }
 
 /// What became of a domain's host process, for the "domain fault" message.
-fn describe(ended: io::Result<std::process::ExitStatus>) -> String {
-    use std::os::unix::process::ExitStatusExt;
+fn describe(ended: io::Result<Ended>) -> String {
     let how = match ended {
         Err(error) => format!("could not be waited for ({error})"),
-        Ok(status) => match (status.signal(), status.code()) {
+        Ok(status) => match (status.signal, status.code) {
             (Some(signal), _) if signal == libc::SIGSYS => {
                 "was killed for a system call outside its sandbox's policy (SIGSYS)".into()
             }
@@ -307,12 +315,54 @@ async fn receive(
     bridge: Arc<Bridge>,
     exit: tokio::sync::oneshot::Sender<ExitStatus>,
     host_process: Option<rustix::process::Pid>,
+    code_key: Option<crate::code_cache::Key>,
 ) {
     // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
     let mut reader = tokio::io::BufReader::new(reader);
     let mut exit = Some(exit);
-    let broken = loop {
-        let body = match wire::read_body(&mut reader, wire::MAX_FRAME_BYTES).await {
+    let broken = 'frames: {
+        if let Some(key) = code_key {
+            // The domain's first body: the code it compiled, before its process started.
+            match wire::read_body(&mut reader, crate::code_cache::MAX_CODE_BYTES + 16).await {
+                Ok(Some(body)) => match wire::decode::<Vec<u8>>(&body) {
+                    Ok(code) => crate::code_cache::put(key, code),
+                    Err(error) => break 'frames Some(format!("bad code ({error})")),
+                },
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                    break 'frames Some(format!("bad code ({error})"));
+                }
+                Ok(None) | Err(_) => break 'frames None,
+            }
+        }
+        receive_frames(&mut reader, &bridge, &mut exit).await
+    };
+    if let Some(what) = broken {
+        // The domain is not to be trusted any more: it ends, and its processes with it. It is
+        // not reaped before `Domain::wait`, so its id is still its own.
+        if let Some(pid) = host_process {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        if let Some(sender) = exit.take() {
+            let message = format!("ended: its domain broke the bridge's protocol: {what}");
+            let _ = sender.send(ExitStatus {
+                code: -1,
+                reason: ExitReason::DomainFault,
+                message: Some(message),
+            });
+        }
+    }
+    bridge.disconnect();
+}
+
+/// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what
+/// it did); passes the `Exit` frame's status to `exit`.
+async fn receive_frames(
+    reader: &mut tokio::net::unix::OwnedReadHalf,
+    bridge: &Arc<Bridge>,
+    exit: &mut Option<tokio::sync::oneshot::Sender<ExitStatus>>,
+) -> Option<String> {
+    loop {
+        let body = match wire::read_body(reader, wire::MAX_FRAME_BYTES).await {
             Ok(Some(body)) => body,
             Err(error) if error.kind() == io::ErrorKind::InvalidData => {
                 break Some(format!("a bad frame ({error})"));
@@ -332,23 +382,7 @@ async fn receive(
         } else if let Err(Violation(what)) = bridge.receive(frame) {
             break Some(what.to_string());
         }
-    };
-    if let Some(what) = broken {
-        // The domain is not to be trusted any more: it ends, and its processes with it. It is
-        // not reaped before `Domain::wait`, so its id is still its own.
-        if let Some(pid) = host_process {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-        if let Some(sender) = exit.take() {
-            let message = format!("ended: its domain broke the bridge's protocol: {what}");
-            let _ = sender.send(ExitStatus {
-                code: -1,
-                reason: ExitReason::DomainFault,
-                message: Some(message),
-            });
-        }
     }
-    bridge.disconnect();
 }
 
 #[cfg(test)]

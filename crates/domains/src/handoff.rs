@@ -13,7 +13,7 @@ use rustix::net::{
 /// The most descriptors a domain is given: its stdio and its preopens.
 pub(crate) const MAX_DESCRIPTORS: usize = 64;
 
-/// Sends `descriptors` over `socket`, with one byte.
+/// Sends `descriptors` over `socket`, with one byte (a closed peer is an error, not a SIGPIPE).
 pub(crate) fn send(socket: BorrowedFd<'_>, descriptors: &[BorrowedFd<'_>]) -> io::Result<()> {
     if descriptors.len() > MAX_DESCRIPTORS {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
@@ -23,7 +23,7 @@ pub(crate) fn send(socket: BorrowedFd<'_>, descriptors: &[BorrowedFd<'_>]) -> io
     if !control.push(SendAncillaryMessage::ScmRights(descriptors)) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
     }
-    rustix::net::sendmsg(socket, &[IoSlice::new(&[1])], &mut control, SendFlags::empty())?;
+    rustix::net::sendmsg(socket, &[IoSlice::new(&[1])], &mut control, SendFlags::NOSIGNAL)?;
     Ok(())
 }
 

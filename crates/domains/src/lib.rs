@@ -5,21 +5,32 @@
 //! guest code runs, it enters new namespaces, lowers its limits, and applies Landlock and a
 //! seccomp-bpf allow-list; then it boots a kernel of its own and compiles and runs the program.
 //! Its bootstrap channel, and the channels and sockets sent over it, are bridged (`bridge`).
-#![forbid(unsafe_code)]
+//!
+//! A domain's host process is forked by a zygote (`nebulet domain-zygote`, `zygote`), started
+//! once, so that a domain starts without an `exec`; its one fork is this crate's only `unsafe`
+//! code (`zygote/fork.rs`).
+#![deny(unsafe_code)]
 
 mod bridge;
 mod child;
+mod code_cache;
 mod domain;
 mod handoff;
+mod host_process;
 mod launcher;
 mod probe;
 mod sandbox;
 mod wire;
+mod zygote;
 
 pub use child::main as child_main;
-pub use domain::{Domain, DomainOptions};
+pub use domain::{Domain, DomainOptions, Launch};
 pub use launcher::Launcher;
 pub use probe::PROBE_VARIABLE;
+pub use zygote::{main as zygote_main, zygote_id};
 
 /// The hidden subcommand that runs a domain's side.
 pub const CHILD_COMMAND: &str = "domain-child";
+
+/// The hidden subcommand that runs the domain zygote.
+pub const ZYGOTE_COMMAND: &str = "domain-zygote";

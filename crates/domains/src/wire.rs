@@ -38,6 +38,10 @@ pub(crate) struct Setup {
     pub(crate) bootstrap: bool,
     /// A test's probe of the sandbox (see `probe`).
     pub(crate) probe: Option<String>,
+    /// Whether the domain sends the code it compiles back, before the process starts, for
+    /// later domains of the same module: its first body is then that code (empty if it has none
+    /// to give), a compiled-module file, not a frame.
+    pub(crate) share_code: bool,
 }
 
 /// The wire id of the bootstrap channel. The parent numbers the channels it sends from 0 up in

@@ -239,11 +239,32 @@ impl Emulator {
         Self::with_config(console, &options, config, None)
     }
 
+    /// [`Emulator::with_options`] with `engine`, made from `options.config()` beforehand: a
+    /// domain's zygote makes it once, before it forks (making it starts no thread), so that
+    /// each domain it forks does not.
+    pub fn with_engine(
+        console: Console,
+        options: &EngineOptions,
+        engine: wasmtime::Engine,
+    ) -> wasmtime::Result<Self> {
+        Self::with_parts(console, options, engine, None)
+    }
+
     /// The emulator of an engine configured by `config` (made from `options`).
     fn with_config(
         console: Console,
         options: &EngineOptions,
         config: wasmtime::Config,
+        cache: Option<ModuleCache>,
+    ) -> wasmtime::Result<Self> {
+        Self::with_parts(console, options, wasmtime::Engine::new(&config)?, cache)
+    }
+
+    /// The emulator of `engine` (made from `options`).
+    fn with_parts(
+        console: Console,
+        options: &EngineOptions,
+        engine: wasmtime::Engine,
         cache: Option<ModuleCache>,
     ) -> wasmtime::Result<Self> {
         // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
@@ -268,7 +289,6 @@ impl Emulator {
             .thread_name("nebulet-cpu")
             .build()
             .map_err(wasmtime::Error::new)?;
-        let engine = wasmtime::Engine::new(&config)?;
         let capacity = HostedPlatform::measure_capacity(options);
         let platform = Arc::new(HostedPlatform::new(
             runtime.handle().clone(),

@@ -89,6 +89,10 @@ pub(crate) enum Command {
     /// itself with its socket to the parent as stdin.
     #[command(name = "domain-child", hide = true)]
     DomainChild,
+    /// The zygote that forks the host processes of hardware protection domains, started by
+    /// nebulet itself at its first domain with its socket to nebulet as stdin.
+    #[command(name = "domain-zygote", hide = true)]
+    DomainZygote,
 }
 
 /// The options of `nebulet new`.

@@ -66,6 +66,8 @@ pub(crate) fn run(run: Run, bytes: Vec<u8>) -> crate::Outcome {
         preopens,
         listeners,
         probe: std::env::var(nebulet_domains::PROBE_VARIABLE).ok(),
+        // This process starts one domain: there is no later one to give its code to.
+        share_code: false,
         ..DomainOptions::new(executable, name.clone())
     };
     if verbose {

@@ -78,6 +78,7 @@ fn main() {
         }
         Command::Apps => apps(),
         Command::DomainChild => std::process::exit(nebulet_domains::child_main()),
+        Command::DomainZygote => std::process::exit(nebulet_domains::zygote_main()),
         Command::New(arguments) => new::chosen_sdk(arguments.sdk_path, arguments.sdk_git)
             .and_then(|sdk| new::create(&arguments.path, &sdk))
             .map(|()| 0),

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use nebulet_domains::{Domain, DomainOptions};
+use nebulet_domains::{Domain, DomainOptions, Launch};
 use nebulet_hosted::{ChannelEnd, CrossingMessage};
 
 use super::nebulet::{Nebulet, parse_operations};
@@ -26,13 +26,20 @@ enum Code {
     Compiled,
 }
 
-/// Starts `count` domains of the tiny module (`module`, as `code`) one after another, each
-/// waited for; returns the count and the nanoseconds they took.
-fn starts(nebulet: &Nebulet, count: u64, module: &[u8], code: Code) -> Result<(u64, f64), String> {
+/// Starts `count` domains of the tiny module (`module`, as `code`, started as `launch`) one
+/// after another, each waited for; returns the count and the nanoseconds they took.
+fn starts(
+    nebulet: &Nebulet,
+    count: u64,
+    module: &[u8],
+    code: Code,
+    launch: Launch,
+) -> Result<(u64, f64), String> {
     nebulet.emulator().block_on(async {
         let start = Instant::now();
         for _ in 0..count {
-            let options = DomainOptions { compiled: code == Code::Compiled, ..options("tiny")? };
+            let options =
+                DomainOptions { compiled: code == Code::Compiled, launch, ..options("tiny")? };
             let domain =
                 Domain::start(module.to_vec(), options).await.map_err(|error| error.to_string())?;
             let status = domain.wait().await;
@@ -52,10 +59,10 @@ fn options(name: &str) -> Result<DomainOptions, String> {
 pub fn spawn(nebulet: &Nebulet, settings: &Settings, linux: Side) -> Result<Comparison, String> {
     let count = if settings.quick { 10 } else { 40 };
     let side = Side::measure(
-        "Nebulet: `Domain::start` + wait of a 1-page module (a sandboxed `nebulet domain-child` \
-         that compiles it)",
+        "Nebulet: `Domain::start` + wait of a 1-page module (a sandboxed domain forked by the \
+         zygote; the first compiles the module, the others get its code)",
         settings.runs,
-        || starts(nebulet, count, TINY.as_bytes(), Code::Source),
+        || starts(nebulet, count, TINY.as_bytes(), Code::Source, Launch::Zygote),
     )?;
     Ok(Comparison {
         operation: "isolated process create+start+exit",
@@ -78,10 +85,33 @@ pub fn spawn_compiled(
         "Nebulet: `Domain::start` + wait of a 1-page module compiled by the parent (as \
          `process_create_with` with `PROCESS_CREATE_ISOLATED` starts one)",
         settings.runs,
-        || starts(nebulet, count, &compiled, Code::Compiled),
+        || starts(nebulet, count, &compiled, Code::Compiled, Launch::Zygote),
     )?;
     Ok(Comparison {
         operation: "isolated child create+start+exit (compiled by the parent)",
+        nebulet: side,
+        linux,
+        goal: Some(Goal::AtMost(1_000_000.0)),
+    })
+}
+
+/// [`spawn_compiled`] with each domain's host process executed (`nebulet domain-child`), as
+/// before the zygote: the same start without it, in the same run.
+pub fn spawn_executed(
+    nebulet: &Nebulet,
+    settings: &Settings,
+    linux: Side,
+) -> Result<Comparison, String> {
+    let count = if settings.quick { 10 } else { 40 };
+    let compiled = nebulet.emulator().precompile(TINY.as_bytes())?;
+    let side = Side::measure(
+        "Nebulet: the same, each domain's host process executed (`nebulet domain-child`) instead \
+         of forked by the zygote",
+        settings.runs,
+        || starts(nebulet, count, &compiled, Code::Compiled, Launch::Execute),
+    )?;
+    Ok(Comparison {
+        operation: "isolated child create+start+exit (compiled by the parent), without the zygote",
         nebulet: side,
         linux,
         goal: Some(Goal::AtMost(1_000_000.0)),

@@ -291,7 +291,8 @@ pub fn run(
         let linux_pipes = message::round_trip(&nebulet, &settings)?.linux;
         let rows = [
             domains::spawn(&nebulet, &settings, linux_spawn.clone())?,
-            domains::spawn_compiled(&nebulet, &settings, linux_spawn)?,
+            domains::spawn_compiled(&nebulet, &settings, linux_spawn.clone())?,
+            domains::spawn_executed(&nebulet, &settings, linux_spawn)?,
             domains::round_trip(&nebulet, &settings, linux_pipes)?,
             domains::compute(&nebulet, &settings)?,
         ];

@@ -21,6 +21,7 @@ mod shutdown;
 mod system;
 mod threads;
 mod wasi;
+mod zygote;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

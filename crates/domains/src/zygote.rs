@@ -1,0 +1,188 @@
+//! The domain zygote: `nebulet domain-zygote`, a single-threaded host process started once (at a
+//! process's first domain) that forks each domain's host process, so that a domain starts with
+//! no `exec`, dynamic loading or start-up of its own. Both sides are here: [`start`] in the
+//! process that asks for domains, [`main`] in the zygote.
+//!
+//! The zygote is a re-execution of the `nebulet` binary, whose stdin is its end of a socket
+//! pair. For each domain, the parent sends it the domain's end of the domain's socket pair
+//! (`SCM_RIGHTS`); the zygote forks with `CLONE_PARENT`, so the domain's host process is the
+//! parent's child, not the zygote's, and answers with its process id (4 bytes, little-endian; a
+//! negated `errno` if the fork failed). The copy makes the socket its stdin, closes every other
+//! descriptor above stderr, and runs `nebulet domain-child`'s code: everything a domain does
+//! (its sandbox first) happens after the fork, in the domain.
+
+mod fork;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::host_process::HostProcess;
+
+/// How long the parent waits for the zygote to take a request and answer: a fork takes well
+/// under a millisecond, so a zygote that takes this long is stopped or broken. It is then
+/// killed and replaced, and the parent never waits longer.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+/// The zygote this process started, if any (one at a time, for one `nebulet` executable).
+static ZYGOTE: Mutex<Option<Zygote>> = Mutex::new(None);
+
+/// A running zygote, as its parent holds it.
+#[derive(Debug)]
+struct Zygote {
+    executable: PathBuf,
+    process: std::process::Child,
+    /// The parent's end of the zygote's socket pair (blocking, with [`PATIENCE`] as timeouts).
+    control: OwnedFd,
+}
+
+/// The zygote's process id, if this process has one running (for tests of its failures).
+pub fn zygote_id() -> Option<u32> {
+    ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|zygote| zygote.process.id())
+}
+
+/// Starts a domain's host process: forked by the zygote of `executable` (started first if there
+/// is none yet). Returns it with this side of its socket (its stdin is the other side). A
+/// zygote that failed (it was killed, stopped, or broke) is replaced, once, and the log says
+/// so; if the new one fails too, the domain's host process is executed instead (`nebulet
+/// domain-child`), as without a zygote. Each attempt has a socket pair of its own, so that a
+/// domain forked by a zygote that died before it answered reads only the end of its socket,
+/// and ends (it is left unreaped: its id never came). Must be called within a tokio runtime.
+/// Blocks for the fork, at most about twice [`PATIENCE`].
+pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
+    let mut zygote = ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner);
+    for _ in 0..2 {
+        if zygote.as_ref().is_none_or(|running| running.executable != executable) {
+            if let Some(old) = zygote.take() {
+                old.stop();
+            }
+            match Zygote::spawn(executable) {
+                Ok(started) => *zygote = Some(started),
+                Err(error) => {
+                    tracing::warn!(
+                        "cannot start the domain zygote ({error}): executing the domain"
+                    );
+                    break;
+                }
+            }
+        }
+        let Some(running) = zygote.as_ref() else { break };
+        let (ours, theirs) = socket_pair()?;
+        match running.fork(theirs.as_fd()) {
+            Ok(pid) => return Ok((HostProcess::adopt(pid)?, ours)),
+            Err(error) => {
+                tracing::warn!("the domain zygote failed ({error}): starting a new one");
+                if let Some(failed) = zygote.take() {
+                    failed.stop();
+                }
+            }
+        }
+    }
+    drop(zygote);
+    execute(executable)
+}
+
+/// Starts a domain's host process as an execution of `executable` (`nebulet domain-child`),
+/// without the zygote. Returns it with this side of its socket (its stdin is the other side).
+pub(crate) fn execute(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
+    let (ours, theirs) = socket_pair()?;
+    let child = std::process::Command::new(executable)
+        .arg(crate::CHILD_COMMAND)
+        .stdin(std::process::Stdio::from(theirs))
+        .env_clear()
+        .spawn()?;
+    // Held (and reaped) by its pidfd from now on; `Child` neither kills nor waits when dropped.
+    let pid = rustix::process::Pid::from_child(&child);
+    Ok((HostProcess::adopt(pid)?, ours))
+}
+
+/// A Unix stream socket pair, both ends close-on-exec.
+fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+impl Zygote {
+    fn spawn(executable: &Path) -> io::Result<Self> {
+        use rustix::net::sockopt::{Timeout, set_socket_timeout};
+        let (control, theirs) = socket_pair()?;
+        set_socket_timeout(&control, Timeout::Recv, Some(PATIENCE))?;
+        set_socket_timeout(&control, Timeout::Send, Some(PATIENCE))?;
+        let process = std::process::Command::new(executable)
+            .arg(crate::ZYGOTE_COMMAND)
+            .stdin(std::process::Stdio::from(theirs))
+            .env_clear()
+            .spawn()?;
+        Ok(Self { executable: executable.to_path_buf(), process, control })
+    }
+
+    /// Asks for a domain whose socket is `socket`: its host process's id.
+    fn fork(&self, socket: BorrowedFd<'_>) -> io::Result<rustix::process::Pid> {
+        crate::handoff::send(self.control.as_fd(), &[socket])?;
+        let mut answer = [0; 4];
+        let mut read = 0;
+        while read < answer.len() {
+            match rustix::io::read(&self.control, &mut answer[read..]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "it ended")),
+                Ok(count) => read += count,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "it did not answer"));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let answer = i32::from_le_bytes(answer);
+        match rustix::process::Pid::from_raw(answer) {
+            Some(pid) if answer > 0 => Ok(pid),
+            _ => Err(io::Error::from_raw_os_error(answer.saturating_neg())),
+        }
+    }
+
+    /// Kills and reaps the zygote (its domains go on: they are not its children).
+    fn stop(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Runs the zygote (`nebulet domain-zygote`, with its socket to the parent as stdin) until the
+/// parent closes its end; returns the exit code. In each forked copy it runs the domain
+/// instead, and exits with the domain's exit code.
+pub fn main() -> i32 {
+    // What every domain would otherwise do for itself after the fork.
+    crate::sandbox::prepare();
+    crate::child::prepare();
+    let network = match crate::sandbox::enter_zygote_namespaces() {
+        Ok(network) => network.unwrap_or(crate::sandbox::Network::Own),
+        Err(message) => {
+            // The parent then executes its domains, each in namespaces of its own.
+            eprintln!("nebulet domain zygote: {message}");
+            return 1;
+        }
+    };
+    let control = io::stdin();
+    loop {
+        let Ok(descriptors) = crate::handoff::receive(control.as_fd()) else {
+            // The parent closed its end (it ended, or replaced this zygote).
+            return 0;
+        };
+        let answer = match <[OwnedFd; 1]>::try_from(descriptors) {
+            Ok([socket]) => match fork::fork_domain(socket) {
+                Ok(fork::Forked::Domain) => std::process::exit(crate::child::run_in(network)),
+                Ok(fork::Forked::Zygote(pid)) => pid.as_raw_nonzero().get(),
+                Err(error) => -error.raw_os_error().unwrap_or(libc::EIO),
+            },
+            Err(_) => -libc::EINVAL,
+        };
+        if rustix::io::write(control.as_fd(), &answer.to_le_bytes()) != Ok(4) {
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The zygote's one fork: a copy of the (single-threaded) zygote that is its parent's child,
+//! with only the new domain's socket open. The only `unsafe` code of this crate.
+//!
+//! Written by hand (`clone` through `libc::syscall`): neither std nor rustix offers a fork with
+//! `CLONE_PARENT` (std's `Command` always execs; rustix's `kernel_fork` takes no flags). It is
+//! what Chrome's zygote does (`base::ForkWithFlags`).
+#![expect(
+    unsafe_code,
+    reason = "fork with CLONE_PARENT has no safe wrapper; sound here because the zygote is single-threaded"
+)]
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+/// Which side of the fork this is.
+pub(super) enum Forked {
+    /// The zygote: the new domain's host process id.
+    Zygote(rustix::process::Pid),
+    /// The new domain's host process, whose stdin is now the domain's socket and which has no
+    /// other descriptor but stdout and stderr (or which has ended, if it could not be so).
+    Domain,
+}
+
+/// Forks the calling process, which must be single-threaded, so that the copy is a child of the
+/// caller's parent (`CLONE_PARENT`): the process that asked for the domain waits for it, sees
+/// how it ended (a SIGSYS of its seccomp policy) and reads its `/proc` entry, as for a process
+/// it spawned itself. In the copy, `socket` becomes stdin and every descriptor above stderr is
+/// closed (a fork copies descriptors whatever their close-on-exec flag).
+pub(super) fn fork_domain(socket: OwnedFd) -> io::Result<Forked> {
+    let flags = libc::CLONE_PARENT as libc::c_ulong;
+    // SAFETY: `clone` without `CLONE_VM` is `fork`: the child gets a copy of the address space
+    // and continues on its copy of this stack (a null stack pointer). The zygote has one
+    // thread, so no lock is held by a thread the copy lacks; glibc's fork handlers are not run,
+    // and nothing here registered one. The exit signal is the zygote's own (SIGCHLD), as
+    // `CLONE_PARENT` makes it.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match result {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            // This copy is the domain now: if it cannot become one, it ends (its parent then
+            // sees a domain that exited with code 1), and never acts as the zygote.
+            if let Err(error) = become_domain(socket) {
+                eprintln!("nebulet domain: cannot take its socket: {error}");
+                std::process::exit(1);
+            }
+            Ok(Forked::Domain)
+        }
+        pid => {
+            let pid = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw);
+            let pid = pid.ok_or_else(|| io::Error::other("clone gave no process id"))?;
+            Ok(Forked::Zygote(pid))
+        }
+    }
+}
+
+/// In the forked copy: `socket` becomes stdin, and every descriptor from 3 on is closed.
+fn become_domain(socket: OwnedFd) -> io::Result<()> {
+    rustix::stdio::dup2_stdin(&socket)?;
+    drop(socket);
+    // SAFETY: closes every descriptor from 3 on. This copy owns none of them: what the zygote's
+    // code held there (the socket it received, closed above) is never used on this side, which
+    // goes on to run the domain with stdio only.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if closed != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
