@@ -147,7 +147,8 @@ async fn serve(
             .map_err(|error| format!("cannot send the compiled code: {error}"))?;
     }
     let (reader, writer) = socket.into_split();
-    let mut reader = wire::FrameReader::new(reader);
+    // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
+    let mut reader = tokio::io::BufReader::new(reader);
     let outgoing = wire::Outgoing::new(writer);
     tokio::spawn(outgoing.clone().flush_loop());
     let bridge = Bridge::new(Side::Domain, outgoing.clone(), emulator.runtime().clone());
@@ -189,7 +190,7 @@ async fn serve(
             let receiving = {
                 let bridge = bridge.clone();
                 async move {
-                    while let Ok(Some(body)) = reader.read_body(usize::MAX).await {
+                    while let Ok(Some(body)) = wire::read_body(&mut reader, usize::MAX).await {
                         let Ok(frame) = wire::decode::<Frame>(&body) else { break };
                         if bridge.receive(frame).is_err() {
                             break;

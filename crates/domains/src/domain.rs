@@ -357,7 +357,7 @@ async fn receive(
 /// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what
 /// it did); passes the `Exit` frame's status to `exit`.
 async fn receive_frames(
-    reader: &mut tokio::net::unix::OwnedReadHalf,
+    reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     bridge: &Arc<Bridge>,
     exit: &mut Option<tokio::sync::oneshot::Sender<ExitStatus>>,
 ) -> Option<String> {
