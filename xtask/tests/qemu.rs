@@ -265,9 +265,28 @@ fn a_program_accepts_tcp_connections_through_kernel_listeners() {
         .stdout(std::process::Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut server = Server { child: command.spawn().expect("cannot run cargo xtask qemu --run") };
-    // QEMU accepts on the forwarded port as soon as it starts, before the kernel listens: it
-    // resets a connection that the kernel does not take, which never reaches the program. So
-    // the exchange is tried until it gets through.
+    // The console's lines, as they come: the exchange starts once the kernel listens, however
+    // long building the image and booting took (minutes on a loaded machine).
+    let stdout = server.child.stdout.take().expect("piped");
+    let (lines, console_lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut console = String::new();
+    while !console.contains("run: listening on port 80") {
+        match console_lines.recv() {
+            Ok(line) => console.push_str(&(line + "\n")),
+            Err(_) => panic!("the kernel never listened; its console:\n{console}"),
+        }
+    }
+    // QEMU accepts on the forwarded port as soon as it starts, before the kernel takes
+    // connections: it resets a connection that the kernel does not take, which never reaches
+    // the program. So the exchange is tried until it gets through.
     let exchange = || -> std::io::Result<String> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
@@ -281,14 +300,14 @@ fn a_program_accepts_tcp_connections_through_kernel_listeners() {
     let answer = loop {
         match exchange() {
             Ok(answer) if !answer.is_empty() => break answer,
-            _ if std::time::Instant::now() > deadline => panic!("no answer within 300 s"),
+            _ if std::time::Instant::now() > deadline => {
+                panic!("no answer within 300 s of the kernel listening")
+            }
             _ => std::thread::sleep(std::time::Duration::from_millis(250)),
         }
     };
     assert_eq!(answer, "OVER THE NETWORK");
-    let mut console = String::new();
-    let stdout = server.child.stdout.as_mut().expect("piped");
-    stdout.read_to_string(&mut console).expect("the console");
+    console.extend(console_lines.iter().map(|line| line + "\n"));
     assert_printed(
         &console,
         &[
