@@ -79,20 +79,15 @@ pub fn spawn_compiled(
     settings: &Settings,
     linux: Side,
 ) -> Result<Comparison, String> {
-    let count = if settings.quick { 10 } else { 40 };
-    let compiled = nebulet.emulator().precompile(TINY.as_bytes())?;
-    let side = Side::measure(
+    compiled_starts(
+        nebulet,
+        settings,
+        linux,
+        Launch::Zygote,
         "Nebulet: `Domain::start` + wait of a 1-page module compiled by the parent (as \
          `process_create_with` with `PROCESS_CREATE_ISOLATED` starts one)",
-        settings.runs,
-        || starts(nebulet, count, &compiled, Code::Compiled, Launch::Zygote),
-    )?;
-    Ok(Comparison {
-        operation: "isolated child create+start+exit (compiled by the parent)",
-        nebulet: side,
-        linux,
-        goal: Some(Goal::AtMost(1_000_000.0)),
-    })
+        "isolated child create+start+exit (compiled by the parent)",
+    )
 }
 
 /// [`spawn_compiled`] with each domain's host process executed (`nebulet domain-child`), as
@@ -102,20 +97,32 @@ pub fn spawn_executed(
     settings: &Settings,
     linux: Side,
 ) -> Result<Comparison, String> {
-    let count = if settings.quick { 10 } else { 40 };
-    let compiled = nebulet.emulator().precompile(TINY.as_bytes())?;
-    let side = Side::measure(
+    compiled_starts(
+        nebulet,
+        settings,
+        linux,
+        Launch::Execute,
         "Nebulet: the same, each domain's host process executed (`nebulet domain-child`) instead \
          of forked by the zygote",
-        settings.runs,
-        || starts(nebulet, count, &compiled, Code::Compiled, Launch::Execute),
-    )?;
-    Ok(Comparison {
-        operation: "isolated child create+start+exit (compiled by the parent), without the zygote",
-        nebulet: side,
-        linux,
-        goal: Some(Goal::AtMost(1_000_000.0)),
-    })
+        "isolated child create+start+exit (compiled by the parent), without the zygote",
+    )
+}
+
+/// Starts and waits for domains given a 1-page module compiled by the parent, `launch`ed.
+fn compiled_starts(
+    nebulet: &Nebulet,
+    settings: &Settings,
+    linux: Side,
+    launch: Launch,
+    description: &str,
+    operation: &'static str,
+) -> Result<Comparison, String> {
+    let count = if settings.quick { 10 } else { 40 };
+    let compiled = nebulet.emulator().precompile(TINY.as_bytes())?;
+    let side = Side::measure(description, settings.runs, || {
+        starts(nebulet, count, &compiled, Code::Compiled, launch)
+    })?;
+    Ok(Comparison { operation, nebulet: side, linux, goal: Some(Goal::AtMost(1_000_000.0)) })
 }
 
 /// A message from the host to a process in a domain and back, against Linux's pipes.
