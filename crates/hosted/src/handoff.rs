@@ -21,9 +21,11 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use nebulet_kernel::BoxFuture;
 
-/// The most tasks polled by hand-off in one poll of the task that began the chain: bounds how
-/// long the worker's other tasks wait (each hand-off takes about a microsecond).
+/// The most tasks polled by hand-off in one poll of the task that began the chain, and the
+/// longest the chain goes on: they bound how long the worker's other tasks wait (a hand-off
+/// takes about a microsecond, but a process's run may last up to an epoch tick).
 const CHAIN: usize = 32;
+const CHAIN_TIME: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A task's state: nobody polls it, one worker polls it, one polls it and another worker
 /// found it so (its executor task must be polled again after), or it has ended.
@@ -180,8 +182,12 @@ impl Future for Task {
         let own = &self.0;
         own.register(context.waker());
         // Whether it ended or not, what it woke runs next (an ending process wakes its waiters).
+        let started = std::time::Instant::now();
         own.poll_here();
         for _ in 0..CHAIN {
+            if started.elapsed() >= CHAIN_TIME {
+                break;
+            }
             let Some(next) = NEXT.with(|next| next.borrow_mut().take()) else { break };
             if let Polled::Done = next.poll_here() {
                 // Its executor task ends at its next poll.
