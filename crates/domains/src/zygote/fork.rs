@@ -32,7 +32,9 @@ pub(super) fn fork_domain(socket: OwnedFd) -> io::Result<Forked> {
     // and continues on its copy of this stack (a null stack pointer). The zygote has one
     // thread, so no lock is held by a thread the copy lacks; glibc's fork handlers are not run,
     // and nothing here registered one. The exit signal is the zygote's own (SIGCHLD), as
-    // `CLONE_PARENT` makes it.
+    // `CLONE_PARENT` makes it. glibc's record of the main thread's id stays the zygote's (only
+    // its `fork` updates it): `raise` and `pthread_kill` of this thread use it, and fail, but the
+    // domain's seccomp policy allows no signal calls anyway; Rust's locks use their own ids.
     let result = unsafe {
         libc::syscall(
             libc::SYS_clone,
