@@ -74,49 +74,26 @@ pub fn spawn(nebulet: &Nebulet, settings: &Settings, linux: Side) -> Result<Comp
 
 /// [`spawn`] as `process_create_with` starts a domain: the module goes in compiled (by the
 /// parent's kernel, as a compiled-module file), so the domain loads it instead of compiling.
+/// `Launch::Execute` executes each domain's host process (`nebulet domain-child`), as before
+/// the zygote: the same start without it, in the same run.
 pub fn spawn_compiled(
     nebulet: &Nebulet,
     settings: &Settings,
     linux: Side,
-) -> Result<Comparison, String> {
-    compiled_starts(
-        nebulet,
-        settings,
-        linux,
-        Launch::Zygote,
-        "Nebulet: `Domain::start` + wait of a 1-page module compiled by the parent (as \
-         `process_create_with` with `PROCESS_CREATE_ISOLATED` starts one)",
-        "isolated child create+start+exit (compiled by the parent)",
-    )
-}
-
-/// [`spawn_compiled`] with each domain's host process executed (`nebulet domain-child`), as
-/// before the zygote: the same start without it, in the same run.
-pub fn spawn_executed(
-    nebulet: &Nebulet,
-    settings: &Settings,
-    linux: Side,
-) -> Result<Comparison, String> {
-    compiled_starts(
-        nebulet,
-        settings,
-        linux,
-        Launch::Execute,
-        "Nebulet: the same, each domain's host process executed (`nebulet domain-child`) instead \
-         of forked by the zygote",
-        "isolated child create+start+exit (compiled by the parent), without the zygote",
-    )
-}
-
-/// Starts and waits for domains given a 1-page module compiled by the parent, `launch`ed.
-fn compiled_starts(
-    nebulet: &Nebulet,
-    settings: &Settings,
-    linux: Side,
     launch: Launch,
-    description: &str,
-    operation: &'static str,
 ) -> Result<Comparison, String> {
+    let (description, operation) = match launch {
+        Launch::Zygote => (
+            "Nebulet: `Domain::start` + wait of a 1-page module compiled by the parent (as \
+             `process_create_with` with `PROCESS_CREATE_ISOLATED` starts one)",
+            "isolated child create+start+exit (compiled by the parent)",
+        ),
+        Launch::Execute => (
+            "Nebulet: the same, each domain's host process executed (`nebulet domain-child`) \
+             instead of forked by the zygote",
+            "isolated child create+start+exit (compiled by the parent), without the zygote",
+        ),
+    };
     let count = if settings.quick { 10 } else { 40 };
     let compiled = nebulet.emulator().precompile(TINY.as_bytes())?;
     let side = Side::measure(description, settings.runs, || {

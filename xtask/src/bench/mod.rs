@@ -291,8 +291,18 @@ pub fn run(
         let linux_pipes = message::round_trip(&nebulet, &settings)?.linux;
         let rows = [
             domains::spawn(&nebulet, &settings, linux_spawn.clone())?,
-            domains::spawn_compiled(&nebulet, &settings, linux_spawn.clone())?,
-            domains::spawn_executed(&nebulet, &settings, linux_spawn)?,
+            domains::spawn_compiled(
+                &nebulet,
+                &settings,
+                linux_spawn.clone(),
+                nebulet_domains::Launch::Zygote,
+            )?,
+            domains::spawn_compiled(
+                &nebulet,
+                &settings,
+                linux_spawn,
+                nebulet_domains::Launch::Execute,
+            )?,
             domains::round_trip(&nebulet, &settings, linux_pipes)?,
             domains::compute(&nebulet, &settings)?,
         ];
