@@ -19,7 +19,6 @@ mod socket;
 mod thread;
 mod timer;
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 #[cfg(test)]
@@ -86,42 +85,46 @@ pub(crate) fn status(result: Result<(), Error>) -> i32 {
     }
 }
 
-/// Links a call whose body never blocks.
-macro_rules! link {
-    ($linker:ident, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
+/// Links functions of import module `$module` whose bodies never block; `$result` turns each
+/// body's result into the `i32` the guest gets. Serves the system calls and WASI alike.
+macro_rules! link_calls {
+    ($linker:ident, $module:expr, $result:path, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
         $linker.func_wrap(
-            IMPORT_MODULE,
+            $module,
             stringify!($name),
-            |mut caller: Caller<'_, ThreadContext>, $($argument: $type),*| -> i32 {
-                status(with_call(&mut caller, |call| $function(call, $($argument),*)))
+            |mut caller: ::wasmtime::Caller<'_, $crate::runner::ThreadContext>, $($argument: $type),*| -> i32 {
+                $result($crate::syscalls::with_call(&mut caller, |call| $function(call, $($argument),*)))
             },
         )?;
     )*};
 }
+pub(crate) use link_calls;
 
-/// Links a call that may block: its body is an async function of the caller.
-macro_rules! link_async {
-    ($linker:ident, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
+/// [`link_calls!`] for functions that may block: each body is an async function of the caller, and
+/// the process shows as blocked in it while it runs.
+macro_rules! link_blocking_calls {
+    ($linker:ident, $module:expr, $result:path, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
         $linker.func_wrap_async(
-            IMPORT_MODULE,
+            $module,
             stringify!($name),
-            |mut caller: Caller<'_, ThreadContext>, ($($argument,)*): ($($type,)*)| {
-                Box::new(async move {
-                    const CALL: u8 = crate::roster::blocking_call(stringify!($name));
+            |mut caller: ::wasmtime::Caller<'_, $crate::runner::ThreadContext>, ($($argument,)*): ($($type,)*)| {
+                ::alloc::boxed::Box::new(async move {
+                    const CALL: u8 = $crate::roster::blocking_call(stringify!($name));
                     caller.data().process.activity.enter(CALL);
                     let result = $function(&mut caller, $($argument),*).await;
                     caller.data().process.activity.leave(CALL);
-                    status(result)
+                    $result(result)
                 })
             },
         )?;
     )*};
 }
+pub(crate) use link_blocking_calls;
 
 /// The linker with every system call and the WASI functions defined.
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<ThreadContext>> {
     let mut linker = Linker::new(engine);
-    link! { linker,
+    link_calls! { linker, IMPORT_MODULE, status,
         handle_close(handle: u32) => handle::close;
         handle_duplicate(handle: u32, rights: u32, out: u32) => handle::duplicate;
         handle_replace(handle: u32, rights: u32, out: u32) => handle::replace;
@@ -156,7 +159,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Threa
         service_register(name: u32, name_length: u32, channel: u32) => service::register;
         service_connect(name: u32, name_length: u32, channel: u32) => service::connect;
     }
-    link_async! { linker,
+    link_blocking_calls! { linker, IMPORT_MODULE, status,
         object_wait_one(handle: u32, signals: u32, deadline: i64, observed: u32) => object::wait_one;
         object_wait_many(items: u32, count: u32, deadline: i64) => object::wait_many;
         nanosleep(deadline: i64) => clock::nanosleep;

@@ -14,14 +14,13 @@ mod poll;
 mod rights;
 mod socket;
 
-use alloc::boxed::Box;
 use alloc::string::String;
 
 use wasmtime::{Caller, Linker};
 
 use crate::guest_memory::GuestMemory;
 use crate::runner::{ProcessExit, ThreadContext};
-use crate::syscalls::{Call, with_call};
+use crate::syscalls::{Call, link_blocking_calls, link_calls, with_call};
 use crate::vfs::Errno;
 
 pub(crate) use fds::Descriptors;
@@ -42,40 +41,8 @@ fn errno(result: Result<(), Errno>) -> i32 {
     }
 }
 
-/// Links a WASI function whose body never blocks.
-macro_rules! link {
-    ($linker:ident, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
-        $linker.func_wrap(
-            MODULE,
-            stringify!($name),
-            |mut caller: Caller<'_, ThreadContext>, $($argument: $type),*| -> i32 {
-                errno(with_call(&mut caller, |call| $function(call, $($argument),*)))
-            },
-        )?;
-    )*};
-}
-
-/// Links a WASI function that may block.
-macro_rules! link_async {
-    ($linker:ident, $( $name:ident ( $($argument:ident : $type:ty),* ) => $function:path ;)*) => {$(
-        $linker.func_wrap_async(
-            MODULE,
-            stringify!($name),
-            |mut caller: Caller<'_, ThreadContext>, ($($argument,)*): ($($type,)*)| {
-                Box::new(async move {
-                    const CALL: u8 = crate::roster::blocking_call(stringify!($name));
-                    caller.data().process.activity.enter(CALL);
-                    let result = $function(&mut caller, $($argument),*).await;
-                    caller.data().process.activity.leave(CALL);
-                    errno(result)
-                })
-            },
-        )?;
-    )*};
-}
-
 pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
-    link! { linker,
+    link_calls! { linker, MODULE, errno,
         args_get(pointers: u32, buffer: u32) => args_get;
         args_sizes_get(count: u32, size: u32) => args_sizes_get;
         environ_get(pointers: u32, buffer: u32) => environ_get;
@@ -116,7 +83,7 @@ pub(crate) fn link(linker: &mut Linker<ThreadContext>) -> wasmtime::Result<()> {
         proc_raise(signal: u32) => proc_raise;
         sock_shutdown(fd: u32, how: u32) => socket::sock_shutdown;
     }
-    link_async! { linker,
+    link_blocking_calls! { linker, MODULE, errno,
         fd_read(fd: u32, iovs: u32, count: u32, out: u32) => fd_read;
         fd_write(fd: u32, iovs: u32, count: u32, out: u32) => fd_write;
         fd_pread(fd: u32, iovs: u32, count: u32, offset: i64, out: u32) => fd_pread;
