@@ -122,10 +122,13 @@ impl Domain {
             Some(code) => (code.to_vec(), true, None),
             None => (module, compiled, code_key),
         };
-        let (host, parent_socket) = match launch {
-            Launch::Zygote => crate::zygote::start(&executable)?,
-            Launch::Execute => crate::zygote::execute(&executable)?,
-        };
+        // Off the runtime's workers: the fork's exchange with the zygote (or the exec) blocks,
+        // for seconds if the zygote is stuck.
+        let starting = tokio::task::spawn_blocking(move || match launch {
+            Launch::Zygote => crate::zygote::start(&executable),
+            Launch::Execute => crate::zygote::execute(&executable),
+        });
+        let (host, parent_socket) = starting.await.map_err(io::Error::other)??;
         let stdio = match stdio {
             Some(stdio) => stdio,
             None => [

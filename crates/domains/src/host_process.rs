@@ -3,17 +3,18 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// A child process of this one, killed and reaped when dropped if it was not waited for.
 #[derive(Debug)]
 pub(crate) struct HostProcess {
     pid: Pid,
-    /// `None` once reaped (or handed to the reaper on drop). Blocking: it is waited on by
-    /// tokio's blocking threads, as tokio's own `Child` does without a pidfd.
-    pidfd: Option<Arc<OwnedFd>>,
+    /// `None` once reaped (or handed to the reaper on drop). It reads ready once the process
+    /// has ended, which the runtime's poller sees: a running domain holds no thread.
+    pidfd: Option<OwnedFd>,
 }
 
 /// How a host process ended.
@@ -37,7 +38,7 @@ impl HostProcess {
     /// child is killed if it cannot be held.
     pub(crate) fn adopt(pid: Pid) -> io::Result<Self> {
         match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-            Ok(pidfd) => Ok(Self { pid, pidfd: Some(Arc::new(pidfd)) }),
+            Ok(pidfd) => Ok(Self { pid, pidfd: Some(pidfd) }),
             Err(error) => {
                 let _ = rustix::process::kill_process(pid, Signal::KILL);
                 Err(error.into())
@@ -60,20 +61,31 @@ impl HostProcess {
     /// Waits until it has ended, without reaping it: `/proc/PID` still shows its totals.
     /// `false` if that cannot be known.
     pub(crate) async fn ended(&self) -> bool {
-        let Some(pidfd) = self.pidfd.clone() else { return false };
-        let waited = tokio::task::spawn_blocking(move || {
-            wait(&pidfd, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT).is_ok()
-        });
-        waited.await.unwrap_or(false)
+        let Some(pidfd) = &self.pidfd else { return false };
+        exited(pidfd).await.is_ok()
+            && wait(pidfd, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT).is_ok()
     }
 
     /// Waits until it has ended, and reaps it.
     pub(crate) async fn wait(&mut self) -> io::Result<Ended> {
         let pidfd = self.pidfd.take().ok_or_else(|| io::Error::other("reaped already"))?;
-        let waited = tokio::task::spawn_blocking(move || wait(&pidfd, WaitIdOptions::EXITED));
-        let status = waited.await.map_err(io::Error::other)??;
+        exited(&pidfd).await?;
+        let status = wait(&pidfd, WaitIdOptions::EXITED)?;
         Ok(Ended { code: status.exit_status(), signal: status.terminating_signal() })
     }
+}
+
+/// Returns once the process behind `pidfd` has ended (its pidfd reads ready); must be awaited
+/// within a tokio runtime.
+async fn exited(pidfd: &OwnedFd) -> io::Result<()> {
+    #[expect(
+        deprecated,
+        reason = "sound for an OwnedFd, whose descriptor is its own and never changes (what the \
+                  replacement, `unsafe` `register_with_interest`, asks the caller to promise)"
+    )]
+    let watched = AsyncFd::with_interest(pidfd.try_clone()?, Interest::READABLE)?;
+    let _ready = watched.readable().await?;
+    Ok(())
 }
 
 /// Waits for the child behind `pidfd` to end (`options`: reaping it or not).

@@ -49,8 +49,8 @@ pub fn zygote_id() -> Option<u32> {
 /// so; if the new one fails too, the domain's host process is executed instead (`nebulet
 /// domain-child`), as without a zygote. Each attempt has a socket pair of its own, so that a
 /// domain forked by a zygote that died before it answered reads only the end of its socket,
-/// and ends (it is left unreaped: its id never came). Must be called within a tokio runtime.
-/// Blocks for the fork, at most about twice [`PATIENCE`].
+/// and ends (it is left unreaped: its id never came). Blocks for the fork, at most about twice
+/// [`PATIENCE`]: `Domain::start` calls it off the runtime's workers.
 pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
     let mut zygote = ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..2 {
