@@ -128,7 +128,7 @@ enum Task {
     #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchMemory {
-        /// `nebulet-default`, `nebulet-dense` or `linux-threads`.
+        /// `nebulet-default`, `nebulet-dense`, `wasmtime-dense` or `linux-threads`.
         system: String,
         /// How many idle processes (or threads) to start.
         count: u64,

@@ -11,6 +11,12 @@
 //! one poll of the first task. Whether a process may run at all is still the kernel's to say
 //! (its turns); this only decides where it runs. Written here, not taken from a crate: no
 //! executor exposes such a policy.
+//!
+//! A task started from a worker is kept in that slot too ([`spawn`]), and becomes an executor
+//! task only once it has to wait: a process that runs to its end in its first turn (a tiny
+//! program, a request handler) never costs a spawn. tokio's spawn from a worker also wakes
+//! another, parked worker whenever its queue holds more than one task, which cost every process
+//! start about a microsecond and a core's wake-up.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -20,6 +26,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use nebulet_kernel::BoxFuture;
+use tokio::runtime::Handle;
 
 /// The most tasks polled by hand-off in one poll of the task that began the chain, and the
 /// longest the chain goes on: they bound how long the worker's other tasks wait (a hand-off
@@ -45,10 +52,25 @@ thread_local! {
 pub(crate) struct TaskCell {
     state: AtomicU8,
     future: Mutex<Option<BoxFuture<()>>>,
-    /// The executor's waker of the task that owns this cell.
-    task: Mutex<Option<Waker>>,
+    /// The executor task that owns this cell, if it has one yet.
+    task: Mutex<Owner>,
     /// The waker the future is polled with (it holds the cell weakly: no cycle).
     waker: Waker,
+    /// Where its executor task is spawned, once it needs one.
+    runtime: Handle,
+}
+
+/// The executor task of a cell: none yet (its future was only polled by hand-off), spawned,
+/// or polled (its waker known).
+#[derive(Default)]
+struct Owner {
+    /// Whether an executor task owns the cell.
+    spawned: bool,
+    /// That task's waker, once it was polled.
+    waker: Option<Waker>,
+    /// The future, polled by hand-off, waits for a wake that has not come yet: the new task's
+    /// first poll need not poll it.
+    waiting: bool,
 }
 
 /// The waker of a task's future: hands the task to the worker that woke it, or wakes its
@@ -98,28 +120,64 @@ enum Polled {
 }
 
 impl TaskCell {
-    fn new(future: BoxFuture<()>) -> Arc<Self> {
+    fn new(future: BoxFuture<()>, runtime: Handle) -> Arc<Self> {
         Arc::new_cyclic(|cell| Self {
             state: AtomicU8::new(IDLE),
             future: Mutex::new(Some(future)),
-            task: Mutex::new(None),
+            task: Mutex::new(Owner::default()),
             waker: Waker::from(Arc::new(Link(cell.clone()))),
+            runtime,
         })
     }
 
-    fn wake_task(&self) {
-        if let Some(task) =
-            self.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref()
-        {
+    fn owner(&self) -> std::sync::MutexGuard<'_, Owner> {
+        self.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Has its executor task poll it: wakes that task, or spawns it if it has none yet.
+    fn wake_task(self: &Arc<Self>) {
+        let mut owner = self.owner();
+        owner.waiting = false;
+        if let Some(task) = &owner.waker {
+            task.wake_by_ref();
+        } else if !owner.spawned {
+            owner.spawned = true;
+            drop(owner);
+            self.spawn_task();
+        }
+        // Spawned but not polled yet: its first poll polls the future.
+    }
+
+    /// Gives the cell, whose future just went pending when polled by hand-off, an executor task
+    /// if it has none: something must own it until it is woken.
+    fn adopt(self: &Arc<Self>) {
+        let mut owner = self.owner();
+        if !owner.spawned {
+            owner.spawned = true;
+            owner.waiting = true;
+            drop(owner);
+            self.spawn_task();
+        }
+    }
+
+    /// Wakes its executor task, if it has one, to see that the future ended.
+    fn wake_ended(&self) {
+        if let Some(task) = &self.owner().waker {
             task.wake_by_ref();
         }
     }
 
-    fn register(&self, waker: &Waker) {
-        let mut task = self.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if task.as_ref().is_none_or(|known| !known.will_wake(waker)) {
-            *task = Some(waker.clone());
+    fn spawn_task(self: &Arc<Self>) {
+        self.runtime.spawn(crate::fatal::guarded(Task(self.clone())));
+    }
+
+    /// Records the executor task's waker; whether its future waits for a wake yet to come.
+    fn register(&self, waker: &Waker) -> bool {
+        let mut owner = self.owner();
+        if owner.waker.as_ref().is_none_or(|known| !known.will_wake(waker)) {
+            owner.waker = Some(waker.clone());
         }
+        std::mem::take(&mut owner.waiting)
     }
 
     /// Polls the future once, here, unless another worker is polling it.
@@ -168,11 +226,16 @@ impl TaskCell {
     }
 }
 
-/// The executor's task for `future`: polls it, then the tasks it handed the worker to.
-pub(crate) fn task(future: BoxFuture<()>) -> Task {
-    Task(TaskCell::new(future))
+/// Starts `future` on `runtime`: next on this worker, after the task being polled here, if there
+/// is one and nothing else is kept to run next; otherwise as an executor task. A future polled
+/// by hand-off gets its executor task only when it must wait.
+pub(crate) fn spawn(runtime: &Handle, future: BoxFuture<()>) {
+    if let Some(cell) = offer(TaskCell::new(future, runtime.clone())) {
+        cell.wake_task();
+    }
 }
 
+/// The executor's task of a cell: polls it, then the tasks it handed the worker to.
 pub(crate) struct Task(Arc<TaskCell>);
 
 impl Future for Task {
@@ -180,18 +243,22 @@ impl Future for Task {
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
         let own = &self.0;
-        own.register(context.waker());
         // Whether it ended or not, what it woke runs next (an ending process wakes its waiters).
         let started = std::time::Instant::now();
-        own.poll_here();
+        if !own.register(context.waker()) {
+            own.poll_here();
+        }
         for _ in 0..CHAIN {
             if started.elapsed() >= CHAIN_TIME {
                 break;
             }
             let Some(next) = NEXT.with(|next| next.borrow_mut().take()) else { break };
-            if let Polled::Done = next.poll_here() {
-                // Its executor task ends at its next poll.
-                next.wake_task();
+            match next.poll_here() {
+                // Its executor task, if it has one, ends at its next poll.
+                Polled::Done => next.wake_ended(),
+                Polled::Pending => next.adopt(),
+                // The worker polling it has it woken (or spawned) when done.
+                Polled::Busy => {}
             }
         }
         // Past the bound, the one kept goes through the executor.
@@ -243,7 +310,11 @@ mod tests {
         // Counts the polls of the executor's tasks, as opposed to the polls of the futures.
         let task_polls = Arc::new(AtomicUsize::new(0));
         let counted = |future: BoxFuture<()>| {
-            let (mut task, task_polls) = (task(future), task_polls.clone());
+            let cell = TaskCell::new(future, runtime.handle().clone());
+            // Spawned by the test itself, so that its polls are counted.
+            cell.owner().spawned = true;
+            let task = Task(cell);
+            let (mut task, task_polls) = (task, task_polls.clone());
             std::future::poll_fn(move |context| {
                 task_polls.fetch_add(1, Ordering::Relaxed);
                 Pin::new(&mut task).poll(context)
@@ -261,9 +332,83 @@ mod tests {
         assert!(task_polls * 8 < polls, "{task_polls} executor polls for {polls} turns");
     }
 
+    /// Pending once (having woken its task), then ready.
+    async fn yield_once() {
+        let mut yielded = false;
+        std::future::poll_fn(|context| {
+            if yielded {
+                return Poll::Ready(());
+            }
+            yielded = true;
+            context.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await
+    }
+
+    #[test]
+    fn a_task_started_by_a_polled_task_runs_there_and_needs_an_executor_task_only_to_wait() {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let handle = runtime.handle().clone();
+        let ended = Arc::new(AtomicUsize::new(0));
+        // The most executor tasks alive that a child that ends in its first poll saw, less the
+        // waiting children's: the parent's task alone if the child has no task of its own.
+        let most_alive = Arc::new(AtomicUsize::new(0));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (done, finished) = std::sync::mpsc::channel();
+        let parent: BoxFuture<()> = {
+            let (handle, ended, most_alive) = (handle.clone(), ended.clone(), most_alive.clone());
+            let waiting = waiting.clone();
+            Box::pin(async move {
+                let mut gates = Vec::new();
+                for index in 0..200 {
+                    let (ended, most_alive) = (ended.clone(), most_alive.clone());
+                    let (alive, waiting) = (handle.clone(), waiting.clone());
+                    let (open, gate) = tokio::sync::oneshot::channel::<()>();
+                    // Every other child waits for its gate, opened after all have started.
+                    let waits = index % 2 == 1;
+                    if waits {
+                        gates.push(open);
+                        waiting.fetch_add(1, Ordering::Relaxed);
+                    }
+                    spawn(
+                        &handle,
+                        Box::pin(async move {
+                            if waits {
+                                gate.await.unwrap();
+                            } else {
+                                let count = alive.metrics().num_alive_tasks()
+                                    - waiting.load(Ordering::Relaxed);
+                                most_alive.fetch_max(count, Ordering::Relaxed);
+                            }
+                            ended.fetch_add(1, Ordering::Relaxed);
+                        }),
+                    );
+                    // Pending: the child kept for this worker runs now.
+                    yield_once().await;
+                }
+                for gate in gates {
+                    gate.send(()).unwrap();
+                }
+                while ended.load(Ordering::Relaxed) < 200 {
+                    yield_once().await;
+                }
+                done.send(()).unwrap();
+            })
+        };
+        spawn(&handle, parent);
+        finished.recv_timeout(std::time::Duration::from_secs(60)).expect("every child ended");
+        assert_eq!(ended.load(Ordering::Relaxed), 200);
+        // The parent's task and the waiting children's, never a task for one that ended at once.
+        assert_eq!(most_alive.load(Ordering::Relaxed), 1, "executor tasks beside the waiting ones");
+        assert!(runtime.metrics().num_alive_tasks() <= 1);
+    }
+
     #[test]
     fn a_task_polled_elsewhere_is_not_polled_twice_at_once() {
-        let cell = TaskCell::new(Box::pin(std::future::pending()));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let cell = TaskCell::new(Box::pin(std::future::pending()), runtime.handle().clone());
         cell.state.store(POLLING, Ordering::Release);
         assert!(matches!(cell.poll_here(), Polled::Busy));
         assert_eq!(cell.state.load(Ordering::Acquire), POLLING_AGAIN);

@@ -181,7 +181,7 @@ impl Platform for HostedPlatform {
     }
 
     fn spawn(&self, task: BoxFuture<()>) {
-        self.runtime.spawn(fatal::guarded(crate::handoff::task(task)));
+        crate::handoff::spawn(&self.runtime, task);
     }
 
     fn has_domains(&self) -> bool {

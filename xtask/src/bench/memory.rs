@@ -11,13 +11,16 @@
 //! the host's page tables (`VmPTE`, not part of RSS) and, for Linux, of the kernel stacks of
 //! the whole machine (`KernelStack` of `/proc/meminfo`, not part of any RSS).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nebulet_hosted::{Console, Emulator, EngineOptions, ProcessOptions};
+use nebulet_hosted::{Console, Emulator, EngineOptions, ProcessOptions, wasmtime};
 use serde_json::{Value, json};
 
 use super::{Settings, describe_options, progress};
@@ -42,7 +45,7 @@ const BATCH_PATIENCE: Duration = Duration::from_secs(120);
 /// One measurement: `count` idle processes or threads of one system.
 #[derive(Debug, Clone)]
 pub struct IdleRun {
-    /// `nebulet-default`, `nebulet-dense` or `linux-threads`.
+    /// `nebulet-default`, `nebulet-dense`, `wasmtime-dense` or `linux-threads`.
     pub system: String,
     pub configuration: String,
     pub requested: u64,
@@ -119,6 +122,11 @@ pub fn measure(settings: &Settings) -> Result<Vec<IdleRun>, String> {
             runs.push(in_fresh_process(system, count)?);
         }
     }
+    // wasmtime alone, the floor under Nebulet's dense row, at one count: per process it does
+    // not change with the count.
+    if let Some(&count) = settings.idle_processes.iter().filter(|&&count| count <= 100_000).max() {
+        runs.push(in_fresh_process("wasmtime-dense", count)?);
+    }
     for &count in &settings.idle_threads {
         runs.push(in_fresh_process("linux-threads", count)?);
     }
@@ -168,7 +176,7 @@ fn in_fresh_process(system: &str, count: u64) -> Result<IdleRun, String> {
 fn configuration(system: &str) -> String {
     match system {
         "nebulet-default" => describe_options(&EngineOptions::default()),
-        "nebulet-dense" => describe_options(&EngineOptions::dense()),
+        "nebulet-dense" | "wasmtime-dense" => describe_options(&EngineOptions::dense()),
         _ => "std threads, default 2 MiB stacks, blocked on one Condvar".into(),
     }
 }
@@ -179,6 +187,7 @@ pub fn measure_here(system: &str, count: u64) -> Result<(), String> {
     let run = match system {
         "nebulet-default" => nebulet_idle(system, EngineOptions::default(), count)?,
         "nebulet-dense" => nebulet_idle(system, EngineOptions::dense(), count)?,
+        "wasmtime-dense" => wasmtime_idle(system, EngineOptions::dense(), count)?,
         "linux-threads" => linux_idle(count)?,
         other => return Err(format!("unknown system `{other}`")),
     };
@@ -310,6 +319,68 @@ fn nebulet_idle(system: &str, options: EngineOptions, count: u64) -> Result<Idle
     let run = finish(system, configuration, count, reached, before, started, failure);
     // Not dropped: tearing down 100,000 processes one by one takes long; the process exits.
     std::mem::forget(emulator);
+    Ok(run)
+}
+
+/// An idle instance for wasmtime alone: it touches its page, then awaits a host future that
+/// never ends (Nebulet's idle process also writes a byte to its console first).
+const IDLE_FLOOR_MODULE: &str = r#"(module
+  (import "floor" "sleep" (func $sleep))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 0) (i32.const 46))
+    (call $sleep)))"#;
+
+type Idle = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
+
+/// `count` stores of wasmtime alone (Nebulet's engine configuration, none of its kernel), each
+/// suspended in a host call: the floor under Nebulet's idle processes.
+fn wasmtime_idle(system: &str, options: EngineOptions, count: u64) -> Result<IdleRun, String> {
+    let failed = |error: wasmtime::Error| format!("{error:#}");
+    let configuration = describe_options(&options);
+    let engine = wasmtime::Engine::new(&options.config()).map_err(failed)?;
+    let module = wasmtime::Module::new(&engine, IDLE_FLOOR_MODULE).map_err(failed)?;
+    let mut linker = wasmtime::Linker::<()>::new(&engine);
+    linker
+        .func_wrap_async("floor", "sleep", |_caller, (): ()| {
+            Box::new(async { std::future::pending::<wasmtime::Result<()>>().await })
+        })
+        .map_err(failed)?;
+    let prepared = linker.instantiate_pre(&module).map_err(failed)?;
+    let mut context = Context::from_waker(Waker::noop());
+    // Polled once: it runs until its `sleep`, and stays suspended there.
+    let mut start_one = || -> Result<Idle, String> {
+        let (engine, prepared) = (engine.clone(), prepared.clone());
+        let mut idle: Idle = Box::pin(async move {
+            let mut store = wasmtime::Store::new(&engine, ());
+            store.set_epoch_deadline(u64::MAX / 2);
+            let instance = prepared.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        });
+        match idle.as_mut().poll(&mut context) {
+            Poll::Pending => Ok(idle),
+            Poll::Ready(result) => Err(format!("it did not stay idle: {result:?}")),
+        }
+    };
+    let mut idle = vec![start_one()?];
+    thread::sleep(Duration::from_millis(100));
+    let before = usage();
+    let started = Instant::now();
+    let mut failure = None;
+    while (idle.len() as u64) < count + 1 {
+        match start_one() {
+            Ok(one) => idle.push(one),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    let reached = idle.len() as u64 - 1;
+    let run = finish(system, configuration, count, reached, before, started, failure);
+    // Not dropped: the process exits.
+    std::mem::forget(idle);
     Ok(run)
 }
 

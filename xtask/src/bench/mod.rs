@@ -16,6 +16,7 @@
 mod beam;
 mod compute;
 mod domains;
+mod floor;
 pub mod memory;
 pub mod message;
 mod nebulet;
@@ -323,6 +324,10 @@ pub fn run(
         drop(dense);
         rows.extend(process::spawn(default_spawns, dense_spawns, &settings)?.0);
         print_rows(&rows);
+        let floor = floor::Floor::measure(&settings)?;
+        for (name, side) in floor.rows() {
+            println!("{name}: wasmtime alone {:.1} µs", side.nanoseconds() / 1000.0);
+        }
         return Ok(());
     }
     if only == Some(crate::BenchFamily::Serve) {
@@ -379,6 +384,9 @@ pub fn run(
     comparisons.push(domains::compute(&nebulet, &settings)?);
     drop(nebulet);
 
+    progress("wasmtime alone: switch, round trip, spawn (the floor under Nebulet's rows)");
+    let floor = floor::Floor::measure(&settings)?;
+
     progress("memory per idle process (each count in a fresh process)");
     let idle = memory::measure(&settings)?;
 
@@ -404,6 +412,7 @@ pub fn run(
         machine,
         comparisons,
         beam,
+        floor,
         idle,
         startup,
         startup_note,

@@ -137,6 +137,8 @@ pub struct Results {
     pub comparisons: Vec<Comparison>,
     /// Erlang's BEAM, measured in the same run.
     pub beam: super::beam::Beam,
+    /// wasmtime alone, the floor under Nebulet's rows.
+    pub floor: super::floor::Floor,
     pub idle: Vec<IdleRun>,
     /// Start-up of real programs against the wasmtime CLI.
     pub startup: Vec<Startup>,
@@ -240,6 +242,7 @@ fn tables(results: &Results) -> String {
         let system = match run.system.as_str() {
             "linux-threads" => "Linux threads",
             "nebulet-dense" => "Nebulet processes (dense)",
+            "wasmtime-dense" => "wasmtime alone (dense), the floor",
             _ => "Nebulet processes (default)",
         };
         let _ = writeln!(
@@ -268,6 +271,7 @@ fn tables(results: &Results) -> String {
     }
     text.push('\n');
     beam_table(&mut text, results);
+    floor_table(&mut text, results);
     if !results.startup.is_empty() {
         startup_table(&mut text, &results.startup);
         text.push('\n');
@@ -334,6 +338,49 @@ fn beam_table(text: &mut String, results: &Results) {
     }
     if let Some(note) = &beam.note {
         let _ = writeln!(text, "\nBEAM: {note}");
+    }
+    text.push('\n');
+}
+
+/// Nebulet beside wasmtime alone (the same engine configuration, none of the kernel): how much
+/// of each row is the engine's.
+fn floor_table(text: &mut String, results: &Results) {
+    let operation =
+        |name: &str| results.comparisons.iter().find(|comparison| comparison.operation == name);
+    let _ = writeln!(
+        text,
+        "| beside wasmtime alone | Nebulet | wasmtime alone | Nebulet's own part | goal |"
+    );
+    let _ = writeln!(text, "|---|---:|---:|---:|---|");
+    for (name, floor) in results.floor.rows() {
+        let Some(comparison) = operation(name) else { continue };
+        let (nebulet, floor) = (comparison.nebulet.nanoseconds(), floor.nanoseconds());
+        let _ = writeln!(
+            text,
+            "| {name}, ns | {} | {} | {} | {} |",
+            number(nebulet),
+            number(floor),
+            number(nebulet - floor),
+            comparison.goal.map_or("".into(), Goal::text),
+        );
+    }
+    let largest = |system: &str| {
+        results
+            .idle
+            .iter()
+            .filter(|run| run.system == system && run.reached > 0)
+            .max_by_key(|run| run.reached)
+    };
+    if let (Some(nebulet), Some(floor)) = (largest("nebulet-dense"), largest("wasmtime-dense")) {
+        let _ = writeln!(
+            text,
+            "| memory per idle process (dense), KiB RSS | {} at {} | {} at {} | {} | ≤ 8 KiB |",
+            number(nebulet.kib_each()),
+            count(nebulet.reached),
+            number(floor.kib_each()),
+            count(floor.reached),
+            number(nebulet.kib_each() - floor.kib_each()),
+        );
     }
     text.push('\n');
 }
@@ -517,6 +564,12 @@ fn to_json(results: &Results) -> Value {
         "cycles_note": "cycles = ns x the nominal `cpu MHz` of /proc/cpuinfo / 1000; not counted",
         "comparisons": comparisons,
         "beam": results.beam.to_json(),
+        "wasmtime_alone": results.floor.rows().iter().map(|(name, floor)| json!({
+            "operation": name,
+            "what": floor.what,
+            "ns_per_op_runs": floor.samples,
+            "ns_per_op": floor.nanoseconds(),
+        })).collect::<Vec<_>>(),
         "idle": results.idle.iter().map(IdleRun::to_json).collect::<Vec<_>>(),
         "startup": results.startup.iter().map(|row| json!({
             "program": row.program,
