@@ -148,8 +148,8 @@ async fn serve(
     }
     // Each half registered with the poller only while it waits; while frames come close
     // together, the reader spins for the next (`bridge::split`).
-    let (reader, outgoing) = crate::bridge::split(socket)
-        .map_err(|error| format!("cannot use the socket: {error}"))?;
+    let (reader, outgoing) =
+        crate::bridge::split(socket).map_err(|error| format!("cannot use the socket: {error}"))?;
     // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
     let mut reader = tokio::io::BufReader::new(reader);
     tokio::spawn(outgoing.clone().flush_loop());
