@@ -165,6 +165,8 @@ pub(crate) struct Outgoing {
     socket: Arc<OwnedFd>,
     buffer: Mutex<Option<Vec<u8>>>,
     pending: tokio::sync::Notify,
+    /// Held while a task waits for room: one registration of the socket at a time.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Outgoing {
@@ -174,6 +176,7 @@ impl Outgoing {
             socket: Arc::new(socket),
             buffer: Mutex::new(Some(Vec::new())),
             pending: tokio::sync::Notify::new(),
+            flushing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -243,6 +246,7 @@ impl Outgoing {
 
     /// Waits until every frame sent so far is written.
     pub(crate) async fn flushed(&self) -> Result<(), Broken> {
+        let _flushing = self.flushing.lock().await;
         let mut registered = None;
         while !self.write_buffered()? {
             let registration = match &mut registered {
@@ -253,5 +257,37 @@ impl Outgoing {
             registration.writable().await.map_err(|_| Broken)?.clear_ready();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_past_what_the_socket_holds_wait_in_order_and_are_written_once_it_has_room() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        mine.set_nonblocking(true).unwrap();
+        let _guard = runtime.enter();
+        let outgoing = Outgoing::new(OwnedFd::from(mine));
+        runtime.spawn(outgoing.clone().flush_loop());
+        // Far more than a socket's buffer, sent before anybody reads.
+        let count = 2_000_u64;
+        for channel in 0..count {
+            let frame = Frame::Message { channel, bytes: vec![7; 4096], handles: Vec::new() };
+            outgoing.send(frame).unwrap();
+        }
+        let reading = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            (0..count)
+                .map(|_| match decode(&read_body_blocking(&mut theirs, 1 << 20).unwrap()) {
+                    Ok(Frame::Message { channel, bytes, .. }) if bytes.len() == 4096 => channel,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        });
+        runtime.block_on(outgoing.flushed()).unwrap();
+        assert_eq!(reading.join().unwrap(), (0..count).collect::<Vec<_>>());
     }
 }
