@@ -9,7 +9,8 @@
 //! delivered (`Delivered` gives some back, in batches), so a full reader holds up its writer as
 //! a local channel does, and a peer that sends more breaks the protocol. When a local end's
 //! peer closes, `Closed` tells the other side to close its local end after the messages before
-//! it. Sockets a message carries are bridged too (`sockets`).
+//! it. Sockets a message carries are bridged too (`sockets`). The socket is read by a reader that
+//! spins for the next frame while frames come close together (`reading`).
 
 mod reading;
 mod sending;
