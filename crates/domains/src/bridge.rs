@@ -9,8 +9,10 @@
 //! delivered (`Delivered` gives some back, in batches), so a full reader holds up its writer as
 //! a local channel does, and a peer that sends more breaks the protocol. When a local end's
 //! peer closes, `Closed` tells the other side to close its local end after the messages before
-//! it. Sockets a message carries are bridged too (`sockets`).
+//! it. Sockets a message carries are bridged too (`sockets`). The socket is read by a reader that
+//! spins for the next frame while frames come close together (`reading`).
 
+mod reading;
 mod sending;
 mod sockets;
 
@@ -26,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::wire::{Carried, Frame, Outgoing};
+pub(crate) use reading::{SpinningReader, split};
 use sending::Sending;
 
 /// Messages a side may have sent on one channel and not yet seen delivered.
@@ -388,8 +391,7 @@ mod tests {
         runtime: &tokio::runtime::Runtime,
     ) -> (Arc<Bridge>, ChannelEnd, tokio::net::UnixStream) {
         let (socket, other) = runtime.block_on(async { tokio::net::UnixStream::pair() }).unwrap();
-        let (_reader, writer) = socket.into_split();
-        let outgoing = Outgoing::new(writer);
+        let (_reader, outgoing) = split(socket).unwrap();
         runtime.spawn(outgoing.clone().flush_loop());
         let bridge = Bridge::new(Side::Parent, outgoing, runtime.handle().clone());
         let (local, bridged) = ChannelEnd::crossing_pair();
@@ -422,8 +424,7 @@ mod tests {
         let mut locals = Vec::new();
         let mut bridges = Vec::new();
         for (socket, side) in [(first, Side::Parent), (second, Side::Domain)] {
-            let (reader, writer) = socket.into_split();
-            let outgoing = Outgoing::new(writer);
+            let (reader, outgoing) = split(socket).unwrap();
             runtime.spawn(outgoing.clone().flush_loop());
             let bridge = Bridge::new(side, outgoing, runtime.handle().clone());
             let (local, bridged) = ChannelEnd::crossing_pair();

@@ -146,10 +146,12 @@ async fn serve(
             .await
             .map_err(|error| format!("cannot send the compiled code: {error}"))?;
     }
-    let (reader, writer) = socket.into_split();
+    // Each half registered with the poller only while it waits; while frames come close
+    // together, the reader spins for the next (`bridge::split`).
+    let (reader, outgoing) =
+        crate::bridge::split(socket).map_err(|error| format!("cannot use the socket: {error}"))?;
     // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
     let mut reader = tokio::io::BufReader::new(reader);
-    let outgoing = wire::Outgoing::new(writer);
     tokio::spawn(outgoing.clone().flush_loop());
     let bridge = Bridge::new(Side::Domain, outgoing.clone(), emulator.runtime().clone());
     let preopens = setup

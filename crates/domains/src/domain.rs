@@ -5,13 +5,14 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nebulet_abi::{ExitReason, Limit};
 use nebulet_hosted::ExitStatus;
 use nebulet_kernel::ChannelEnd;
 use tokio::io::AsyncWriteExt;
 
-use crate::bridge::{Bridge, Side, Violation};
+use crate::bridge::{Bridge, Side, SpinningReader, Violation};
 use crate::host_process::{Ended, HostProcess};
 use crate::wire::{self, Frame, Setup};
 
@@ -93,6 +94,9 @@ pub struct Domain {
     host: HostProcess,
     exit: tokio::sync::oneshot::Receiver<ExitStatus>,
     bridge: Arc<Bridge>,
+    /// The time this side's bridge spent spinning for the domain's frames, in nanoseconds: CPU
+    /// time spent for the domain, charged with its own (see `bridge::reading`).
+    spun: Arc<AtomicU64>,
 }
 
 impl Domain {
@@ -164,8 +168,8 @@ impl Domain {
         socket.set_nonblocking(true)?;
         let mut socket = tokio::net::UnixStream::from_std(socket)?;
         socket.write_all(&wire::encode(&setup)).await?;
-        let (reader, writer) = socket.into_split();
-        let outgoing = wire::Outgoing::new(writer);
+        // Each half registered with the poller only while it waits (`bridge::split`).
+        let (reader, outgoing) = crate::bridge::split(socket)?;
         tokio::spawn(outgoing.clone().flush_loop());
         let bridge = Bridge::new(Side::Parent, outgoing, tokio::runtime::Handle::current());
         if let Some(end) = bootstrap {
@@ -173,13 +177,20 @@ impl Domain {
         }
         let (exit_sender, exit) = tokio::sync::oneshot::channel();
         let host_process = rustix::process::Pid::from_raw(host.id() as i32);
+        let spun = reader.spun();
         tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process, code_key));
-        Ok(Domain { host, exit, bridge })
+        Ok(Domain { host, exit, bridge, spun })
     }
 
     /// The host process's id.
     pub fn id(&self) -> u32 {
         self.host.id()
+    }
+
+    /// The CPU time spent for the domain so far, in nanoseconds, besides its host process's: its
+    /// bridge's spinning here.
+    pub(crate) fn spun(&self) -> Arc<AtomicU64> {
+        self.spun.clone()
     }
 
     /// Kills the domain's host process (its processes end "domain fault").
@@ -196,7 +207,7 @@ impl Domain {
 
     /// [`Domain::wait`], killing the domain if `kill` completes first; also gives the CPU time
     /// its host process used, in nanoseconds (read from `/proc` once it has ended, before it is
-    /// reaped).
+    /// reaped), with the time this side's bridge spent spinning for it.
     pub async fn wait_or_kill(mut self, kill: impl Future<Output = ()>) -> (ExitStatus, i64) {
         let mut kill = std::pin::pin!(kill);
         let mut killed = false;
@@ -235,7 +246,8 @@ impl Domain {
                 message: Some(describe(ended)),
             },
         };
-        (status, cpu)
+        let spun = i64::try_from(self.spun.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        (status, cpu.saturating_add(spun))
     }
 }
 
@@ -244,9 +256,9 @@ impl Domain {
 const METER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Reports the CPU time and private memory of host process `id` (a running domain, a child of
-/// this process, not reaped while this runs) to `meter` every [`METER_INTERVAL`]; never
-/// completes.
-pub(crate) async fn meter(id: u32, meter: nebulet_kernel::DomainMeter) {
+/// this process, not reaped while this runs) to `meter` every [`METER_INTERVAL`], with the CPU
+/// time `spun` here for it (its bridge's spinning); never completes.
+pub(crate) async fn meter(id: u32, spun: Arc<AtomicU64>, meter: nebulet_kernel::DomainMeter) {
     let (stat, statm) = (format!("/proc/{id}/stat"), format!("/proc/{id}/statm"));
     let ticks_per_second = rustix::param::clock_ticks_per_second();
     let page_size = rustix::param::page_size() as u64;
@@ -255,7 +267,8 @@ pub(crate) async fn meter(id: u32, meter: nebulet_kernel::DomainMeter) {
         if let (Ok(stat), Ok(statm)) =
             (std::fs::read_to_string(&stat), std::fs::read_to_string(&statm))
         {
-            let cpu = cpu_time_of_stat(&stat, ticks_per_second);
+            let spun = i64::try_from(spun.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            let cpu = cpu_time_of_stat(&stat, ticks_per_second).saturating_add(spun);
             meter.report(cpu, private_pages_of_statm(&statm).saturating_mul(page_size));
         }
     }
@@ -314,7 +327,7 @@ fn describe(ended: io::Result<Ended>) -> String {
 /// Reads the domain's frames until it closes its socket, or breaks the protocol, which kills
 /// it (`host_process`); every bridged channel then closes here.
 async fn receive(
-    reader: tokio::net::unix::OwnedReadHalf,
+    reader: SpinningReader,
     bridge: Arc<Bridge>,
     exit: tokio::sync::oneshot::Sender<ExitStatus>,
     host_process: Option<rustix::process::Pid>,
@@ -360,7 +373,7 @@ async fn receive(
 /// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what
 /// it did); passes the `Exit` frame's status to `exit`.
 async fn receive_frames(
-    reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    reader: &mut tokio::io::BufReader<SpinningReader>,
     bridge: &Arc<Bridge>,
     exit: &mut Option<tokio::sync::oneshot::Sender<ExitStatus>>,
 ) -> Option<String> {

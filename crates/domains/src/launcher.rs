@@ -63,7 +63,7 @@ impl DomainStarter for Launcher {
             // A dropped sender (the kernel let go of the kill) is no kill. Meanwhile the domain's
             // CPU time and memory are reported every tick (the kernel kills it when its budget
             // runs out).
-            let metered = crate::domain::meter(domain.id(), meter);
+            let metered = crate::domain::meter(domain.id(), domain.spun(), meter);
             let killed = async {
                 tokio::select! {
                     told = killed => if told.is_err() { std::future::pending::<()>().await },

@@ -2,9 +2,13 @@
 //! is read and written (a little-endian `u32` length, then the frame in `postcard`).
 
 use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
 
+use rustix::net::SendFlags;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, Interest};
 
 /// The largest frame a parent reads from a domain: a channel message of the most bytes and
 /// handles, and room for the rest. Anything longer breaks the protocol.
@@ -134,23 +138,57 @@ pub(crate) fn read_body_blocking(reader: &mut impl io::Read, limit: usize) -> io
 #[derive(Debug)]
 pub(crate) struct Broken;
 
+/// Registers `socket` with the runtime's poller for `interest`, for as long as the registration
+/// is kept. A bridge's socket is registered only while a side waits for it: a registration that
+/// includes reading wakes a worker asleep in the poller at every frame that arrives, and one
+/// that includes writing at every frame the other side reads, even while nothing waits.
+pub(crate) fn register(
+    socket: &Arc<OwnedFd>,
+    interest: Interest,
+) -> io::Result<AsyncFd<Arc<OwnedFd>>> {
+    #[expect(
+        deprecated,
+        reason = "sound for an owned descriptor the registration holds (an `Arc<OwnedFd>`): it \
+                  stays open and unchanged while registered, which the replacement, `unsafe` \
+                  `register_with_interest`, asks the caller to promise"
+    )]
+    AsyncFd::with_interest(socket.clone(), interest)
+}
+
 /// The sending half of the socket, shared by every task that sends frames. A frame is written at
 /// once if nothing waits before it and the socket has room (most are: no task wakes for it);
 /// the rest waits in a buffer, in order, that [`Outgoing::flush_loop`] writes out.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
-    writer: tokio::net::unix::OwnedWriteHalf,
-    buffer: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The socket (non-blocking), a descriptor of its own: registered only while the buffer
+    /// waits for room (see [`register`]).
+    socket: Arc<OwnedFd>,
+    buffer: Mutex<Option<Vec<u8>>>,
     pending: tokio::sync::Notify,
+    /// Held while a task waits for room: one registration of the socket at a time.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Outgoing {
-    pub(crate) fn new(writer: tokio::net::unix::OwnedWriteHalf) -> std::sync::Arc<Outgoing> {
-        std::sync::Arc::new(Outgoing {
-            writer,
-            buffer: std::sync::Mutex::new(Some(Vec::new())),
+    /// Sends into `socket`, a non-blocking stream socket.
+    pub(crate) fn new(socket: OwnedFd) -> Arc<Outgoing> {
+        Arc::new(Outgoing {
+            socket: Arc::new(socket),
+            buffer: Mutex::new(Some(Vec::new())),
             pending: tokio::sync::Notify::new(),
+            flushing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Writes what the socket takes of `bytes` now (a closed peer is an error, not a SIGPIPE).
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        loop {
+            match rustix::net::send(&*self.socket, bytes, flags) {
+                Err(rustix::io::Errno::INTR) => {}
+                written => return written.map_err(io::Error::from),
+            }
+        }
     }
 
     /// Sends `frame` after every frame sent before it.
@@ -162,7 +200,7 @@ impl Outgoing {
             buffer.extend(bytes);
             return Ok(());
         }
-        match self.writer.try_write(&bytes) {
+        match self.write(&bytes) {
             Ok(written) if written == bytes.len() => return Ok(()),
             Ok(written) => buffer.extend_from_slice(&bytes[written..]),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => buffer.extend(bytes),
@@ -183,7 +221,7 @@ impl Outgoing {
         if buffer.is_empty() {
             return Ok(true);
         }
-        match self.writer.try_write(buffer) {
+        match self.write(buffer) {
             Ok(written) => {
                 buffer.drain(..written);
                 Ok(buffer.is_empty())
@@ -197,7 +235,7 @@ impl Outgoing {
     }
 
     /// Writes out the buffer whenever frames wait in it, until the socket breaks.
-    pub(crate) async fn flush_loop(self: std::sync::Arc<Self>) {
+    pub(crate) async fn flush_loop(self: Arc<Self>) {
         loop {
             self.pending.notified().await;
             if self.flushed().await.is_err() {
@@ -208,9 +246,48 @@ impl Outgoing {
 
     /// Waits until every frame sent so far is written.
     pub(crate) async fn flushed(&self) -> Result<(), Broken> {
+        let _flushing = self.flushing.lock().await;
+        let mut registered = None;
         while !self.write_buffered()? {
-            self.writer.writable().await.map_err(|_| Broken)?;
+            let registration = match &mut registered {
+                Some(registration) => registration,
+                None => registered
+                    .insert(register(&self.socket, Interest::WRITABLE).map_err(|_| Broken)?),
+            };
+            registration.writable().await.map_err(|_| Broken)?.clear_ready();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_past_what_the_socket_holds_wait_in_order_and_are_written_once_it_has_room() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        mine.set_nonblocking(true).unwrap();
+        let _guard = runtime.enter();
+        let outgoing = Outgoing::new(OwnedFd::from(mine));
+        runtime.spawn(outgoing.clone().flush_loop());
+        // Far more than a socket's buffer, sent before anybody reads.
+        let count = 2_000_u64;
+        for channel in 0..count {
+            let frame = Frame::Message { channel, bytes: vec![7; 4096], handles: Vec::new() };
+            outgoing.send(frame).unwrap();
+        }
+        let reading = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            (0..count)
+                .map(|_| match decode(&read_body_blocking(&mut theirs, 1 << 20).unwrap()) {
+                    Ok(Frame::Message { channel, bytes, .. }) if bytes.len() == 4096 => channel,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        });
+        runtime.block_on(outgoing.flushed()).unwrap();
+        assert_eq!(reading.join().unwrap(), (0..count).collect::<Vec<_>>());
     }
 }

@@ -262,7 +262,7 @@ impl Bridge {
 mod tests {
     use super::*;
     use crate::bridge::Side;
-    use crate::wire::{Carried, Outgoing};
+    use crate::wire::Carried;
 
     /// A socket whose far end is in the domain: `stop` makes the far end stop reading, and the
     /// near end's writes must then fail, as they would locally.
@@ -307,8 +307,7 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let _guard = runtime.enter();
         let (socket, _other) = runtime.block_on(async { tokio::net::UnixStream::pair() }).unwrap();
-        let (_reader, writer) = socket.into_split();
-        let outgoing = Outgoing::new(writer);
+        let (_reader, outgoing) = crate::bridge::split(socket).unwrap();
         let bridge = Bridge::new(Side::Parent, outgoing, runtime.handle().clone());
         let (_local, bridged) = nebulet_kernel::ChannelEnd::crossing_pair();
         bridge.attach(0, bridged);
