@@ -10,8 +10,10 @@
 //!
 //! One file per family of measurements: `syscall.rs`, `switch.rs`, `message.rs`, `process.rs`,
 //! `memory.rs`, `compute.rs`, `startup.rs` (real programs started by the `nebulet` command
-//! against the wasmtime CLI), `serve.rs` (`nebulet serve` against `wasmtime serve`, under wrk); `nebulet.rs` runs the wasm programs, `report.rs` prints the table
-//! and writes `target/bench/results.json` and `docs/benchmarks.md`.
+//! against the wasmtime CLI), `serve.rs` (`nebulet serve` against `wasmtime serve`, under wrk),
+//! `floor.rs` (wasmtime alone, the floor under the switch, round-trip and spawn rows);
+//! `nebulet.rs` runs the wasm programs, `report.rs` prints the table and writes
+//! `target/bench/results.json` and `docs/benchmarks.md`.
 
 mod beam;
 mod compute;
