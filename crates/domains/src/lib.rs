@@ -27,7 +27,7 @@ pub use child::main as child_main;
 pub use domain::{Domain, DomainOptions, Launch};
 pub use launcher::Launcher;
 pub use probe::PROBE_VARIABLE;
-pub use zygote::{main as zygote_main, zygote_id};
+pub use zygote::{main as zygote_main, stop_zygote_after_next_fork, zygote_id};
 
 /// The hidden subcommand that runs a domain's side.
 pub const CHILD_COMMAND: &str = "domain-child";
