@@ -8,7 +8,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
-use nebulet_hosted::{Console, Emulator, EngineOptions, HostDirectory, ProcessOptions};
+use nebulet_hosted::{
+    Console, Emulator, EngineOptions, HostDirectory, PreparedKernel, ProcessOptions,
+};
 use nebulet_kernel::ChannelEnd;
 use nebulet_kernel::vfs::Directory;
 
@@ -16,15 +18,15 @@ use crate::bridge::{Bridge, Side};
 use crate::sandbox::{self, Report};
 use crate::wire::{self, Frame, Setup};
 
-/// The engine of a domain's kernel, if made before the domain started (the zygote makes it
-/// before it forks).
-static ENGINE: std::sync::OnceLock<nebulet_hosted::wasmtime::Engine> = std::sync::OnceLock::new();
+/// The engine and the rest of a domain's kernel that can be made before the domain started
+/// (the zygote makes them before it forks).
+static PREPARED: std::sync::OnceLock<PreparedKernel> = std::sync::OnceLock::new();
 
-/// Makes the engine of the domains' kernels now (the zygote, before its first fork: making it
-/// starts no thread).
+/// Makes the engine, the system calls' linker and the host's facts for the domains' kernels now
+/// (the zygote, before its first fork: making them starts no thread).
 pub(crate) fn prepare() {
-    if let Ok(engine) = nebulet_hosted::wasmtime::Engine::new(&EngineOptions::default().config()) {
-        let _ = ENGINE.set(engine);
+    if let Ok(prepared) = PreparedKernel::new(&EngineOptions::default()) {
+        let _ = PREPARED.set(prepared);
     }
 }
 
@@ -81,8 +83,8 @@ fn run(network: sandbox::Network) -> Result<(), String> {
     sandbox::limit_resources(cpu_limit, &mut report);
     sandbox::restrict_files(&preopen_descriptors, &mut report)?;
     let options = EngineOptions::default();
-    let emulator = match ENGINE.get() {
-        Some(engine) => Emulator::with_engine(Console::Stdout, &options, engine.clone()),
+    let emulator = match PREPARED.get() {
+        Some(prepared) => Emulator::with_prepared(Console::Stdout, &options, prepared),
         None => Emulator::with_options(Console::Stdout, options),
     }
     .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
