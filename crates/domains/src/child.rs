@@ -33,12 +33,13 @@ pub(crate) fn prepare() {
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
-    run_in(sandbox::Network::Own)
+    run_in(sandbox::Network::Own, sandbox::Inherited::Nothing)
 }
 
-/// [`main`] in a process whose network namespace is `network`.
-pub(crate) fn run_in(network: sandbox::Network) -> i32 {
-    match run(network) {
+/// [`main`] in a process whose network namespace is `network`, and which `inherited` a part
+/// of its seccomp policy.
+pub(crate) fn run_in(network: sandbox::Network, inherited: sandbox::Inherited) -> i32 {
+    match run(network, inherited) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("nebulet domain: {message}");
@@ -47,7 +48,7 @@ pub(crate) fn run_in(network: sandbox::Network) -> i32 {
     }
 }
 
-fn run(network: sandbox::Network) -> Result<(), String> {
+fn run(network: sandbox::Network, inherited: sandbox::Inherited) -> Result<(), String> {
     fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
         move |error| format!("{what}: {error}")
     }
@@ -88,7 +89,7 @@ fn run(network: sandbox::Network) -> Result<(), String> {
         None => Emulator::with_options(Console::Stdout, options),
     }
     .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
-    sandbox::restrict_system_calls(&mut report)?;
+    sandbox::restrict_system_calls(inherited, &mut report)?;
     if setup.probe.as_deref() == Some("report") {
         for line in &report.lines {
             eprintln!("nebulet domain sandbox: {line}");

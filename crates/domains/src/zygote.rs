@@ -212,8 +212,12 @@ const SLOT_BYTES: usize = 4;
 /// parent closes its end; returns the exit code. In each forked copy it runs the domain
 /// instead, and exits with the domain's exit code.
 pub fn main() -> i32 {
+    // No transparent huge pages in the zygote and the domains it forks (inherited): the
+    // allocator asks for them (`MADV_HUGEPAGE`), and each thread a domain starts then took a
+    // fresh 2 MiB page for its first allocations, which the kernel zeroes (about a third of a
+    // small domain's runtime threads' CPU time), and copy-on-write split the zygote's.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     // What every domain would otherwise do for itself after the fork.
-    crate::sandbox::prepare();
     crate::child::prepare();
     let network = match crate::sandbox::enter_zygote_namespaces() {
         Ok(network) => network.unwrap_or(crate::sandbox::Network::Own),
@@ -237,6 +241,9 @@ pub fn main() -> i32 {
             return 1;
         }
     };
+    // The allow-list and what a domain's start needs (see `sandbox::START_UP`): applied once
+    // here, so each domain applies only a small filter that takes the latter away.
+    let inherited = crate::sandbox::restrict_zygote();
     loop {
         let Ok((tag, descriptors)) = crate::handoff::receive_tagged(control.as_fd()) else {
             // The parent closed its end (it ended, or replaced this zygote).
@@ -244,7 +251,9 @@ pub fn main() -> i32 {
         };
         let answer = match <[OwnedFd; 1]>::try_from(descriptors) {
             Ok([socket]) => match fork::fork_domain(socket, &slot) {
-                Ok(fork::Forked::Domain) => std::process::exit(crate::child::run_in(network)),
+                Ok(fork::Forked::Domain) => {
+                    fork::exit_domain(crate::child::run_in(network, inherited))
+                }
                 Ok(fork::Forked::Zygote(pid)) => {
                     if tag == FORK_AND_STOP {
                         let _ = rustix::process::kill_process(

@@ -66,6 +66,10 @@ impl PreparedKernel {
     pub fn new(options: &EngineOptions) -> wasmtime::Result<Self> {
         let engine = wasmtime::Engine::new(&options.config())?;
         Kernel::prepare_linker(&engine)?;
+        // blake3 detects the CPU's features once per process (with `cpuid`, which a virtual
+        // machine's hypervisor traps: about 5 % of a small domain's CPU time), and loading a
+        // compiled module checks its checksum with blake3.
+        let _ = blake3::hash(b"nebulet");
         Ok(Self { engine, host: capacity::Host::facts_but_memory() })
     }
 }
