@@ -108,7 +108,6 @@ fn run(network: sandbox::Network, inherited: sandbox::Inherited) -> Result<(), S
     }
     let descriptors = Descriptors { preopens: preopen_descriptors, listeners };
     let status = emulator.block_on(serve(&emulator, setup, descriptors, socket));
-    emulator.flush_console();
     // The parent has been told, and every byte is out: the process exits now, and its exit
     // stops the runtime's threads. Stopping them one by one first (dropping the emulator) took
     // about 2 ms, the largest part of a small domain's start and end.
@@ -224,6 +223,8 @@ async fn serve(
         }
     };
     let _ = std::io::stdout().flush();
+    // Before the `Exit` frame: once it has it, the parent kills this process.
+    emulator.flush_console();
     let exit =
         Frame::Exit { code: status.code, reason: status.reason as u32, message: status.message };
     let _ = outgoing.send(exit);

@@ -223,9 +223,12 @@ impl Domain {
         };
         let ended = self.host.wait().await;
         self.bridge.disconnect();
+        // A domain that told how its program ended is killed then (`receive_frames`).
         let status = match (told, ended) {
             (Some(status), Ok(ended))
-                if ended.success() || status.reason == ExitReason::DomainFault =>
+                if ended.success()
+                    || ended.signal == Some(libc::SIGKILL)
+                    || status.reason == ExitReason::DomainFault =>
             {
                 status
             }
@@ -337,7 +340,7 @@ async fn receive(
                 Ok(None) | Err(_) => break 'frames None,
             }
         }
-        receive_frames(&mut reader, &bridge, &mut exit).await
+        receive_frames(&mut reader, &bridge, &mut exit, host_process).await
     };
     if let Some(what) = broken {
         // The domain is not to be trusted any more: it ends, and its processes with it. It is
@@ -358,11 +361,15 @@ async fn receive(
 }
 
 /// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what
-/// it did); passes the `Exit` frame's status to `exit`.
+/// it did); passes the `Exit` frame's status to `exit`, and then kills the domain's host
+/// process: it sends that frame last, once its program's bytes are all out, so only its
+/// teardown is left, which the kill does not wait for (it is still waited for, and its CPU
+/// time counted, before `Domain::wait` returns).
 async fn receive_frames(
     reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     bridge: &Arc<Bridge>,
     exit: &mut Option<tokio::sync::oneshot::Sender<ExitStatus>>,
+    host_process: Option<rustix::process::Pid>,
 ) -> Option<String> {
     loop {
         let body = match wire::read_body(reader, wire::MAX_FRAME_BYTES).await {
@@ -381,6 +388,10 @@ async fn receive_frames(
             let reason = ExitReason::from_raw(reason).unwrap_or(ExitReason::DomainFault);
             if let Some(sender) = exit.take() {
                 let _ = sender.send(ExitStatus { code, reason, message });
+            }
+            // Not reaped before `Domain::wait`, so its id is still its own.
+            if let Some(pid) = host_process {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         } else if let Err(Violation(what)) = bridge.receive(frame) {
             break Some(what.to_string());
