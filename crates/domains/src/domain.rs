@@ -187,11 +187,29 @@ impl Domain {
         self.host.kill();
     }
 
-    /// Waits for the domain's first process to end, and for the domain. A domain that ended
-    /// without saying how its program did (it crashed, was killed, or broke its seccomp
-    /// policy) gives "domain fault", with what happened to it in the message.
-    pub async fn wait(self) -> ExitStatus {
-        self.wait_or_kill(std::future::pending()).await.0
+    /// Waits for the domain's first process to end. A domain that ended without saying how its
+    /// program did (it crashed, was killed, or broke its seccomp policy) gives "domain fault",
+    /// with what happened to it in the message. A domain that told is killed then (only its
+    /// teardown is left, see `receive_frames`), and its host process is waited for and reaped
+    /// in the background (a task on the runtime), not before this returns: no budget waits for
+    /// its CPU time here ([`Domain::wait_or_kill`] waits, for the kernel's budgets).
+    pub async fn wait(mut self) -> ExitStatus {
+        match (&mut self.exit).await {
+            Ok(told) => {
+                let Domain { mut host, bridge, .. } = self;
+                tokio::spawn(async move {
+                    let _ = host.wait().await;
+                    bridge.disconnect();
+                });
+                told
+            }
+            // It closed its socket without telling: how its host process ended is the status.
+            Err(_) => {
+                let ended = self.host.wait().await;
+                self.bridge.disconnect();
+                fault(ended)
+            }
+        }
     }
 
     /// [`Domain::wait`], killing the domain if `kill` completes first; also gives the CPU time
@@ -232,14 +250,16 @@ impl Domain {
             {
                 status
             }
-            (_, ended) => ExitStatus {
-                code: -1,
-                reason: ExitReason::DomainFault,
-                message: Some(describe(ended)),
-            },
+            (_, ended) => fault(ended),
         };
         (status, cpu)
     }
+}
+
+/// The status of a domain that did not tell how its program ended: "domain fault", with what
+/// became of its host process.
+fn fault(ended: io::Result<Ended>) -> ExitStatus {
+    ExitStatus { code: -1, reason: ExitReason::DomainFault, message: Some(describe(ended)) }
 }
 
 /// How often a running domain's CPU time and memory are read and charged (`/proc` counts CPU
