@@ -7,8 +7,8 @@
 //! Its bootstrap channel, and the channels and sockets sent over it, are bridged (`bridge`).
 //!
 //! A domain's host process is forked by a zygote (`nebulet domain-zygote`, `zygote`), started
-//! once, so that a domain starts without an `exec`; its one fork is this crate's only `unsafe`
-//! code (`zygote/fork.rs`).
+//! once, so that a domain starts without an `exec`; its one fork (with the slot the fork
+//! writes, and the forked copy's `_exit`) is this crate's only `unsafe` code (`zygote/fork.rs`).
 #![deny(unsafe_code)]
 
 mod bridge;
