@@ -383,8 +383,8 @@ async fn receive(
 /// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what
 /// it did); passes the `Exit` frame's status to `exit`, and then kills the domain's host
 /// process: it sends that frame last, once its program's bytes are all out, so only its
-/// teardown is left, which the kill does not wait for (it is still waited for, and its CPU
-/// time counted, before `Domain::wait` returns).
+/// teardown is left, which no one need wait for (it is still waited for and reaped, and
+/// `Domain::wait_or_kill` counts its CPU time before it returns).
 async fn receive_frames(
     reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     bridge: &Arc<Bridge>,

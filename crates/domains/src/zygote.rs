@@ -54,6 +54,9 @@ struct Zygote {
     /// The slot (a memfd) where the kernel writes the id of each domain the zygote forks, as
     /// part of the fork; 0 before each request.
     slot: OwnedFd,
+    /// Whether a request was sent (after the slot was cleared) and not answered: only then
+    /// may the slot hold the id of a domain no one holds.
+    unanswered: std::cell::Cell<bool>,
 }
 
 /// The zygote's process id, if this process has one running (for tests of its failures).
@@ -151,7 +154,9 @@ impl Zygote {
             .stdin(std::process::Stdio::from(theirs))
             .env_clear()
             .spawn()?;
-        let zygote = Self { executable: executable.to_path_buf(), process, control, slot };
+        let unanswered = std::cell::Cell::new(false);
+        let zygote =
+            Self { executable: executable.to_path_buf(), process, control, slot, unanswered };
         // Its first message: the slot, which it maps before it takes any request.
         if let Err(error) = crate::handoff::send(zygote.control.as_fd(), &[zygote.slot.as_fd()]) {
             zygote.stop();
@@ -168,6 +173,7 @@ impl Zygote {
         }
         let stop = STOP_AFTER_NEXT_FORK.swap(false, std::sync::atomic::Ordering::SeqCst);
         let tag = if stop { FORK_AND_STOP } else { FORK };
+        self.unanswered.set(true);
         crate::handoff::send_tagged(self.control.as_fd(), tag, &[socket])?;
         let mut answer = [0; 4];
         let mut read = 0;
@@ -182,6 +188,7 @@ impl Zygote {
                 Err(error) => return Err(error.into()),
             }
         }
+        self.unanswered.set(false);
         let answer = i32::from_le_bytes(answer);
         match rustix::process::Pid::from_raw(answer) {
             Some(pid) if answer > 0 => Ok(pid),
@@ -190,12 +197,15 @@ impl Zygote {
     }
 
     /// Kills and reaps the zygote (its domains go on: they are not its children). Returns the
-    /// id in the slot, if any: a domain it forked for the last request, whose id it may not
-    /// have sent (this process's child, not reaped yet, so the id is still its own). `None`
-    /// also if the zygote cannot be reaped (it could still fork).
+    /// id in the slot, if a request was not answered and it forked for it: a domain whose id
+    /// it did not send (this process's child, not reaped yet, so the id is still its own).
+    /// `None` also if the zygote cannot be reaped (it could still fork).
     fn stop(mut self) -> Option<rustix::process::Pid> {
         let _ = self.process.kill();
         self.process.wait().ok()?;
+        if !self.unanswered.get() {
+            return None;
+        }
         let mut slot = [0; SLOT_BYTES];
         if rustix::io::pread(&self.slot, &mut slot, 0).ok()? != SLOT_BYTES {
             return None;
