@@ -8,7 +8,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
-use nebulet_hosted::{Console, Emulator, EngineOptions, HostDirectory, ProcessOptions};
+use nebulet_hosted::{
+    Console, Emulator, EngineOptions, HostDirectory, PreparedKernel, ProcessOptions,
+};
 use nebulet_kernel::ChannelEnd;
 use nebulet_kernel::vfs::Directory;
 
@@ -16,27 +18,28 @@ use crate::bridge::{Bridge, Side};
 use crate::sandbox::{self, Report};
 use crate::wire::{self, Frame, Setup};
 
-/// The engine of a domain's kernel, if made before the domain started (the zygote makes it
-/// before it forks).
-static ENGINE: std::sync::OnceLock<nebulet_hosted::wasmtime::Engine> = std::sync::OnceLock::new();
+/// The engine and the rest of a domain's kernel that can be made before the domain started
+/// (the zygote makes them before it forks).
+static PREPARED: std::sync::OnceLock<PreparedKernel> = std::sync::OnceLock::new();
 
-/// Makes the engine of the domains' kernels now (the zygote, before its first fork: making it
-/// starts no thread).
+/// Makes the engine, the system calls' linker and the host's facts for the domains' kernels now
+/// (the zygote, before its first fork: making them starts no thread).
 pub(crate) fn prepare() {
-    if let Ok(engine) = nebulet_hosted::wasmtime::Engine::new(&EngineOptions::default().config()) {
-        let _ = ENGINE.set(engine);
+    if let Ok(prepared) = PreparedKernel::new(&EngineOptions::default()) {
+        let _ = PREPARED.set(prepared);
     }
 }
 
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
-    run_in(sandbox::Network::Own)
+    run_in(sandbox::Network::Own, sandbox::Inherited::Nothing)
 }
 
-/// [`main`] in a process whose network namespace is `network`.
-pub(crate) fn run_in(network: sandbox::Network) -> i32 {
-    match run(network) {
+/// [`main`] in a process whose network namespace is `network`, and which `inherited` a part
+/// of its seccomp policy.
+pub(crate) fn run_in(network: sandbox::Network, inherited: sandbox::Inherited) -> i32 {
+    match run(network, inherited) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("nebulet domain: {message}");
@@ -45,7 +48,7 @@ pub(crate) fn run_in(network: sandbox::Network) -> i32 {
     }
 }
 
-fn run(network: sandbox::Network) -> Result<(), String> {
+fn run(network: sandbox::Network, inherited: sandbox::Inherited) -> Result<(), String> {
     fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
         move |error| format!("{what}: {error}")
     }
@@ -81,12 +84,12 @@ fn run(network: sandbox::Network) -> Result<(), String> {
     sandbox::limit_resources(cpu_limit, &mut report);
     sandbox::restrict_files(&preopen_descriptors, &mut report)?;
     let options = EngineOptions::default();
-    let emulator = match ENGINE.get() {
-        Some(engine) => Emulator::with_engine(Console::Stdout, &options, engine.clone()),
+    let emulator = match PREPARED.get() {
+        Some(prepared) => Emulator::with_prepared(Console::Stdout, &options, prepared),
         None => Emulator::with_options(Console::Stdout, options),
     }
     .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
-    sandbox::restrict_system_calls(&mut report)?;
+    sandbox::restrict_system_calls(inherited, &mut report)?;
     if setup.probe.as_deref() == Some("report") {
         for line in &report.lines {
             eprintln!("nebulet domain sandbox: {line}");
@@ -105,7 +108,6 @@ fn run(network: sandbox::Network) -> Result<(), String> {
     }
     let descriptors = Descriptors { preopens: preopen_descriptors, listeners };
     let status = emulator.block_on(serve(&emulator, setup, descriptors, socket));
-    emulator.flush_console();
     // The parent has been told, and every byte is out: the process exits now, and its exit
     // stops the runtime's threads. Stopping them one by one first (dropping the emulator) took
     // about 2 ms, the largest part of a small domain's start and end.
@@ -223,6 +225,8 @@ async fn serve(
         }
     };
     let _ = std::io::stdout().flush();
+    // Before the `Exit` frame: once it has it, the parent kills this process.
+    emulator.flush_console();
     let exit =
         Frame::Exit { code: status.code, reason: status.reason as u32, message: status.message };
     let _ = outgoing.send(exit);

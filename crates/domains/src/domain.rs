@@ -198,11 +198,29 @@ impl Domain {
         self.host.kill();
     }
 
-    /// Waits for the domain's first process to end, and for the domain. A domain that ended
-    /// without saying how its program did (it crashed, was killed, or broke its seccomp
-    /// policy) gives "domain fault", with what happened to it in the message.
-    pub async fn wait(self) -> ExitStatus {
-        self.wait_or_kill(std::future::pending()).await.0
+    /// Waits for the domain's first process to end. A domain that ended without saying how its
+    /// program did (it crashed, was killed, or broke its seccomp policy) gives "domain fault",
+    /// with what happened to it in the message. A domain that told is killed then (only its
+    /// teardown is left, see `receive_frames`), and its host process is waited for and reaped
+    /// in the background (a task on the runtime), not before this returns: no budget waits for
+    /// its CPU time here ([`Domain::wait_or_kill`] waits, for the kernel's budgets).
+    pub async fn wait(mut self) -> ExitStatus {
+        match (&mut self.exit).await {
+            Ok(told) => {
+                let Domain { mut host, bridge, .. } = self;
+                tokio::spawn(async move {
+                    let _ = host.wait().await;
+                    bridge.disconnect();
+                });
+                told
+            }
+            // It closed its socket without telling: how its host process ended is the status.
+            Err(_) => {
+                let ended = self.host.wait().await;
+                self.bridge.disconnect();
+                fault(ended)
+            }
+        }
     }
 
     /// [`Domain::wait`], killing the domain if `kill` completes first; also gives the CPU time
@@ -234,21 +252,26 @@ impl Domain {
         };
         let ended = self.host.wait().await;
         self.bridge.disconnect();
+        // A domain that told how its program ended is killed then (`receive_frames`).
         let status = match (told, ended) {
             (Some(status), Ok(ended))
-                if ended.success() || status.reason == ExitReason::DomainFault =>
+                if ended.success()
+                    || ended.signal == Some(libc::SIGKILL)
+                    || status.reason == ExitReason::DomainFault =>
             {
                 status
             }
-            (_, ended) => ExitStatus {
-                code: -1,
-                reason: ExitReason::DomainFault,
-                message: Some(describe(ended)),
-            },
+            (_, ended) => fault(ended),
         };
         let spun = i64::try_from(self.spun.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         (status, cpu.saturating_add(spun))
     }
+}
+
+/// The status of a domain that did not tell how its program ended: "domain fault", with what
+/// became of its host process.
+fn fault(ended: io::Result<Ended>) -> ExitStatus {
+    ExitStatus { code: -1, reason: ExitReason::DomainFault, message: Some(describe(ended)) }
 }
 
 /// How often a running domain's CPU time and memory are read and charged (`/proc` counts CPU
@@ -350,7 +373,7 @@ async fn receive(
                 Ok(None) | Err(_) => break 'frames None,
             }
         }
-        receive_frames(&mut reader, &bridge, &mut exit).await
+        receive_frames(&mut reader, &bridge, &mut exit, host_process).await
     };
     if let Some(what) = broken {
         // The domain is not to be trusted any more: it ends, and its processes with it. It is
@@ -371,11 +394,15 @@ async fn receive(
 }
 
 /// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what
-/// it did); passes the `Exit` frame's status to `exit`.
+/// it did); passes the `Exit` frame's status to `exit`, and then kills the domain's host
+/// process: it sends that frame last, once its program's bytes are all out, so only its
+/// teardown is left, which no one need wait for (it is still waited for and reaped, and
+/// `Domain::wait_or_kill` counts its CPU time before it returns).
 async fn receive_frames(
     reader: &mut tokio::io::BufReader<SpinningReader>,
     bridge: &Arc<Bridge>,
     exit: &mut Option<tokio::sync::oneshot::Sender<ExitStatus>>,
+    host_process: Option<rustix::process::Pid>,
 ) -> Option<String> {
     loop {
         let body = match wire::read_body(reader, wire::MAX_FRAME_BYTES).await {
@@ -394,6 +421,10 @@ async fn receive_frames(
             let reason = ExitReason::from_raw(reason).unwrap_or(ExitReason::DomainFault);
             if let Some(sender) = exit.take() {
                 let _ = sender.send(ExitStatus { code, reason, message });
+            }
+            // Not reaped before `Domain::wait`, so its id is still its own.
+            if let Some(pid) = host_process {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         } else if let Err(Violation(what)) = bridge.receive(frame) {
             break Some(what.to_string());

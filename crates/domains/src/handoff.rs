@@ -15,6 +15,15 @@ pub(crate) const MAX_DESCRIPTORS: usize = 64;
 
 /// Sends `descriptors` over `socket`, with one byte (a closed peer is an error, not a SIGPIPE).
 pub(crate) fn send(socket: BorrowedFd<'_>, descriptors: &[BorrowedFd<'_>]) -> io::Result<()> {
+    send_tagged(socket, 1, descriptors)
+}
+
+/// [`send`] with `tag` as the one byte (the zygote's requests say what to do with it).
+pub(crate) fn send_tagged(
+    socket: BorrowedFd<'_>,
+    tag: u8,
+    descriptors: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     if descriptors.len() > MAX_DESCRIPTORS {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
     }
@@ -23,12 +32,17 @@ pub(crate) fn send(socket: BorrowedFd<'_>, descriptors: &[BorrowedFd<'_>]) -> io
     if !control.push(SendAncillaryMessage::ScmRights(descriptors)) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
     }
-    rustix::net::sendmsg(socket, &[IoSlice::new(&[1])], &mut control, SendFlags::NOSIGNAL)?;
+    rustix::net::sendmsg(socket, &[IoSlice::new(&[tag])], &mut control, SendFlags::NOSIGNAL)?;
     Ok(())
 }
 
 /// Receives the descriptors [`send`] sent, in order.
 pub(crate) fn receive(socket: impl AsFd) -> io::Result<Vec<OwnedFd>> {
+    Ok(receive_tagged(socket)?.1)
+}
+
+/// Receives the byte and the descriptors [`send_tagged`] sent.
+pub(crate) fn receive_tagged(socket: impl AsFd) -> io::Result<(u8, Vec<OwnedFd>)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_DESCRIPTORS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut byte = [0];
@@ -47,5 +61,5 @@ pub(crate) fn receive(socket: impl AsFd) -> io::Result<Vec<OwnedFd>> {
             descriptors.extend(fds);
         }
     }
-    Ok(descriptors)
+    Ok((byte[0], descriptors))
 }

@@ -46,6 +46,16 @@ impl HostProcess {
         }
     }
 
+    /// [`HostProcess::adopt`], checking first that `pid` is this process's child (running, or
+    /// ended and not reaped): for an id not learnt from the process that made the child.
+    pub(crate) fn adopt_child(pid: Pid) -> io::Result<Self> {
+        let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        // `ECHILD` for a process that is not this one's child.
+        rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), options)?;
+        Ok(Self { pid, pidfd: Some(pidfd) })
+    }
+
     /// Its process id.
     pub(crate) fn id(&self) -> u32 {
         self.pid.as_raw_nonzero().get().unsigned_abs()

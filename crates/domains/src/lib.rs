@@ -7,8 +7,8 @@
 //! Its bootstrap channel, and the channels and sockets sent over it, are bridged (`bridge`).
 //!
 //! A domain's host process is forked by a zygote (`nebulet domain-zygote`, `zygote`), started
-//! once, so that a domain starts without an `exec`; its one fork is this crate's only `unsafe`
-//! code (`zygote/fork.rs`).
+//! once, so that a domain starts without an `exec`; its one fork (with the slot the fork
+//! writes, and the forked copy's `_exit`) is this crate's only `unsafe` code (`zygote/fork.rs`).
 #![deny(unsafe_code)]
 
 mod bridge;
@@ -27,7 +27,7 @@ pub use child::main as child_main;
 pub use domain::{Domain, DomainOptions, Launch};
 pub use launcher::Launcher;
 pub use probe::PROBE_VARIABLE;
-pub use zygote::{main as zygote_main, zygote_id};
+pub use zygote::{main as zygote_main, stop_zygote_after_next_fork, zygote_id};
 
 /// The hidden subcommand that runs a domain's side.
 pub const CHILD_COMMAND: &str = "domain-child";

@@ -6,7 +6,9 @@
 //! - `report`: prints what the sandbox applied;
 //! - `open:PATH`: opens a host file;
 //! - `connect:ADDRESS`: connects to a TCP address (the domain may not make a socket: killed);
-//! - `syscall`: changes its directory, a system call outside the allow-list (killed).
+//! - `syscall`: changes its directory, a system call outside the allow-list (killed);
+//! - `socketpair`: makes a socket pair, a call that only the domain's start may make (its
+//!   zygote's filter allows it; the domain's own takes it away: killed).
 
 /// The variable `nebulet run --isolate` reads a probe from.
 pub const PROBE_VARIABLE: &str = "NEBULET_DOMAIN_PROBE";
@@ -17,6 +19,14 @@ pub(crate) fn run(probe: &str) {
         "open" => std::fs::File::open(argument).map(drop),
         "connect" => std::net::TcpStream::connect(argument).map(drop),
         "syscall" => std::env::set_current_dir("/"),
+        "socketpair" => rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map(drop)
+        .map_err(std::io::Error::from),
         _ => Err(std::io::Error::other("unknown probe")),
     };
     match outcome {

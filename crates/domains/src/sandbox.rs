@@ -288,23 +288,84 @@ fn first_argument_in(values: &[u64], arg_index: u8) -> Result<Vec<SeccompRule>, 
         .collect()
 }
 
-/// The allow-list as a BPF program, built once per process: by the zygote before it forks, so
-/// that each domain it forks only applies it.
-static FILTER: std::sync::OnceLock<Result<BpfProgram, String>> = std::sync::OnceLock::new();
+/// The system calls a domain makes only while it starts, before its own filter (and none of
+/// them on [`ALLOWED`]): taking its descriptors (`recvmsg`, `dup*`, `close_range`), entering
+/// its namespace, limits and Landlock, applying its filter, and the runtime's start (its event
+/// loop, glibc's set-up for threads); and the zygote's own: its requests (`recvmsg`) and, for
+/// tests, stopping itself (`kill`). The zygote's filter allows them besides the allow-list; a
+/// forked domain's own filter takes them away again.
+const START_UP: &[i64] = &[
+    libc::SYS_recvmsg,
+    libc::SYS_dup,
+    libc::SYS_dup2,
+    libc::SYS_dup3,
+    libc::SYS_close_range,
+    libc::SYS_unshare,
+    libc::SYS_prlimit64,
+    libc::SYS_landlock_create_ruleset,
+    libc::SYS_landlock_add_rule,
+    libc::SYS_landlock_restrict_self,
+    libc::SYS_seccomp,
+    libc::SYS_socketpair,
+    libc::SYS_eventfd2,
+    libc::SYS_epoll_create1,
+    libc::SYS_rt_sigaction,
+    libc::SYS_kill,
+];
 
-/// Builds the allow-list's BPF program now (the zygote, before its first fork).
-pub(crate) fn prepare() {
-    FILTER.get_or_init(filter);
+/// `prctl`'s `PR_SET_NO_NEW_PRIVS`, which Landlock and seccomp need first: allowed by the
+/// zygote's filter (see [`START_UP`]), and taken away by a forked domain's.
+const NO_NEW_PRIVILEGES: u64 = libc::PR_SET_NO_NEW_PRIVS as u64;
+
+/// What a domain's host process has of its seccomp policy when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inherited {
+    /// Nothing: it applies the whole allow-list itself (an executed domain).
+    Nothing,
+    /// Its zygote's filter: the allow-list and [`START_UP`]. It applies only a filter that
+    /// takes [`START_UP`] away, which is much faster to apply (see `docs/domains.md`).
+    ZygoteFilter,
 }
 
-/// Applies the allow-list to every thread of the process: any other system call kills it.
-pub(crate) fn restrict_system_calls(report: &mut Report) -> Result<(), String> {
-    let program = FILTER.get_or_init(filter).as_ref().map_err(Clone::clone)?;
+/// The allow-list as a BPF program (an executed domain's).
+static FILTER: std::sync::OnceLock<Result<BpfProgram, String>> = std::sync::OnceLock::new();
+
+/// The filter that takes [`START_UP`] away, as a BPF program: built once by the zygote, before
+/// it forks, so that each domain it forks only applies it.
+static AFTER_START_UP: std::sync::OnceLock<Result<BpfProgram, String>> = std::sync::OnceLock::new();
+
+/// Puts the zygote (single-threaded, before its first fork) under the allow-list and
+/// [`START_UP`], which every domain it forks inherits; and builds the program that each domain
+/// applies after its start. `Inherited::Nothing` if that cannot be (its domains then apply the
+/// whole allow-list themselves).
+pub(crate) fn restrict_zygote() -> Inherited {
+    let built = AFTER_START_UP.get_or_init(after_start_up_filter).is_ok();
+    let applied = built
+        && allow_list(START_UP, &[NO_NEW_PRIVILEGES])
+            .is_ok_and(|zygote| seccompiler::apply_filter(&zygote).is_ok());
+    if applied { Inherited::ZygoteFilter } else { Inherited::Nothing }
+}
+
+/// Applies the allow-list to every thread of the process, given what it `inherited`: any other
+/// system call kills it.
+pub(crate) fn restrict_system_calls(
+    inherited: Inherited,
+    report: &mut Report,
+) -> Result<(), String> {
+    let (program, how) = match inherited {
+        Inherited::Nothing => (FILTER.get_or_init(filter), ""),
+        Inherited::ZygoteFilter => (
+            AFTER_START_UP.get_or_init(after_start_up_filter),
+            " (the zygote's filter, which also allows what a domain's start needs, and the \
+             domain's own, which takes that away)",
+        ),
+    };
+    let program = program.as_ref().map_err(Clone::clone)?;
     seccompiler::apply_filter_all_threads(program)
         .map_err(|error| format!("cannot apply the seccomp filter: {error}"))?;
     report.note(format!(
         "seccomp: {} system calls allowed on every thread (ioctl and prctl for two requests \
-         each, setsockopt for TCP_NODELAY); any other kills the domain",
+         each, setsockopt for TCP_NODELAY); any other kills the domain{how}",
         ALLOWED.len() + 3
     ));
     Ok(())
@@ -312,15 +373,53 @@ pub(crate) fn restrict_system_calls(report: &mut Report) -> Result<(), String> {
 
 /// The allow-list, compiled to a BPF program.
 fn filter() -> Result<BpfProgram, String> {
+    allow_list(&[], &[])
+}
+
+/// The allow-list and `more` calls, with `more_prctl_options`, compiled to a BPF program.
+fn allow_list(more: &[i64], more_prctl_options: &[u64]) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ALLOWED.iter().map(|&call| (call, Vec::new())).collect();
+        ALLOWED.iter().chain(more).map(|&call| (call, Vec::new())).collect();
     rules.insert(libc::SYS_ioctl, first_argument_in(&IOCTL_REQUESTS, 1)?);
-    rules.insert(libc::SYS_prctl, first_argument_in(&PRCTL_OPTIONS, 0)?);
+    let prctl_options: Vec<u64> = PRCTL_OPTIONS.iter().chain(more_prctl_options).copied().collect();
+    rules.insert(libc::SYS_prctl, first_argument_in(&prctl_options, 0)?);
     rules.insert(libc::SYS_setsockopt, setsockopt_rule()?);
+    compile(rules, SeccompAction::KillProcess, SeccompAction::Allow)
+}
+
+/// The filter a domain forked by the zygote applies: it kills on [`START_UP`] and
+/// `PR_SET_NO_NEW_PRIVS`, and leaves every other call to the zygote's filter.
+fn after_start_up_filter() -> Result<BpfProgram, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        START_UP.iter().map(|&call| (call, Vec::new())).collect();
+    rules.insert(libc::SYS_prctl, first_argument_in(&[NO_NEW_PRIVILEGES], 0)?);
+    compile(rules, SeccompAction::Allow, SeccompAction::KillProcess)
+}
+
+/// `rules` as a BPF program for this machine: calls that match them get `matched`, others
+/// `mismatched`.
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatched: SeccompAction,
+    matched: SeccompAction,
+) -> Result<BpfProgram, String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|error| format!("no seccomp filter for this machine: {error}"))?;
-    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, arch)
+    let filter = SeccompFilter::new(rules, mismatched, matched, arch)
         .map_err(|error| format!("cannot build the seccomp filter: {error}"))?;
     BpfProgram::try_from(filter)
         .map_err(|error| format!("cannot compile the seccomp filter: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_start_up_calls_are_not_on_the_allow_list_so_a_forked_domain_ends_with_the_allow_list() {
+        for call in super::START_UP {
+            assert!(!super::ALLOWED.contains(call), "{call} is on both lists");
+            assert!(![libc::SYS_ioctl, libc::SYS_prctl, libc::SYS_setsockopt].contains(call));
+        }
+        assert!(!super::PRCTL_OPTIONS.contains(&super::NO_NEW_PRIVILEGES));
+        assert!(super::after_start_up_filter().is_ok() && super::filter().is_ok());
+    }
 }

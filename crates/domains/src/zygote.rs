@@ -4,12 +4,16 @@
 //! process that asks for domains, [`main`] in the zygote.
 //!
 //! The zygote is a re-execution of the `nebulet` binary, whose stdin is its end of a socket
-//! pair. For each domain, the parent sends it the domain's end of the domain's socket pair
+//! pair. First the parent sends it a slot (a memfd of 4 bytes, `SCM_RIGHTS`), which it maps.
+//! For each domain, the parent sends it the domain's end of the domain's socket pair
 //! (`SCM_RIGHTS`); the zygote forks with `CLONE_PARENT`, so the domain's host process is the
 //! parent's child, not the zygote's, and answers with its process id (4 bytes, little-endian; a
-//! negated `errno` if the fork failed). The copy makes the socket its stdin, closes every other
-//! descriptor above stderr, and runs `nebulet domain-child`'s code: everything a domain does
-//! (its sandbox first) happens after the fork, in the domain.
+//! negated `errno` if the fork failed). The fork's `CLONE_PARENT_SETTID` also has the kernel
+//! write that id into the slot, before the copy runs: a parent whose zygote failed (killed,
+//! stopped) reads it there once it has reaped the zygote, so no domain it forked is left
+//! unreaped. The copy makes the socket its stdin, closes every other descriptor above stderr,
+//! and runs `nebulet domain-child`'s code: everything a domain does (its sandbox first) happens
+//! after the fork, in the domain.
 
 mod fork;
 
@@ -29,6 +33,17 @@ const PATIENCE: Duration = Duration::from_secs(2);
 /// The zygote this process started, if any (one at a time, for one `nebulet` executable).
 static ZYGOTE: Mutex<Option<Zygote>> = Mutex::new(None);
 
+/// A request's tag (its one byte): fork a domain.
+const FORK: u8 = 1;
+
+/// A request's tag, for tests of the zygote's failures: fork a domain, then stop (`SIGSTOP`)
+/// before answering.
+const FORK_AND_STOP: u8 = 2;
+
+/// Whether the next request is [`FORK_AND_STOP`] (see [`stop_zygote_after_next_fork`]).
+static STOP_AFTER_NEXT_FORK: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// A running zygote, as its parent holds it.
 #[derive(Debug)]
 struct Zygote {
@@ -36,6 +51,12 @@ struct Zygote {
     process: std::process::Child,
     /// The parent's end of the zygote's socket pair (blocking, with [`PATIENCE`] as timeouts).
     control: OwnedFd,
+    /// The slot (a memfd) where the kernel writes the id of each domain the zygote forks, as
+    /// part of the fork; 0 before each request.
+    slot: OwnedFd,
+    /// Whether a request was sent (after the slot was cleared) and not answered: only then
+    /// may the slot hold the id of a domain no one holds.
+    unanswered: std::cell::Cell<bool>,
 }
 
 /// The zygote's process id, if this process has one running (for tests of its failures).
@@ -43,14 +64,22 @@ pub fn zygote_id() -> Option<u32> {
     ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|zygote| zygote.process.id())
 }
 
+/// For tests of the zygote's failures: the zygote that forks the next domain stops itself
+/// (`SIGSTOP`) after the fork and before it answers, as a zygote killed or stopped in that
+/// window would. The parent then kills it after its patience (2 seconds), or sees it end
+/// sooner if the test kills it, and takes the domain from the slot (see the module's doc).
+pub fn stop_zygote_after_next_fork() {
+    STOP_AFTER_NEXT_FORK.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Starts a domain's host process: forked by the zygote of `executable` (started first if there
 /// is none yet). Returns it with this side of its socket (its stdin is the other side). A
 /// zygote that failed (it was killed, stopped, or broke) is replaced, once, and the log says
 /// so; if the new one fails too, the domain's host process is executed instead (`nebulet
-/// domain-child`), as without a zygote. Each attempt has a socket pair of its own, so that a
-/// domain forked by a zygote that died before it answered reads only the end of its socket,
-/// and ends (it is left unreaped: its id never came). Blocks for the fork, at most about twice
-/// [`PATIENCE`]: `Domain::start` calls it off the runtime's workers.
+/// domain-child`), as without a zygote. A domain that a failed zygote forked before it
+/// answered is found in the slot once the zygote is reaped, and is the one returned (no fork
+/// is then asked of the new zygote). Blocks for the fork, at most about twice [`PATIENCE`]:
+/// `Domain::start` calls it off the runtime's workers.
 pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
     let mut zygote = ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..2 {
@@ -74,8 +103,11 @@ pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
             Ok(pid) => return Ok((HostProcess::adopt(pid)?, ours)),
             Err(error) => {
                 tracing::warn!("the domain zygote failed ({error}): starting a new one");
-                if let Some(failed) = zygote.take() {
-                    failed.stop();
+                let Some(failed) = zygote.take() else { break };
+                // Once the zygote is reaped it forks nothing more, and the slot holds the id
+                // of the domain it forked, if it did, which waits for its socket.
+                if let Some(pid) = failed.stop() {
+                    return Ok((HostProcess::adopt_child(pid)?, ours));
                 }
             }
         }
@@ -114,17 +146,35 @@ impl Zygote {
         let (control, theirs) = socket_pair()?;
         set_socket_timeout(&control, Timeout::Recv, Some(PATIENCE))?;
         set_socket_timeout(&control, Timeout::Send, Some(PATIENCE))?;
+        let slot =
+            rustix::fs::memfd_create("nebulet-zygote-slot", rustix::fs::MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&slot, SLOT_BYTES as u64)?;
         let process = std::process::Command::new(executable)
             .arg(crate::ZYGOTE_COMMAND)
             .stdin(std::process::Stdio::from(theirs))
             .env_clear()
             .spawn()?;
-        Ok(Self { executable: executable.to_path_buf(), process, control })
+        let unanswered = std::cell::Cell::new(false);
+        let zygote =
+            Self { executable: executable.to_path_buf(), process, control, slot, unanswered };
+        // Its first message: the slot, which it maps before it takes any request.
+        if let Err(error) = crate::handoff::send(zygote.control.as_fd(), &[zygote.slot.as_fd()]) {
+            zygote.stop();
+            return Err(error);
+        }
+        Ok(zygote)
     }
 
     /// Asks for a domain whose socket is `socket`: its host process's id.
     fn fork(&self, socket: BorrowedFd<'_>) -> io::Result<rustix::process::Pid> {
-        crate::handoff::send(self.control.as_fd(), &[socket])?;
+        // The slot is written by the fork only: 0 means no domain was forked.
+        if rustix::io::pwrite(&self.slot, &[0; SLOT_BYTES], 0)? != SLOT_BYTES {
+            return Err(io::Error::other("cannot clear the slot"));
+        }
+        let stop = STOP_AFTER_NEXT_FORK.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let tag = if stop { FORK_AND_STOP } else { FORK };
+        self.unanswered.set(true);
+        crate::handoff::send_tagged(self.control.as_fd(), tag, &[socket])?;
         let mut answer = [0; 4];
         let mut read = 0;
         while read < answer.len() {
@@ -138,6 +188,7 @@ impl Zygote {
                 Err(error) => return Err(error.into()),
             }
         }
+        self.unanswered.set(false);
         let answer = i32::from_le_bytes(answer);
         match rustix::process::Pid::from_raw(answer) {
             Some(pid) if answer > 0 => Ok(pid),
@@ -145,19 +196,38 @@ impl Zygote {
         }
     }
 
-    /// Kills and reaps the zygote (its domains go on: they are not its children).
-    fn stop(mut self) {
+    /// Kills and reaps the zygote (its domains go on: they are not its children). Returns the
+    /// id in the slot, if a request was not answered and it forked for it: a domain whose id
+    /// it did not send (this process's child, not reaped yet, so the id is still its own).
+    /// `None` also if the zygote cannot be reaped (it could still fork).
+    fn stop(mut self) -> Option<rustix::process::Pid> {
         let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.process.wait().ok()?;
+        if !self.unanswered.get() {
+            return None;
+        }
+        let mut slot = [0; SLOT_BYTES];
+        if rustix::io::pread(&self.slot, &mut slot, 0).ok()? != SLOT_BYTES {
+            return None;
+        }
+        let id = i32::from_ne_bytes(slot);
+        rustix::process::Pid::from_raw(id).filter(|_| id > 0)
     }
 }
+
+/// The slot's size: a process id (`int`), in this machine's byte order, as the kernel writes it.
+const SLOT_BYTES: usize = 4;
 
 /// Runs the zygote (`nebulet domain-zygote`, with its socket to the parent as stdin) until the
 /// parent closes its end; returns the exit code. In each forked copy it runs the domain
 /// instead, and exits with the domain's exit code.
 pub fn main() -> i32 {
+    // No transparent huge pages in the zygote and the domains it forks (inherited): the
+    // allocator asks for them (`MADV_HUGEPAGE`), and each thread a domain starts then took a
+    // fresh 2 MiB page for its first allocations, which the kernel zeroes (about a third of a
+    // small domain's runtime threads' CPU time), and copy-on-write split the zygote's.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     // What every domain would otherwise do for itself after the fork.
-    crate::sandbox::prepare();
     crate::child::prepare();
     let network = match crate::sandbox::enter_zygote_namespaces() {
         Ok(network) => network.unwrap_or(crate::sandbox::Network::Own),
@@ -168,15 +238,41 @@ pub fn main() -> i32 {
         }
     };
     let control = io::stdin();
+    let slot = match crate::handoff::receive(control.as_fd()).map(<[OwnedFd; 1]>::try_from) {
+        Ok(Ok([memfd])) => match fork::Slot::map(&memfd) {
+            Ok(slot) => slot,
+            Err(error) => {
+                eprintln!("nebulet domain zygote: cannot map its slot: {error}");
+                return 1;
+            }
+        },
+        _ => {
+            eprintln!("nebulet domain zygote: no slot came");
+            return 1;
+        }
+    };
+    // The allow-list and what a domain's start needs (see `sandbox::START_UP`): applied once
+    // here, so each domain applies only a small filter that takes the latter away.
+    let inherited = crate::sandbox::restrict_zygote();
     loop {
-        let Ok(descriptors) = crate::handoff::receive(control.as_fd()) else {
+        let Ok((tag, descriptors)) = crate::handoff::receive_tagged(control.as_fd()) else {
             // The parent closed its end (it ended, or replaced this zygote).
             return 0;
         };
         let answer = match <[OwnedFd; 1]>::try_from(descriptors) {
-            Ok([socket]) => match fork::fork_domain(socket) {
-                Ok(fork::Forked::Domain) => std::process::exit(crate::child::run_in(network)),
-                Ok(fork::Forked::Zygote(pid)) => pid.as_raw_nonzero().get(),
+            Ok([socket]) => match fork::fork_domain(socket, &slot) {
+                Ok(fork::Forked::Domain) => {
+                    fork::exit_domain(crate::child::run_in(network, inherited))
+                }
+                Ok(fork::Forked::Zygote(pid)) => {
+                    if tag == FORK_AND_STOP {
+                        let _ = rustix::process::kill_process(
+                            rustix::process::getpid(),
+                            rustix::process::Signal::STOP,
+                        );
+                    }
+                    pid.as_raw_nonzero().get()
+                }
                 Err(error) => -error.raw_os_error().unwrap_or(libc::EIO),
             },
             Err(_) => -libc::EINVAL,

@@ -36,20 +36,24 @@ const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 
 /// What the host can give, measured now (see the module doc).
 pub(crate) fn measure(options: &EngineOptions) -> Capacity {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let host = Host {
-        meminfo: read("/proc/meminfo"),
-        max_map_count: read("/proc/sys/vm/max_map_count").trim().parse().ok(),
-        maps: read("/proc/self/maps").lines().count() as u64,
-        address_space_limit: address_space_limit(),
-        address_space_used: virtual_size(&read("/proc/self/status")),
-    };
+    measure_with(&Host::facts_but_memory(), options)
+}
+
+/// [`measure`] with the facts of `host` but the memory available, which is read now: `host`
+/// may come from the process this one was forked from (a domain's zygote), whose mappings and
+/// address space are this one's at the fork.
+pub(crate) fn measure_with(host: &Host, options: &EngineOptions) -> Capacity {
+    let host = Host { meminfo: read("/proc/meminfo"), ..host.clone() };
     host.capacity(options)
 }
 
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
 /// The facts [`measure`] reads from the host, apart so they can be tested.
-#[derive(Debug, Default)]
-struct Host {
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Host {
     meminfo: String,
     max_map_count: Option<u64>,
     /// Mappings the host process has now.
@@ -61,6 +65,17 @@ struct Host {
 }
 
 impl Host {
+    /// The facts read now, but the memory available (left empty).
+    pub(crate) fn facts_but_memory() -> Self {
+        Host {
+            meminfo: String::new(),
+            max_map_count: read("/proc/sys/vm/max_map_count").trim().parse().ok(),
+            maps: read("/proc/self/maps").lines().count() as u64,
+            address_space_limit: address_space_limit(),
+            address_space_used: virtual_size(&read("/proc/self/status")),
+        }
+    }
+
     fn capacity(&self, options: &EngineOptions) -> Capacity {
         let available = meminfo_bytes(&self.meminfo, "MemAvailable")
             .or_else(|| meminfo_bytes(&self.meminfo, "MemTotal"))

@@ -32,11 +32,13 @@ pub(crate) struct ConsoleWriter {
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
 }
 
+/// The host process's writers of stdout and stderr, once started.
+static OUTPUT: OnceLock<ConsoleWriter> = OnceLock::new();
+static ERROR: OnceLock<ConsoleWriter> = OnceLock::new();
+
 impl ConsoleWriter {
     /// The host process's writer of `stream`, started on first use.
     pub(crate) fn get(stream: ConsoleStream) -> &'static ConsoleWriter {
-        static OUTPUT: OnceLock<ConsoleWriter> = OnceLock::new();
-        static ERROR: OnceLock<ConsoleWriter> = OnceLock::new();
         match stream {
             ConsoleStream::Output => OUTPUT.get_or_init(|| Self::start("stdout", std::io::stdout)),
             ConsoleStream::Error => ERROR.get_or_init(|| Self::start("stderr", std::io::stderr)),
@@ -44,9 +46,11 @@ impl ConsoleWriter {
     }
 
     /// Waits until everything queued so far on both streams is written (or the stream is gone).
+    /// A stream never written to has no writer, and none is started for it.
     pub(crate) fn flush_all() {
-        Self::get(ConsoleStream::Output).flush();
-        Self::get(ConsoleStream::Error).flush();
+        for writer in [OUTPUT.get(), ERROR.get()].into_iter().flatten() {
+            writer.flush();
+        }
     }
 
     fn start<W: Write>(name: &str, sink: impl Fn() -> W + Send + 'static) -> ConsoleWriter {

@@ -50,6 +50,36 @@ pub const EPOCH_INTERVAL: Duration = Duration::from_micros(250);
 /// still running then (a long compile) is left to finish on its own.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_millis(500);
 
+/// What a kernel's start needs that can be made once beforehand, before the process forks
+/// copies of itself that each start a kernel (a domain's zygote, `crates/domains`): the engine,
+/// the system calls' linker (`Kernel::prepare_linker`), and the host's facts but its available
+/// memory, which each kernel reads at its start. About 1 ms of a kernel's start, measured in
+/// a domain.
+#[derive(Clone)]
+pub struct PreparedKernel {
+    engine: wasmtime::Engine,
+    host: capacity::Host,
+}
+
+impl PreparedKernel {
+    /// Makes the engine of `options` and the rest now (starting no thread).
+    pub fn new(options: &EngineOptions) -> wasmtime::Result<Self> {
+        let engine = wasmtime::Engine::new(&options.config())?;
+        Kernel::prepare_linker(&engine)?;
+        // blake3 detects the CPU's features once per process (with `cpuid`, which a virtual
+        // machine's hypervisor traps: about 5 % of a small domain's CPU time), and loading a
+        // compiled module checks its checksum with blake3.
+        let _ = blake3::hash(b"nebulet");
+        Ok(Self { engine, host: capacity::Host::facts_but_memory() })
+    }
+}
+
+impl std::fmt::Debug for PreparedKernel {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("PreparedKernel").finish_non_exhaustive()
+    }
+}
+
 /// A booted hosted kernel: the runtime, the kernel, and the epoch ticker.
 pub struct Emulator {
     /// `None` only while dropping.
@@ -239,15 +269,16 @@ impl Emulator {
         Self::with_config(console, &options, config, None)
     }
 
-    /// [`Emulator::with_options`] with `engine`, made from `options.config()` beforehand: a
-    /// domain's zygote makes it once, before it forks (making it starts no thread), so that
-    /// each domain it forks does not.
-    pub fn with_engine(
+    /// [`Emulator::with_options`] with what `prepared` made beforehand (from the same
+    /// `options`): a domain's zygote makes it once, before it forks (making it starts no
+    /// thread), so that each domain it forks does not.
+    pub fn with_prepared(
         console: Console,
         options: &EngineOptions,
-        engine: wasmtime::Engine,
+        prepared: &PreparedKernel,
     ) -> wasmtime::Result<Self> {
-        Self::with_parts(console, options, engine, None)
+        let capacity = capacity::measure_with(&prepared.host, options);
+        Self::with_parts(console, options, prepared.engine.clone(), None, Some(capacity))
     }
 
     /// The emulator of an engine configured by `config` (made from `options`).
@@ -257,15 +288,17 @@ impl Emulator {
         config: wasmtime::Config,
         cache: Option<ModuleCache>,
     ) -> wasmtime::Result<Self> {
-        Self::with_parts(console, options, wasmtime::Engine::new(&config)?, cache)
+        Self::with_parts(console, options, wasmtime::Engine::new(&config)?, cache, None)
     }
 
-    /// The emulator of `engine` (made from `options`).
+    /// The emulator of `engine` (made from `options`), whose capacity is `capacity` if measured
+    /// already.
     fn with_parts(
         console: Console,
         options: &EngineOptions,
         engine: wasmtime::Engine,
         cache: Option<ModuleCache>,
+        capacity: Option<Capacity>,
     ) -> wasmtime::Result<Self> {
         // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
         // are the timer thread's (see `timers`).
@@ -289,7 +322,7 @@ impl Emulator {
             .thread_name("nebulet-cpu")
             .build()
             .map_err(wasmtime::Error::new)?;
-        let capacity = HostedPlatform::measure_capacity(options);
+        let capacity = capacity.unwrap_or_else(|| HostedPlatform::measure_capacity(options));
         let platform = Arc::new(HostedPlatform::new(
             runtime.handle().clone(),
             console.clone(),

@@ -145,14 +145,36 @@ impl core::fmt::Debug for Kernel {
     }
 }
 
+/// The linker [`Kernel::prepare_linker`] made, for the kernels later made on its engine.
+static PREPARED_LINKER: crate::sync::Mutex<Option<wasmtime::Linker<ThreadContext>>> =
+    crate::sync::Mutex::new(None);
+
 impl Kernel {
+    /// Links every system call and WASI function for kernels on `engine` now: the kernels
+    /// later made on that engine in this process, or in a copy of it forked after this call (a
+    /// domain's zygote forks each domain), clone this linker instead of linking every function
+    /// again (about half a millisecond of a kernel's start).
+    pub fn prepare_linker(engine: &wasmtime::Engine) -> Result<(), wasmtime::Error> {
+        let linker = crate::syscalls::linker(engine)?;
+        *PREPARED_LINKER.lock() = Some(linker);
+        Ok(())
+    }
+
     /// A kernel on this platform, running modules of this engine. The engine must have epoch
     /// interruption on; the platform increments its epoch.
     pub fn new(
         platform: Arc<dyn Platform>,
         engine: wasmtime::Engine,
     ) -> Result<Arc<Self>, wasmtime::Error> {
-        let linker = crate::syscalls::linker(&engine)?;
+        let prepared = PREPARED_LINKER
+            .lock()
+            .as_ref()
+            .filter(|linker| wasmtime::Engine::same(linker.engine(), &engine))
+            .cloned();
+        let linker = match prepared {
+            Some(linker) => linker,
+            None => crate::syscalls::linker(&engine)?,
+        };
         let random = FastRandom::new(&*platform).map_err(|error| {
             wasmtime::Error::msg(alloc::format!("no entropy to seed the kernel: {error}"))
         })?;
