@@ -26,6 +26,7 @@ mod source;
 mod ticker;
 mod timers;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -96,6 +97,13 @@ impl std::fmt::Debug for Emulator {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("Emulator").field("kernel", &self.kernel).finish_non_exhaustive()
     }
+}
+
+/// Spawns `task` on the current tokio runtime as the kernel's processes are spawned: a task it
+/// wakes runs next on the same worker (direct hand-off, see `handoff.rs`), and a task that
+/// wakes it hands it the worker. Panics outside a runtime.
+pub fn spawn_with_handoff(task: impl Future<Output = ()> + Send + 'static) {
+    handoff::spawn(&tokio::runtime::Handle::current(), Box::pin(task));
 }
 
 /// The wasmtime configuration of the hosted kernel.
