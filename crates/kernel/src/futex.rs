@@ -4,8 +4,8 @@
 //! A waiter is queued in the same system call that compared the value, before any other thread
 //! of the process can run, so a wake between the compare and the wait is never lost.
 
-use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Poll, Waker};
@@ -19,15 +19,18 @@ struct Waiter {
     waker: crate::sync::Mutex<Option<Waker>>,
 }
 
+/// The waiting threads of one process, oldest first, each with its address: one vector for all
+/// addresses. A process has few waiters at a time (at most one per thread), so scanning them
+/// costs less than a map's nodes, which a wait and a wake allocated and freed each time (the
+/// thread-switch benchmark's hot path).
 #[derive(Debug, Default)]
 pub(crate) struct Futexes {
-    queues: crate::sync::Mutex<BTreeMap<u64, VecDeque<Arc<Waiter>>>>,
+    waiters: crate::sync::Mutex<Vec<(u64, Arc<Waiter>)>>,
 }
 
 /// A queued wait; dropping it (a timeout, a killed process) leaves the queue.
 pub(crate) struct Ticket<'a> {
     futexes: &'a Futexes,
-    address: u64,
     waiter: Arc<Waiter>,
 }
 
@@ -35,41 +38,44 @@ impl Futexes {
     /// Queues the calling thread on `address`; await [`Ticket::wait`] to block.
     pub(crate) fn enqueue(&self, address: u64) -> Ticket<'_> {
         let waiter = Arc::new(Waiter::default());
-        self.queues.lock().entry(address).or_default().push_back(waiter.clone());
-        Ticket { futexes: self, address, waiter }
+        self.waiters.lock().push((address, waiter.clone()));
+        Ticket { futexes: self, waiter }
     }
 
     /// Wakes up to `count` waiters of `address`, oldest first; returns how many.
     pub(crate) fn wake(&self, address: u64, count: u32) -> u32 {
-        let mut woken = alloc::vec::Vec::new();
-        {
-            let mut queues = self.queues.lock();
-            if let Some(queue) = queues.get_mut(&address) {
-                while woken.len() < count as usize {
-                    let Some(waiter) = queue.pop_front() else { break };
-                    waiter.woken.store(true, Ordering::Release);
-                    woken.push(waiter);
-                }
-                if queue.is_empty() {
-                    queues.remove(&address);
-                }
-            }
-        }
-        for waiter in &woken {
+        let mut woken = 0;
+        // One at a time, so that no waker runs under the lock and nothing is allocated.
+        while woken < count {
+            let waiter = {
+                let mut waiters = self.waiters.lock();
+                let Some(index) = waiters.iter().position(|(waiting, _)| *waiting == address)
+                else {
+                    break;
+                };
+                let (_, waiter) = waiters.remove(index);
+                waiter.woken.store(true, Ordering::Release);
+                Self::shrink(&mut waiters);
+                waiter
+            };
             if let Some(waker) = waiter.waker.lock().take() {
                 waker.wake();
             }
+            woken += 1;
         }
-        woken.len() as u32
+        woken
     }
 
-    fn remove(&self, address: u64, waiter: &Arc<Waiter>) {
-        let mut queues = self.queues.lock();
-        if let Some(queue) = queues.get_mut(&address) {
-            queue.retain(|queued| !Arc::ptr_eq(queued, waiter));
-            if queue.is_empty() {
-                queues.remove(&address);
-            }
+    fn remove(&self, waiter: &Arc<Waiter>) {
+        let mut waiters = self.waiters.lock();
+        waiters.retain(|(_, queued)| !Arc::ptr_eq(queued, waiter));
+        Self::shrink(&mut waiters);
+    }
+
+    /// Gives back the room of many waiters gone (a burst of threads), not that of a few.
+    fn shrink(waiters: &mut Vec<(u64, Arc<Waiter>)>) {
+        if waiters.capacity() > 16 && waiters.len() < waiters.capacity() / 4 {
+            waiters.shrink_to(waiters.len() * 2);
         }
     }
 }
@@ -79,7 +85,12 @@ impl Ticket<'_> {
     pub(crate) async fn wait(&self, platform: &dyn Platform, deadline: i64) -> bool {
         let mut deadline = Deadline::new(platform, deadline);
         poll_fn(|context| {
-            *self.waiter.waker.lock() = Some(context.waker().clone());
+            {
+                let mut waker = self.waiter.waker.lock();
+                if waker.as_ref().is_none_or(|known| !known.will_wake(context.waker())) {
+                    *waker = Some(context.waker().clone());
+                }
+            }
             if self.waiter.woken.load(Ordering::Acquire) {
                 return Poll::Ready(true);
             }
@@ -95,7 +106,7 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if !self.waiter.woken.load(Ordering::Acquire) {
-            self.futexes.remove(self.address, &self.waiter);
+            self.futexes.remove(&self.waiter);
         }
     }
 }
@@ -117,6 +128,31 @@ mod tests {
         assert_eq!(futexes.wake(8, 5), 0, "a dropped ticket left the queue");
         assert_eq!(futexes.wake(16, u32::MAX), 1);
         drop((first, other));
-        assert!(futexes.queues.lock().is_empty());
+        assert!(futexes.waiters.lock().is_empty());
+    }
+
+    #[test]
+    fn waiters_of_many_addresses_are_woken_by_address_and_their_room_is_given_back() {
+        let futexes = Futexes::default();
+        let tickets: Vec<_> = (0..1_000).map(|index| futexes.enqueue(index % 3)).collect();
+        assert_eq!(futexes.wake(1, u32::MAX), 333);
+        let woken = |address: u64| {
+            tickets
+                .iter()
+                .enumerate()
+                .filter(|(index, ticket)| {
+                    *index as u64 % 3 == address && ticket.waiter.woken.load(Ordering::Relaxed)
+                })
+                .count()
+        };
+        assert_eq!((woken(0), woken(1), woken(2)), (0, 333, 0));
+        assert_eq!(futexes.wake(0, 10), 10);
+        // The oldest first.
+        assert!(tickets[0].waiter.woken.load(Ordering::Relaxed));
+        assert!(!tickets[30].waiter.woken.load(Ordering::Relaxed));
+        drop(tickets);
+        let waiters = futexes.waiters.lock();
+        assert!(waiters.is_empty());
+        assert!(waiters.capacity() <= 16, "{} kept", waiters.capacity());
     }
 }
