@@ -49,17 +49,17 @@ pub(crate) fn with_call<R, E>(
     caller: &mut Caller<'_, ThreadContext>,
     body: impl FnOnce(&mut Call<'_>) -> Result<R, E>,
 ) -> Result<R, E> {
-    match caller.data().memory.clone() {
-        Some(ProcessMemory::Own(memory)) => {
-            let (bytes, context) = memory.data_and_store_mut(caller);
-            body(&mut Call::new(context, GuestMemory::new(bytes)))
-        }
+    // Borrowed, not cloned: a shared memory's clone is two atomic counts up and down per call.
+    let memory = match &caller.data().memory {
+        Some(ProcessMemory::Own(memory)) => *memory,
         #[cfg(feature = "threads")]
         Some(ProcessMemory::Shared(memory)) => {
-            body(&mut Call::new(caller.data(), GuestMemory::shared(memory.data())))
+            return body(&mut Call::new(caller.data(), GuestMemory::shared(memory.data())));
         }
-        None => body(&mut Call::new(caller.data(), GuestMemory::new(&mut []))),
-    }
+        None => return body(&mut Call::new(caller.data(), GuestMemory::new(&mut []))),
+    };
+    let (bytes, context) = memory.data_and_store_mut(caller);
+    body(&mut Call::new(context, GuestMemory::new(bytes)))
 }
 
 impl<'a> Call<'a> {

@@ -32,15 +32,18 @@ pub(super) async fn futex_wait(
     expected: u32,
     deadline: i64,
 ) -> Result<(), Error> {
-    let process = caller.data().process.clone();
-    let platform = caller.data().kernel.platform.clone();
     let current = with_call(caller, |call| futex_word(call, address))?;
     if current != expected {
         return Err(Error::BadState);
     }
+    let context = caller.data();
     // Queued before any other thread of the process can run: no wake is lost.
-    let ticket = process.futexes.enqueue(u64::from(address));
-    if ticket.wait(&*platform, deadline).await { Ok(()) } else { Err(Error::TimedOut) }
+    let ticket = context.process.futexes.enqueue(u64::from(address));
+    if ticket.wait(&*context.kernel.platform, deadline).await {
+        Ok(())
+    } else {
+        Err(Error::TimedOut)
+    }
 }
 
 pub(super) fn futex_wake(
@@ -171,8 +174,7 @@ async fn atomic_wait(
     if current != expected {
         return Ok(1);
     }
-    let process = caller.data().process.clone();
-    let platform = caller.data().kernel.platform.clone();
+    let (process, platform) = (&caller.data().process, &caller.data().kernel.platform);
     let deadline = if timeout < 0 {
         nebulet_abi::DEADLINE_INFINITE
     } else {
@@ -181,7 +183,7 @@ async fn atomic_wait(
     let ticket = process.futexes.enqueue(effective);
     const CALL: u8 = crate::roster::blocking_call("memory.atomic.wait");
     process.activity.enter(CALL);
-    let woken = ticket.wait(&*platform, deadline).await;
+    let woken = ticket.wait(&**platform, deadline).await;
     process.activity.leave(CALL);
     Ok(if woken { 0 } else { 2 })
 }
