@@ -93,11 +93,13 @@ struct State {
     /// after a process ended (a waker left in some object's queue) is ignored, so no turn is
     /// given that nobody takes.
     live: BTreeSet<Key>,
-    /// Processes given a turn, woken to take it at their next poll.
-    granted: BTreeSet<Key>,
+    /// Processes given a turn, woken to take it at their next poll. With `running`, at most
+    /// `busy` (the processors' count) entries: vectors, scanned, which keep their room, where
+    /// sets allocated and freed a node at nearly every turn (the round trip's hot path).
+    granted: Vec<Key>,
     /// Processes taking their turn, and whether they were woken meanwhile (they then queue
     /// again when it ends: a process that yields at an epoch tick wakes itself).
-    running: BTreeMap<Key, bool>,
+    running: Vec<(Key, bool)>,
     /// Budgets with waiters at or below them.
     nodes: BTreeMap<Key, Node>,
     /// Counts arrivals, to order entries of one pass.
@@ -135,7 +137,7 @@ impl Drop for Turn<'_> {
         let wakers = {
             let mut state = self.processors.state.lock();
             state.busy -= 1;
-            if state.running.remove(&key(self.budget)) == Some(true) {
+            if state.stop_running(key(self.budget)) == Some(true) {
                 state.wait(self.budget, self.waker.clone());
             }
             self.processors.give_turns(&mut state)
@@ -184,7 +186,8 @@ impl Processors {
             if !state.live.contains(&key) {
                 return (Waiting::Again, false);
             }
-            if let Some(woken) = state.running.get_mut(&key) {
+            if let Some((_, woken)) = state.running.iter_mut().find(|(running, _)| *running == key)
+            {
                 *woken = true;
                 return (Waiting::Again, false);
             }
@@ -199,7 +202,7 @@ impl Processors {
             }
             if state.busy < self.count && state.nodes.is_empty() {
                 state.busy += 1;
-                state.granted.insert(key);
+                state.granted.push(key);
                 (Waiting::Again, true)
             } else {
                 (state.wait(budget, waker.clone()), false)
@@ -212,10 +215,10 @@ impl Processors {
     pub(crate) fn begin<'a>(&'a self, budget: &'a Arc<Budget>, waker: &Waker) -> Option<Turn<'a>> {
         let mut state = self.state.lock();
         let key = key(budget);
-        if !state.granted.remove(&key) {
+        if !state.take_granted(key) {
             return None;
         }
-        state.running.insert(key, false);
+        state.running.push((key, false));
         Some(Turn { processors: self, budget, waker: waker.clone() })
     }
 
@@ -226,7 +229,7 @@ impl Processors {
             let mut state = self.state.lock();
             let key = key(budget);
             state.live.remove(&key);
-            if state.granted.remove(&key) {
+            if state.take_granted(key) {
                 state.busy -= 1;
             } else {
                 state.leave(budget);
@@ -243,7 +246,7 @@ impl Processors {
             && let Some((key, waker)) = state.next()
         {
             state.busy += 1;
-            state.granted.insert(key);
+            state.granted.push(key);
             wakers.push(waker);
         }
         wakers
@@ -278,6 +281,17 @@ impl Preemption {
 }
 
 impl State {
+    /// Takes `key`'s granted turn; whether it had one.
+    fn take_granted(&mut self, key: Key) -> bool {
+        let index = self.granted.iter().position(|granted| *granted == key);
+        index.map(|index| self.granted.swap_remove(index)).is_some()
+    }
+
+    /// Ends `key`'s run; whether it was woken during it, if it was running.
+    fn stop_running(&mut self, key: Key) -> Option<bool> {
+        let index = self.running.iter().position(|(running, _)| *running == key)?;
+        Some(self.running.swap_remove(index).1)
+    }
     /// The root of the waiting tree: up from any waiting node (every ancestor of a waiting
     /// node has a node).
     fn root(&self) -> Option<Key> {
