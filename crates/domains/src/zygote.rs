@@ -85,8 +85,9 @@ pub fn stop_zygote_after_next_fork() {
 /// as the socket takes without waiting) into this side of its socket, while the zygote forks:
 /// the domain finds it there when it starts, instead of waiting for it after the answer. What
 /// it gave (the setup's bytes sent, or its error) comes back with the domain. A zygote that
-/// failed after a handover and cannot be reaped could still fork a domain that finds that
-/// setup: then no other domain is started for it (an error), so no program runs twice.
+/// failed after a handover and cannot be reaped (or its slot read) could still have forked, or
+/// fork, a domain that finds that setup: then no other domain is started for it (an error),
+/// so no program runs twice.
 pub(crate) fn start(executable: &Path, handover: Handover<'_>) -> io::Result<Started> {
     let mut zygote = ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..2 {
@@ -127,7 +128,7 @@ pub(crate) fn start(executable: &Path, handover: Handover<'_>) -> io::Result<Sta
                     Err(error) if handed.is_some() => {
                         return Err(io::Error::other(format!(
                             "the domain zygote failed after the domain's setup was sent, and \
-                             cannot be reaped: {error}"
+                             cannot be reaped or its slot read: {error}"
                         )));
                     }
                     Err(_) => {}
