@@ -287,8 +287,8 @@ impl Emulator {
     /// Unlike the others, this emulator's epoch advances only while a thread is in
     /// [`Emulator::block_on`] (the first thread to call it), on that thread, instead of on a
     /// thread of its own: one thread fewer to start and wake (about 0.07 ms of a domain's
-    /// start, and 0.1 ms of its CPU time). A process that spins without calls is interrupted only then,
-    /// so its user runs everything inside `block_on`, as a domain does.
+    /// start, and 0.1 ms of its CPU time). A process that spins without calls is interrupted
+    /// only then, so its user runs everything inside `block_on`, as a domain does.
     pub fn with_prepared(
         console: Console,
         options: &EngineOptions,
