@@ -28,6 +28,8 @@ pub(crate) fn prepare() {
     if let Ok(prepared) = PreparedKernel::new(&EngineOptions::default()) {
         let _ = PREPARED.set(prepared);
     }
+    // rustix finds the vDSO's clock functions at its first clock reading, in each process.
+    let _ = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
 }
 
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how

@@ -126,13 +126,6 @@ impl Domain {
             Some(code) => (code.to_vec(), true, None),
             None => (module, compiled, code_key),
         };
-        // Off the runtime's workers: the fork's exchange with the zygote (or the exec) blocks,
-        // for seconds if the zygote is stuck.
-        let starting = tokio::task::spawn_blocking(move || match launch {
-            Launch::Zygote => crate::zygote::start(&executable),
-            Launch::Execute => crate::zygote::execute(&executable),
-        });
-        let (host, parent_socket) = starting.await.map_err(io::Error::other)??;
         let stdio = match stdio {
             Some(stdio) => stdio,
             None => [
@@ -142,20 +135,11 @@ impl Domain {
             ],
         };
         let (guests, directories): (Vec<String>, Vec<OwnedFd>) = preopens.into_iter().unzip();
-        let descriptors: Vec<_> = stdio
-            .iter()
-            .map(|descriptor| descriptor.as_fd())
-            .chain(listeners.iter().map(|listener| listener.as_fd()))
-            .chain(directories.iter().map(|descriptor| descriptor.as_fd()))
-            .collect();
-        crate::handoff::send(parent_socket.as_fd(), &descriptors)?;
-        let listener_count = listeners.len();
-        drop((stdio, listeners, directories));
         let setup = Setup {
             name,
             args,
             environment,
-            listeners: listener_count,
+            listeners: listeners.len(),
             preopens: guests,
             module,
             compiled,
@@ -164,10 +148,33 @@ impl Domain {
             probe,
             share_code: code_key.is_some(),
         };
+        let setup = wire::encode(&setup);
+        // Off the runtime's workers: the fork's exchange with the zygote (or the exec) blocks,
+        // for seconds if the zygote is stuck. The descriptors and the setup go into the
+        // domain's socket while the zygote forks (`zygote::start`).
+        let starting = tokio::task::spawn_blocking(move || {
+            let descriptors: Vec<_> = stdio
+                .iter()
+                .map(|descriptor| descriptor.as_fd())
+                .chain(listeners.iter().map(|listener| listener.as_fd()))
+                .chain(directories.iter().map(|descriptor| descriptor.as_fd()))
+                .collect();
+            let handover = |socket: std::os::fd::BorrowedFd<'_>| {
+                crate::handoff::send(socket, &descriptors)?;
+                send_without_waiting(socket, &setup)
+            };
+            let started = match launch {
+                Launch::Zygote => crate::zygote::start(&executable, &handover),
+                Launch::Execute => crate::zygote::execute(&executable, &handover),
+            };
+            started.map(|(host, socket, handed)| (host, socket, handed, setup))
+        });
+        let (host, parent_socket, handed, setup) = starting.await.map_err(io::Error::other)??;
+        let sent = handed?;
         let socket = std::os::unix::net::UnixStream::from(parent_socket);
         socket.set_nonblocking(true)?;
         let mut socket = tokio::net::UnixStream::from_std(socket)?;
-        socket.write_all(&wire::encode(&setup)).await?;
+        socket.write_all(&setup[sent..]).await?;
         // Each half registered with the poller only while it waits (`bridge::split`).
         let (reader, outgoing) = crate::bridge::split(socket)?;
         tokio::spawn(outgoing.clone().flush_loop());
@@ -266,6 +273,21 @@ impl Domain {
         let spun = i64::try_from(self.spun.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         (status, cpu.saturating_add(spun))
     }
+}
+
+/// Writes what `socket` (blocking) takes of `bytes` now, without waiting for room: how many.
+fn send_without_waiting(socket: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match rustix::net::send(socket, &bytes[sent..], flags) {
+            Ok(count) => sent += count,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(sent)
 }
 
 /// The status of a domain that did not tell how its program ended: "domain fault", with what

@@ -80,12 +80,20 @@ pub fn stop_zygote_after_next_fork() {
 /// answered is found in the slot once the zygote is reaped, and is the one returned (no fork
 /// is then asked of the new zygote). Blocks for the fork, at most about twice [`PATIENCE`]:
 /// `Domain::start` calls it off the runtime's workers.
-pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
+///
+/// `handover` sends the domain what it reads first (its descriptors, and as much of its setup
+/// as the socket takes without waiting) into this side of its socket, while the zygote forks:
+/// the domain finds it there when it starts, instead of waiting for it after the answer. What
+/// it gave (the setup's bytes sent, or its error) comes back with the domain. A zygote that
+/// failed after a handover and cannot be reaped (or its slot read) could still have forked, or
+/// fork, a domain that finds that setup: then no other domain is started for it (an error),
+/// so no program runs twice.
+pub(crate) fn start(executable: &Path, handover: Handover<'_>) -> io::Result<Started> {
     let mut zygote = ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..2 {
         if zygote.as_ref().is_none_or(|running| running.executable != executable) {
             if let Some(old) = zygote.take() {
-                old.stop();
+                let _ = old.stop();
             }
             match Zygote::spawn(executable) {
                 Ok(started) => *zygote = Some(started),
@@ -99,26 +107,51 @@ pub(crate) fn start(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
         }
         let Some(running) = zygote.as_ref() else { break };
         let (ours, theirs) = socket_pair()?;
-        match running.fork(theirs.as_fd()) {
-            Ok(pid) => return Ok((HostProcess::adopt(pid)?, ours)),
+        let mut handed = None;
+        let forked = running.fork(theirs.as_fd(), &mut || handed = Some(handover(ours.as_fd())));
+        match forked {
+            Ok(pid) => {
+                let handed = handed.unwrap_or_else(|| handover(ours.as_fd()));
+                return Ok((HostProcess::adopt(pid)?, ours, handed));
+            }
             Err(error) => {
                 tracing::warn!("the domain zygote failed ({error}): starting a new one");
                 let Some(failed) = zygote.take() else { break };
                 // Once the zygote is reaped it forks nothing more, and the slot holds the id
                 // of the domain it forked, if it did, which waits for its socket.
-                if let Some(pid) = failed.stop() {
-                    return Ok((HostProcess::adopt_child(pid)?, ours));
+                match failed.stop() {
+                    Ok(Some(pid)) => {
+                        let handed = handed.unwrap_or_else(|| handover(ours.as_fd()));
+                        return Ok((HostProcess::adopt_child(pid)?, ours, handed));
+                    }
+                    Ok(None) => {}
+                    Err(error) if handed.is_some() => {
+                        return Err(io::Error::other(format!(
+                            "the domain zygote failed after the domain's setup was sent, and \
+                             cannot be reaped or its slot read: {error}"
+                        )));
+                    }
+                    Err(_) => {}
                 }
             }
         }
     }
     drop(zygote);
-    execute(executable)
+    execute(executable, handover)
 }
 
+/// What [`start`] and [`execute`] give: the domain's host process, this side of its socket,
+/// and what its handover gave (the setup's bytes it sent, or its error).
+pub(crate) type Started = (HostProcess, OwnedFd, io::Result<usize>);
+
+/// Sends a new domain what it reads first into this side of its socket, without waiting for
+/// room: the setup's bytes sent (see [`start`]).
+pub(crate) type Handover<'a> = &'a (dyn Fn(BorrowedFd<'_>) -> io::Result<usize> + Sync);
+
 /// Starts a domain's host process as an execution of `executable` (`nebulet domain-child`),
-/// without the zygote. Returns it with this side of its socket (its stdin is the other side).
-pub(crate) fn execute(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
+/// without the zygote. Returns it with this side of its socket (its stdin is the other side),
+/// to which `handover` sent first what it reads first (see [`start`]).
+pub(crate) fn execute(executable: &Path, handover: Handover<'_>) -> io::Result<Started> {
     let (ours, theirs) = socket_pair()?;
     let child = std::process::Command::new(executable)
         .arg(crate::CHILD_COMMAND)
@@ -127,7 +160,8 @@ pub(crate) fn execute(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
         .spawn()?;
     // Held (and reaped) by its pidfd from now on; `Child` neither kills nor waits when dropped.
     let pid = rustix::process::Pid::from_child(&child);
-    Ok((HostProcess::adopt(pid)?, ours))
+    let handed = handover(ours.as_fd());
+    Ok((HostProcess::adopt(pid)?, ours, handed))
 }
 
 /// A Unix stream socket pair, both ends close-on-exec.
@@ -153,20 +187,30 @@ impl Zygote {
             .arg(crate::ZYGOTE_COMMAND)
             .stdin(std::process::Stdio::from(theirs))
             .env_clear()
+            // The dynamic linker binds every symbol of the shared libraries at the zygote's
+            // start, not at each first call: otherwise each domain bound glibc's and libgcc's
+            // own calls again (the binary itself is bound at once already), writing their
+            // tables, pages shared with the zygote that the write then copies.
+            .env("LD_BIND_NOW", "1")
             .spawn()?;
         let unanswered = std::cell::Cell::new(false);
         let zygote =
             Self { executable: executable.to_path_buf(), process, control, slot, unanswered };
         // Its first message: the slot, which it maps before it takes any request.
         if let Err(error) = crate::handoff::send(zygote.control.as_fd(), &[zygote.slot.as_fd()]) {
-            zygote.stop();
+            let _ = zygote.stop();
             return Err(error);
         }
         Ok(zygote)
     }
 
-    /// Asks for a domain whose socket is `socket`: its host process's id.
-    fn fork(&self, socket: BorrowedFd<'_>) -> io::Result<rustix::process::Pid> {
+    /// Asks for a domain whose socket is `socket`: its host process's id. Runs `while_forking`
+    /// once the request is sent, before the answer is read.
+    fn fork(
+        &self,
+        socket: BorrowedFd<'_>,
+        while_forking: &mut dyn FnMut(),
+    ) -> io::Result<rustix::process::Pid> {
         // The slot is written by the fork only: 0 means no domain was forked.
         if rustix::io::pwrite(&self.slot, &[0; SLOT_BYTES], 0)? != SLOT_BYTES {
             return Err(io::Error::other("cannot clear the slot"));
@@ -175,6 +219,7 @@ impl Zygote {
         let tag = if stop { FORK_AND_STOP } else { FORK };
         self.unanswered.set(true);
         crate::handoff::send_tagged(self.control.as_fd(), tag, &[socket])?;
+        while_forking();
         let mut answer = [0; 4];
         let mut read = 0;
         while read < answer.len() {
@@ -199,19 +244,19 @@ impl Zygote {
     /// Kills and reaps the zygote (its domains go on: they are not its children). Returns the
     /// id in the slot, if a request was not answered and it forked for it: a domain whose id
     /// it did not send (this process's child, not reaped yet, so the id is still its own).
-    /// `None` also if the zygote cannot be reaped (it could still fork).
-    fn stop(mut self) -> Option<rustix::process::Pid> {
+    /// An error if the zygote cannot be reaped (it could still fork) or its slot read.
+    fn stop(mut self) -> io::Result<Option<rustix::process::Pid>> {
         let _ = self.process.kill();
-        self.process.wait().ok()?;
+        self.process.wait()?;
         if !self.unanswered.get() {
-            return None;
+            return Ok(None);
         }
         let mut slot = [0; SLOT_BYTES];
-        if rustix::io::pread(&self.slot, &mut slot, 0).ok()? != SLOT_BYTES {
-            return None;
+        if rustix::io::pread(&self.slot, &mut slot, 0)? != SLOT_BYTES {
+            return Err(io::Error::other("cannot read the slot"));
         }
         let id = i32::from_ne_bytes(slot);
-        rustix::process::Pid::from_raw(id).filter(|_| id > 0)
+        Ok(rustix::process::Pid::from_raw(id).filter(|_| id > 0))
     }
 }
 

@@ -7,10 +7,16 @@
 //! and the first worker to unpark wakes it, before it polls anything. A worker's park and
 //! unpark are already system calls, so the hooks' two atomic operations cost nothing that
 //! counts, and a busy worker never parks.
+//!
+//! An emulator may have its epoch advanced instead by the thread that blocks on its main future
+//! ([`Ticker::tick_until`]): a domain's kernel does, to start one thread fewer.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{JoinHandle, Thread};
+use std::time::Instant;
 
 use crate::EPOCH_INTERVAL;
 
@@ -59,6 +65,48 @@ impl Ticker {
         std::thread::Builder::new().name("nebulet-epoch".into()).spawn(move || ticker.run(&engine))
     }
 
+    /// Advances `engine`'s epoch on the calling thread, as the ticker's thread would, while it
+    /// polls `future` (within the runtime's context) until it completes: the thread polls it
+    /// whenever it is woken, and ticks in between. The first thread to call this is the
+    /// ticker's for good; another thread's call only polls (it waits for wakes, and ticks
+    /// nothing).
+    pub(crate) fn tick_until<F: Future>(&self, engine: &wasmtime::Engine, future: F) -> F::Output {
+        let current = std::thread::current();
+        let ticks = self.thread.get_or_init(|| current.clone()).id() == current.id();
+        let woken = Arc::new(Woken { thread: current, woken: AtomicBool::new(true) });
+        let waker = Waker::from(woken.clone());
+        let mut context = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        let mut next_tick = Instant::now() + EPOCH_INTERVAL;
+        loop {
+            if woken.woken.swap(false, Ordering::SeqCst)
+                && let Poll::Ready(output) = future.as_mut().poll(&mut context)
+            {
+                return output;
+            }
+            if !ticks {
+                std::thread::park();
+                continue;
+            }
+            let now = Instant::now();
+            if now < next_tick {
+                std::thread::park_timeout(next_tick - now);
+                continue;
+            }
+            engine.increment_epoch();
+            if self.all_parked() {
+                // As in `run`: announced before the second look, so an unparking worker wakes
+                // this thread (as does a wake of `future`, which it then polls).
+                self.asleep.store(true, Ordering::SeqCst);
+                if self.all_parked() && !woken.woken.load(Ordering::SeqCst) {
+                    std::thread::park();
+                }
+                self.asleep.store(false, Ordering::SeqCst);
+            }
+            next_tick = Instant::now() + EPOCH_INTERVAL;
+        }
+    }
+
     /// Stops the thread at its next tick (at once if it sleeps).
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -100,6 +148,24 @@ impl Ticker {
     }
 }
 
+/// The waker of the future [`Ticker::tick_until`] polls: it marks the future woken and unparks
+/// the ticking thread.
+struct Woken {
+    thread: Thread,
+    woken: AtomicBool,
+}
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -107,7 +173,7 @@ mod tests {
     use nebulet_abi::{ExitReason, Limit};
     use nebulet_kernel::ProcessOptions;
 
-    use crate::{Console, Emulator};
+    use crate::{Console, Emulator, EngineOptions, PreparedKernel};
 
     #[test]
     fn the_ticker_sleeps_while_every_worker_does_and_wakes_for_a_spinner() {
@@ -128,6 +194,25 @@ mod tests {
         let waiting = async { tokio::time::timeout(Duration::from_secs(60), spinner.wait()).await };
         let waited = emulator.runtime().block_on(waiting);
         let status = waited.expect("the spinner was never stopped: no tick reached it");
+        assert_eq!(status.reason, ExitReason::OutOfResources, "{:?}", status.message);
+    }
+
+    #[test]
+    fn an_emulator_ticking_in_block_on_has_no_ticker_thread_and_stops_a_spinner() {
+        let options = EngineOptions::default();
+        let prepared = PreparedKernel::new(&options).unwrap();
+        let console = Console::Buffer(Default::default());
+        let emulator = Emulator::with_prepared(console, &options, &prepared).unwrap();
+        assert!(emulator.ticker_thread.is_none());
+        // A spinner without calls yields only at ticks: its CPU limit ends it only if the
+        // thread in `block_on` ticked.
+        let module = emulator.compile(br#"(module (func (export "_start") (loop (br 0))))"#);
+        let options = ProcessOptions { name: "spinner".into(), ..Default::default() };
+        let limits = [(Limit::CpuNanoseconds, 20_000_000)];
+        let spinner =
+            emulator.kernel().spawn_with_limits(module.unwrap(), options, &limits, None).unwrap();
+        let waiting = async { tokio::time::timeout(Duration::from_secs(60), spinner.wait()).await };
+        let status = emulator.block_on(waiting).expect("the spinner was never stopped: no tick");
         assert_eq!(status.reason, ExitReason::OutOfResources, "{:?}", status.message);
     }
 }

@@ -26,10 +26,20 @@ fn options(name: &str) -> DomainOptions {
 /// Starts an echo domain (`launch`), checks that one message comes back, and runs `inspect`
 /// with its host process's id while it runs; then lets it end, and gives how it did.
 fn echo_domain(system: &System, launch: Launch, inspect: impl FnOnce(u32)) -> ExitStatus {
+    echo_domain_of(system, ECHO.as_bytes().to_vec(), launch, inspect)
+}
+
+/// [`echo_domain`] of `module` (an echo).
+fn echo_domain_of(
+    system: &System,
+    module: Vec<u8>,
+    launch: Launch,
+    inspect: impl FnOnce(u32),
+) -> ExitStatus {
     system.emulator.block_on(async {
         let (mine, theirs) = ChannelEnd::crossing_pair();
         let options = DomainOptions { bootstrap: Some(theirs), launch, ..options("echo") };
-        let domain = Domain::start(ECHO.as_bytes().to_vec(), options).await.unwrap();
+        let domain = Domain::start(module, options).await.unwrap();
         let message = CrossingMessage { bytes: b"ping".to_vec(), handles: Vec::new() };
         mine.try_write(message).map_err(|(error, _)| error).unwrap();
         let echo = tokio::time::timeout(PATIENCE, std::future::poll_fn(|c| mine.poll_read(c)))
@@ -40,6 +50,40 @@ fn echo_domain(system: &System, launch: Launch, inspect: impl FnOnce(u32)) -> Ex
         drop(mine);
         tokio::time::timeout(PATIENCE, domain.wait()).await.expect("no hang")
     })
+}
+
+/// The parent sends the setup into the domain's socket while the zygote forks, as much as the
+/// socket takes, and the rest once the zygote answered: a setup far larger than a socket's
+/// buffer (a module with 4 MiB of custom section) reaches the domain whole, forked or executed.
+#[test]
+fn a_setup_larger_than_its_socket_holds_reaches_the_domain_whole() {
+    let system = System::new();
+    let echo = nebulet_hosted::module_binary(ECHO.as_bytes(), None).unwrap().into_owned();
+    // A custom section (id 0): its size, then its name's length and name, then the payload,
+    // here of `fill` bytes (a module of its own each time: no domain is given shared code).
+    let padded = |fill: u8| {
+        let (name, payload) = (b"padding", vec![fill; 4 << 20]);
+        let mut module = echo.clone();
+        let mut size = u32::try_from(1 + name.len() + payload.len()).unwrap();
+        module.push(0);
+        loop {
+            let byte = (size & 0x7f) as u8;
+            size >>= 7;
+            if size == 0 {
+                module.push(byte);
+                break;
+            }
+            module.push(byte | 0x80);
+        }
+        module.push(name.len() as u8);
+        module.extend_from_slice(name);
+        module.extend_from_slice(&payload);
+        module
+    };
+    for (fill, launch) in [(1, Launch::Zygote), (2, Launch::Execute)] {
+        let status = echo_domain_of(&system, padded(fill), launch, |_| {});
+        assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{launch:?}: {status:?}");
+    }
 }
 
 fn signal(id: u32, signal: Signal) {
