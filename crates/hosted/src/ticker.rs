@@ -94,15 +94,8 @@ impl Ticker {
                 continue;
             }
             engine.increment_epoch();
-            if self.all_parked() {
-                // As in `run`: announced before the second look, so an unparking worker wakes
-                // this thread (as does a wake of `future`, which it then polls).
-                self.asleep.store(true, Ordering::SeqCst);
-                if self.all_parked() && !woken.woken.load(Ordering::SeqCst) {
-                    std::thread::park();
-                }
-                self.asleep.store(false, Ordering::SeqCst);
-            }
+            // A wake of `future` wakes this thread too, which then polls it.
+            self.sleep_while_all_parked(|| woken.woken.load(Ordering::SeqCst));
             next_tick = Instant::now() + EPOCH_INTERVAL;
         }
     }
@@ -135,15 +128,21 @@ impl Ticker {
         while !self.stop.load(Ordering::SeqCst) {
             std::thread::sleep(EPOCH_INTERVAL);
             engine.increment_epoch();
-            if self.all_parked() {
-                // Announced before the second look: a worker that unparks after it sees the
-                // announcement and wakes this thread (an unpark before the park is kept).
-                self.asleep.store(true, Ordering::SeqCst);
-                if self.all_parked() && !self.stop.load(Ordering::SeqCst) {
-                    std::thread::park();
-                }
-                self.asleep.store(false, Ordering::SeqCst);
+            self.sleep_while_all_parked(|| self.stop.load(Ordering::SeqCst));
+        }
+    }
+
+    /// Sleeps while every worker is parked (no wasm can run, so no tick is needed), unless
+    /// `awake()` says there is something to do. Announced before the second look: a worker that
+    /// unparks after it sees the announcement and wakes this thread (an unpark before the park
+    /// is kept).
+    fn sleep_while_all_parked(&self, awake: impl Fn() -> bool) {
+        if self.all_parked() {
+            self.asleep.store(true, Ordering::SeqCst);
+            if self.all_parked() && !awake() {
+                std::thread::park();
             }
+            self.asleep.store(false, Ordering::SeqCst);
         }
     }
 }

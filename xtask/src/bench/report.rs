@@ -284,6 +284,15 @@ fn tables(results: &Results) -> String {
     text
 }
 
+/// The idle run of `system` that reached the most.
+fn largest_idle<'a>(results: &'a Results, system: &str) -> Option<&'a IdleRun> {
+    results
+        .idle
+        .iter()
+        .filter(|run| run.system == system && run.reached > 0)
+        .max_by_key(|run| run.reached)
+}
+
 /// Nebulet beside Erlang's BEAM and Linux, for what BEAM is known for: cheap processes.
 fn beam_table(text: &mut String, results: &Results) {
     let beam = &results.beam;
@@ -311,13 +320,7 @@ fn beam_table(text: &mut String, results: &Results) {
             );
         }
     }
-    let largest = |system: &str| {
-        results
-            .idle
-            .iter()
-            .filter(|run| run.system == system && run.reached > 0)
-            .max_by_key(|run| run.reached)
-    };
+    let largest = |system: &str| largest_idle(results, system);
     if let (Some((beam_count, bytes, kib, _)), Some(dense)) = (beam.idle, largest("nebulet-dense"))
     {
         let linux = largest("linux-threads");
@@ -364,13 +367,7 @@ fn floor_table(text: &mut String, results: &Results) {
             comparison.goal.map_or("".into(), Goal::text),
         );
     }
-    let largest = |system: &str| {
-        results
-            .idle
-            .iter()
-            .filter(|run| run.system == system && run.reached > 0)
-            .max_by_key(|run| run.reached)
-    };
+    let largest = |system: &str| largest_idle(results, system);
     if let (Some(nebulet), Some(floor)) = (largest("nebulet-dense"), largest("wasmtime-dense")) {
         let _ = writeln!(
             text,
