@@ -172,7 +172,20 @@ mod tests {
     use nebulet_abi::{ExitReason, Limit};
     use nebulet_kernel::ProcessOptions;
 
-    use crate::{Console, Emulator, EngineOptions, PreparedKernel};
+    use crate::{Console, Emulator, EngineOptions, ExitStatus, PreparedKernel};
+
+    /// Starts a spinner without calls, which yields only at ticks, with a CPU limit of 20 ms;
+    /// its end, or a timeout after 60 s.
+    fn spinner_stopped(
+        emulator: &Emulator,
+    ) -> impl Future<Output = Result<ExitStatus, tokio::time::error::Elapsed>> + use<> {
+        let module = emulator.compile(br#"(module (func (export "_start") (loop (br 0))))"#);
+        let options = ProcessOptions { name: "spinner".into(), ..Default::default() };
+        let limits = [(Limit::CpuNanoseconds, 20_000_000)];
+        let spinner =
+            emulator.kernel().spawn_with_limits(module.unwrap(), options, &limits, None).unwrap();
+        async move { tokio::time::timeout(Duration::from_secs(60), spinner.wait()).await }
+    }
 
     #[test]
     fn the_ticker_sleeps_while_every_worker_does_and_wakes_for_a_spinner() {
@@ -183,15 +196,8 @@ mod tests {
             assert!(Instant::now() < deadline, "the ticker of an idle emulator never slept");
             std::thread::sleep(Duration::from_millis(1));
         }
-        // A spinner without calls yields only at ticks: its CPU limit ends it only if the
-        // ticker woke up.
-        let module = emulator.compile(br#"(module (func (export "_start") (loop (br 0))))"#);
-        let options = ProcessOptions { name: "spinner".into(), ..Default::default() };
-        let limits = [(Limit::CpuNanoseconds, 20_000_000)];
-        let spinner =
-            emulator.kernel().spawn_with_limits(module.unwrap(), options, &limits, None).unwrap();
-        let waiting = async { tokio::time::timeout(Duration::from_secs(60), spinner.wait()).await };
-        let waited = emulator.runtime().block_on(waiting);
+        // Its CPU limit ends it only if the ticker woke up.
+        let waited = emulator.runtime().block_on(spinner_stopped(&emulator));
         let status = waited.expect("the spinner was never stopped: no tick reached it");
         assert_eq!(status.reason, ExitReason::OutOfResources, "{:?}", status.message);
     }
@@ -203,15 +209,9 @@ mod tests {
         let console = Console::Buffer(Default::default());
         let emulator = Emulator::with_prepared(console, &options, &prepared).unwrap();
         assert!(emulator.ticker_thread.is_none());
-        // A spinner without calls yields only at ticks: its CPU limit ends it only if the
-        // thread in `block_on` ticked.
-        let module = emulator.compile(br#"(module (func (export "_start") (loop (br 0))))"#);
-        let options = ProcessOptions { name: "spinner".into(), ..Default::default() };
-        let limits = [(Limit::CpuNanoseconds, 20_000_000)];
-        let spinner =
-            emulator.kernel().spawn_with_limits(module.unwrap(), options, &limits, None).unwrap();
-        let waiting = async { tokio::time::timeout(Duration::from_secs(60), spinner.wait()).await };
-        let status = emulator.block_on(waiting).expect("the spinner was never stopped: no tick");
+        // Its CPU limit ends it only if the thread in `block_on` ticked.
+        let status = emulator.block_on(spinner_stopped(&emulator));
+        let status = status.expect("the spinner was never stopped: no tick");
         assert_eq!(status.reason, ExitReason::OutOfResources, "{:?}", status.message);
     }
 }
