@@ -44,20 +44,28 @@ impl Futexes {
 
     /// Wakes up to `count` waiters of `address`, oldest first; returns how many.
     pub(crate) fn wake(&self, address: u64, count: u32) -> u32 {
-        let mut woken = 0;
-        // One at a time, so that no waker runs under the lock and nothing is allocated.
-        while woken < count {
-            let waiter = {
-                let mut waiters = self.waiters.lock();
-                let Some(index) = waiters.iter().position(|(waiting, _)| *waiting == address)
-                else {
-                    break;
-                };
-                let (_, waiter) = waiters.remove(index);
+        // Taken out in one pass (a wake of many scans the waiters once), and woken outside the
+        // lock. The first apart, so that the common wake of one allocates nothing.
+        let (mut first, mut rest) = (None, Vec::new());
+        {
+            let mut waiters = self.waiters.lock();
+            let mut left = count;
+            let taken = waiters.extract_if(.., |(waiting, _)| {
+                let take = left > 0 && *waiting == address;
+                left -= u32::from(take);
+                take
+            });
+            for (_, waiter) in taken {
                 waiter.woken.store(true, Ordering::Release);
-                Self::shrink(&mut waiters);
-                waiter
-            };
+                match first {
+                    None => first = Some(waiter),
+                    Some(_) => rest.push(waiter),
+                }
+            }
+            Self::shrink(&mut waiters);
+        }
+        let mut woken = 0;
+        for waiter in first.into_iter().chain(rest) {
             if let Some(waker) = waiter.waker.lock().take() {
                 waker.wake();
             }
