@@ -13,7 +13,7 @@
 //!   `_start` of a 1-page module, then the store dropped, in a loop.
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -133,20 +133,13 @@ where
         })
         .map_err(failed)?;
     let mut store = new_store(engine, data);
-    let instance = pollster(linker.instantiate_async(&mut store, &module)).map_err(failed)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|error| format!("runtime: {error}"))?;
+    let instance =
+        runtime.block_on(linker.instantiate_async(&mut store, &module)).map_err(failed)?;
     let run = instance.get_typed_func::<i32, ()>(&mut store, "run").map_err(failed)?;
     Ok((store, run))
-}
-
-/// Runs a future that needs no waking to completion on this thread.
-fn pollster<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut context = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-    }
 }
 
 /// `(switches, nanoseconds)`: `count` hand-offs between two stores, after a tenth untimed.
