@@ -32,16 +32,26 @@ pub(crate) fn prepare() {
     let _ = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
 }
 
+/// When a domain boots its kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Boot {
+    /// Once its setup came: its sandbox lets it read only beneath the setup's preopens.
+    AfterSetup,
+    /// Before its setup comes, and then it waits for it (a spare, see `spare.rs`): its sandbox
+    /// lets it read beneath no preopened directory, so it is given none.
+    BeforeSetup,
+}
+
 /// Runs the domain; returns the host process's exit code (0 once the parent has been told how
 /// the program ended; 1 with a message on stderr for a broken start).
 pub fn main() -> i32 {
-    run_in(sandbox::Network::Own, sandbox::Inherited::Nothing)
+    run_in(sandbox::Network::Own, sandbox::Inherited::Nothing, Boot::AfterSetup)
 }
 
-/// [`main`] in a process whose network namespace is `network`, and which `inherited` a part
-/// of its seccomp policy.
-pub(crate) fn run_in(network: sandbox::Network, inherited: sandbox::Inherited) -> i32 {
-    match run(network, inherited) {
+/// [`main`] in a process whose network namespace is `network`, which `inherited` a part of its
+/// seccomp policy, and which boots its kernel as `boot` says.
+pub(crate) fn run_in(network: sandbox::Network, inherited: sandbox::Inherited, boot: Boot) -> i32 {
+    match run(network, inherited, boot) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("nebulet domain: {message}");
@@ -50,13 +60,28 @@ pub(crate) fn run_in(network: sandbox::Network, inherited: sandbox::Inherited) -
     }
 }
 
-fn run(network: sandbox::Network, inherited: sandbox::Inherited) -> Result<(), String> {
-    fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
-        move |error| format!("{what}: {error}")
-    }
+/// What a domain is given before it runs: its descriptors (stdio set already) and setup.
+struct Given {
+    setup: Setup,
+    socket: std::os::unix::net::UnixStream,
+    preopens: Vec<OwnedFd>,
+    listeners: Vec<OwnedFd>,
+}
+
+fn failed(what: &'static str) -> impl Fn(std::io::Error) -> String {
+    move |error| format!("{what}: {error}")
+}
+
+/// Takes the descriptors and the setup from the parent's socket (stdin), and makes the given
+/// stdio this process's; `None` if the parent closed the socket before sending anything (a
+/// spare it no longer needs).
+fn receive() -> Result<Option<Given>, String> {
     let control = rustix::io::dup(std::io::stdin().as_fd())
         .map_err(|error| failed("no socket to the parent as stdin")(std::io::Error::from(error)))?;
-    let mut descriptors = crate::handoff::receive(&control).map_err(failed("no descriptors"))?;
+    let mut descriptors = match crate::handoff::receive(&control) {
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        received => received.map_err(failed("no descriptors"))?,
+    };
     let mut socket = std::os::unix::net::UnixStream::from(control);
     let body =
         wire::read_body_blocking(&mut socket, wire::MAX_SETUP_BYTES).map_err(failed("no setup"))?;
@@ -64,8 +89,8 @@ fn run(network: sandbox::Network, inherited: sandbox::Inherited) -> Result<(), S
     if descriptors.len() != 3 + setup.listeners + setup.preopens.len() {
         return Err("the descriptors do not match the setup".into());
     }
-    let preopen_descriptors = descriptors.split_off(3 + setup.listeners);
-    let listener_descriptors = descriptors.split_off(3);
+    let preopens = descriptors.split_off(3 + setup.listeners);
+    let listeners = descriptors.split_off(3);
     let [input, output, error] =
         <[OwnedFd; 3]>::try_from(descriptors).map_err(|_| "no standard streams".to_string())?;
     let dup = |result: rustix::io::Result<()>| {
@@ -74,23 +99,56 @@ fn run(network: sandbox::Network, inherited: sandbox::Inherited) -> Result<(), S
     dup(rustix::stdio::dup2_stdin(&input))?;
     dup(rustix::stdio::dup2_stdout(&output))?;
     dup(rustix::stdio::dup2_stderr(&error))?;
-    drop((input, output, error));
+    Ok(Some(Given { setup, socket, preopens, listeners }))
+}
 
+/// Sandboxes this process but for its system calls, whose files are `preopens`, and boots its
+/// kernel.
+fn boot_kernel(
+    network: sandbox::Network,
+    preopens: &[OwnedFd],
+    report: &mut Report,
+) -> Result<Emulator, String> {
+    sandbox::enter_namespaces(network, report);
+    sandbox::limit_resources(report);
+    sandbox::restrict_files(preopens, report)?;
+    let options = EngineOptions::default();
+    match PREPARED.get() {
+        Some(prepared) => Emulator::with_prepared(Console::Stdout, &options, prepared),
+        None => Emulator::with_options(Console::Stdout, options),
+    }
+    .map_err(|error| format!("cannot start the kernel: {error:#}"))
+}
+
+fn run(network: sandbox::Network, inherited: sandbox::Inherited, boot: Boot) -> Result<(), String> {
     let mut report = Report::default();
-    sandbox::enter_namespaces(network, &mut report);
+    let (emulator, given) = match boot {
+        Boot::AfterSetup => {
+            let Some(given) = receive()? else { return Err("no descriptors came".into()) };
+            (boot_kernel(network, &given.preopens, &mut report)?, given)
+        }
+        Boot::BeforeSetup => {
+            let emulator = boot_kernel(network, &[], &mut report)?;
+            // A spare the parent let go of (or a parent that ended) ends here, quietly.
+            let Some(given) = receive()? else {
+                // Its runtime's threads end with the process (see the end of `run`).
+                std::mem::forget(emulator);
+                return Ok(());
+            };
+            if !given.preopens.is_empty() {
+                return Err("a domain booted before its setup was given directories".into());
+            }
+            (emulator, given)
+        }
+    };
+    let Given { setup, socket, preopens: preopen_descriptors, listeners: listener_descriptors } =
+        given;
     let cpu_limit = setup
         .limits
         .iter()
         .find(|&&(limit, _)| limit == nebulet_abi::Limit::CpuNanoseconds as u32)
         .map(|&(_, nanoseconds)| nanoseconds);
-    sandbox::limit_resources(cpu_limit, &mut report);
-    sandbox::restrict_files(&preopen_descriptors, &mut report)?;
-    let options = EngineOptions::default();
-    let emulator = match PREPARED.get() {
-        Some(prepared) => Emulator::with_prepared(Console::Stdout, &options, prepared),
-        None => Emulator::with_options(Console::Stdout, options),
-    }
-    .map_err(|error| format!("cannot start the kernel: {error:#}"))?;
+    sandbox::limit_cpu(cpu_limit, &mut report);
     sandbox::restrict_system_calls(inherited, &mut report)?;
     if setup.probe.as_deref() == Some("report") {
         for line in &report.lines {

@@ -59,9 +59,14 @@ pub struct DomainOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Launch {
     /// Forked by this process's domain zygote (`nebulet domain-zygote`, started at the first
-    /// domain), or executed if the zygote cannot (see `docs/domains.md`).
+    /// domain), or executed if the zygote cannot (see `docs/domains.md`). A program without
+    /// preopened directories takes the spare domain, if one is ready: forked ahead, its kernel
+    /// booted (see `docs/domains.md`).
     #[default]
     Zygote,
+    /// Forked by the zygote when asked for, as [`Launch::Zygote`] without a spare: no spare is
+    /// taken, nor forked for later.
+    ZygoteOnRequest,
     /// Executed (`nebulet domain-child`): a new `exec` of the binary for each domain.
     Execute,
 }
@@ -134,6 +139,8 @@ impl Domain {
                 io::stderr().as_fd().try_clone_to_owned()?,
             ],
         };
+        // A spare boots with no preopened directory in its sandbox.
+        let spare = launch == Launch::Zygote && preopens.is_empty();
         let (guests, directories): (Vec<String>, Vec<OwnedFd>) = preopens.into_iter().unzip();
         let setup = Setup {
             name,
@@ -163,10 +170,21 @@ impl Domain {
                 crate::handoff::send(socket, &descriptors)?;
                 send_without_waiting(socket, &setup)
             };
-            let started = match launch {
-                Launch::Zygote => crate::zygote::start(&executable, &handover),
-                Launch::Execute => crate::zygote::execute(&executable, &handover),
+            let (taken, refill) = match spare {
+                true => crate::spare::take(&executable, &handover),
+                false => (None, false),
             };
+            let started = match (taken, launch) {
+                (Some(taken), _) => Ok(taken),
+                (None, Launch::Zygote | Launch::ZygoteOnRequest) => {
+                    crate::zygote::start(&executable, &handover)
+                }
+                (None, Launch::Execute) => crate::zygote::execute(&executable, &handover),
+            };
+            if refill {
+                // For the next start, while this one goes on.
+                tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
+            }
             started.map(|(host, socket, handed)| (host, socket, handed, setup))
         });
         let (host, parent_socket, handed, setup) = starting.await.map_err(io::Error::other)??;

@@ -105,7 +105,7 @@ pub(crate) fn enter_zygote_namespaces() -> Result<Option<Network>, String> {
 
 /// Limits what the process may hold: no core dumps, no locked memory, a bounded number of
 /// open files.
-pub(crate) fn limit_resources(cpu_nanoseconds: Option<u64>, report: &mut Report) {
+pub(crate) fn limit_resources(report: &mut Report) {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let mut applied = Vec::new();
     let zero = Rlimit { current: Some(0), maximum: Some(0) };
@@ -118,16 +118,20 @@ pub(crate) fn limit_resources(cpu_nanoseconds: Option<u64>, report: &mut Report)
     if setrlimit(Resource::Nofile, Rlimit { current: Some(files), maximum: Some(files) }).is_ok() {
         applied.push(format!("nofile {files}"));
     }
-    if let Some(nanoseconds) = cpu_nanoseconds {
-        // A second wall behind the domain's kernel, which ends the process at its `cpu` limit
-        // itself: the soft limit signals (SIGXCPU ends the domain), the hard one kills.
-        let seconds = nanoseconds.div_ceil(1_000_000_000).saturating_add(1);
-        let limit = Rlimit { current: Some(seconds), maximum: Some(seconds.saturating_add(1)) };
-        if setrlimit(Resource::Cpu, limit).is_ok() {
-            applied.push(format!("cpu {seconds}s"));
-        }
-    }
     report.note(format!("rlimits: {}", applied.join(", ")));
+}
+
+/// Limits the process's CPU time to a little over `nanoseconds`, if given: a second wall behind
+/// the domain's kernel, which ends the process at its `cpu` limit itself. The soft limit
+/// signals (SIGXCPU ends the domain), the hard one kills.
+pub(crate) fn limit_cpu(nanoseconds: Option<u64>, report: &mut Report) {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let Some(nanoseconds) = nanoseconds else { return };
+    let seconds = nanoseconds.div_ceil(1_000_000_000).saturating_add(1);
+    let limit = Rlimit { current: Some(seconds), maximum: Some(seconds.saturating_add(1)) };
+    if setrlimit(Resource::Cpu, limit).is_ok() {
+        report.note(format!("rlimit: cpu {seconds}s"));
+    }
 }
 
 /// Landlock: no file-system access but beneath the preopened directories (and a few files of

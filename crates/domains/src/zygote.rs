@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::child::Boot;
 use crate::host_process::HostProcess;
 
 /// How long the parent waits for the zygote to take a request and answer: a fork takes well
@@ -33,14 +34,18 @@ const PATIENCE: Duration = Duration::from_secs(2);
 /// The zygote this process started, if any (one at a time, for one `nebulet` executable).
 static ZYGOTE: Mutex<Option<Zygote>> = Mutex::new(None);
 
-/// A request's tag (its one byte): fork a domain.
+/// A request's tag (its one byte): fork a domain, with these flags.
 const FORK: u8 = 1;
 
-/// A request's tag, for tests of the zygote's failures: fork a domain, then stop (`SIGSTOP`)
-/// before answering.
-const FORK_AND_STOP: u8 = 2;
+/// A flag of a request's tag, for tests of the zygote's failures: after the fork, stop
+/// (`SIGSTOP`) before answering.
+const STOP_AFTER_FORK: u8 = 2;
 
-/// Whether the next request is [`FORK_AND_STOP`] (see [`stop_zygote_after_next_fork`]).
+/// A flag of a request's tag: the domain boots its kernel before its setup comes (a spare,
+/// see `spare.rs`).
+const BOOT_AHEAD: u8 = 4;
+
+/// Whether the next request has [`STOP_AFTER_FORK`] (see [`stop_zygote_after_next_fork`]).
 static STOP_AFTER_NEXT_FORK: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
@@ -89,6 +94,24 @@ pub fn stop_zygote_after_next_fork() {
 /// fork, a domain that finds that setup: then no other domain is started for it (an error),
 /// so no program runs twice.
 pub(crate) fn start(executable: &Path, handover: Handover<'_>) -> io::Result<Started> {
+    match fork(executable, Boot::AfterSetup, handover)? {
+        Some(started) => Ok(started),
+        None => execute(executable, handover),
+    }
+}
+
+/// Forks a spare domain (see `spare.rs`): one that boots its kernel before its setup comes,
+/// and then waits for it. Returns its host process and this side of its socket; an error if
+/// no zygote can fork it (a spare is never executed).
+pub(crate) fn fork_spare(executable: &Path) -> io::Result<(HostProcess, OwnedFd)> {
+    match fork(executable, Boot::BeforeSetup, &|_| Ok(0))? {
+        Some((host, socket, _)) => Ok((host, socket)),
+        None => Err(io::Error::other("no domain zygote can fork")),
+    }
+}
+
+/// [`start`]'s fork, of a domain that boots as `boot` says: `None` if no zygote can fork it.
+fn fork(executable: &Path, boot: Boot, handover: Handover<'_>) -> io::Result<Option<Started>> {
     let mut zygote = ZYGOTE.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..2 {
         if zygote.as_ref().is_none_or(|running| running.executable != executable) {
@@ -108,11 +131,12 @@ pub(crate) fn start(executable: &Path, handover: Handover<'_>) -> io::Result<Sta
         let Some(running) = zygote.as_ref() else { break };
         let (ours, theirs) = socket_pair()?;
         let mut handed = None;
-        let forked = running.fork(theirs.as_fd(), &mut || handed = Some(handover(ours.as_fd())));
+        let forked =
+            running.fork(theirs.as_fd(), boot, &mut || handed = Some(handover(ours.as_fd())));
         match forked {
             Ok(pid) => {
                 let handed = handed.unwrap_or_else(|| handover(ours.as_fd()));
-                return Ok((HostProcess::adopt(pid)?, ours, handed));
+                return Ok(Some((HostProcess::adopt(pid)?, ours, handed)));
             }
             Err(error) => {
                 tracing::warn!("the domain zygote failed ({error}): starting a new one");
@@ -122,7 +146,7 @@ pub(crate) fn start(executable: &Path, handover: Handover<'_>) -> io::Result<Sta
                 match failed.stop() {
                     Ok(Some(pid)) => {
                         let handed = handed.unwrap_or_else(|| handover(ours.as_fd()));
-                        return Ok((HostProcess::adopt_child(pid)?, ours, handed));
+                        return Ok(Some((HostProcess::adopt_child(pid)?, ours, handed)));
                     }
                     Ok(None) => {}
                     Err(error) if handed.is_some() => {
@@ -136,8 +160,7 @@ pub(crate) fn start(executable: &Path, handover: Handover<'_>) -> io::Result<Sta
             }
         }
     }
-    drop(zygote);
-    execute(executable, handover)
+    Ok(None)
 }
 
 /// What [`start`] and [`execute`] give: the domain's host process, this side of its socket,
@@ -209,6 +232,7 @@ impl Zygote {
     fn fork(
         &self,
         socket: BorrowedFd<'_>,
+        boot: Boot,
         while_forking: &mut dyn FnMut(),
     ) -> io::Result<rustix::process::Pid> {
         // The slot is written by the fork only: 0 means no domain was forked.
@@ -216,7 +240,12 @@ impl Zygote {
             return Err(io::Error::other("cannot clear the slot"));
         }
         let stop = STOP_AFTER_NEXT_FORK.swap(false, std::sync::atomic::Ordering::SeqCst);
-        let tag = if stop { FORK_AND_STOP } else { FORK };
+        let tag = FORK
+            | if stop { STOP_AFTER_FORK } else { 0 }
+            | match boot {
+                Boot::AfterSetup => 0,
+                Boot::BeforeSetup => BOOT_AHEAD,
+            };
         self.unanswered.set(true);
         crate::handoff::send_tagged(self.control.as_fd(), tag, &[socket])?;
         while_forking();
@@ -307,10 +336,12 @@ pub fn main() -> i32 {
         let answer = match <[OwnedFd; 1]>::try_from(descriptors) {
             Ok([socket]) => match fork::fork_domain(socket, &slot) {
                 Ok(fork::Forked::Domain) => {
-                    fork::exit_domain(crate::child::run_in(network, inherited))
+                    let boot =
+                        if tag & BOOT_AHEAD != 0 { Boot::BeforeSetup } else { Boot::AfterSetup };
+                    fork::exit_domain(crate::child::run_in(network, inherited, boot))
                 }
                 Ok(fork::Forked::Zygote(pid)) => {
-                    if tag == FORK_AND_STOP {
+                    if tag & STOP_AFTER_FORK != 0 {
                         let _ = rustix::process::kill_process(
                             rustix::process::getpid(),
                             rustix::process::Signal::STOP,

@@ -26,18 +26,36 @@ enum Code {
     Compiled,
 }
 
+/// How a loop of domain starts is paced.
+#[derive(Clone, Copy, PartialEq)]
+enum Pace {
+    /// Each starts as soon as the one before was waited for.
+    BackToBack,
+    /// Each starts [`PAUSE`] after the one before was waited for; the pauses are not counted.
+    Paused,
+}
+
+/// The pause between two starts of a [`Pace::Paused`] loop: as requests that come now and then.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(3);
+
 /// Starts `count` domains of the tiny module (`module`, as `code`, started as `launch`) one
-/// after another, each waited for; returns the count and the nanoseconds they took.
+/// after another, each waited for, paced as `pace` says; returns the count and the nanoseconds
+/// they took (the pauses left out).
 fn starts(
     nebulet: &Nebulet,
     count: u64,
     module: &[u8],
     code: Code,
     launch: Launch,
+    pace: Pace,
 ) -> Result<(u64, f64), String> {
     nebulet.emulator().block_on(async {
-        let start = Instant::now();
+        let mut took = std::time::Duration::ZERO;
         for _ in 0..count {
+            if pace == Pace::Paused {
+                tokio::time::sleep(PAUSE).await;
+            }
+            let start = Instant::now();
             let options =
                 DomainOptions { compiled: code == Code::Compiled, launch, ..options("tiny")? };
             let domain =
@@ -46,8 +64,9 @@ fn starts(
             if status.code != 0 {
                 return Err(format!("the tiny domain ended {status:?}"));
             }
+            took += start.elapsed();
         }
-        Ok((count, start.elapsed().as_nanos() as f64))
+        Ok((count, took.as_nanos() as f64))
     })
 }
 
@@ -55,21 +74,57 @@ fn options(name: &str) -> Result<DomainOptions, String> {
     Ok(DomainOptions::new(super::startup::sibling("nebulet")?, name))
 }
 
-/// Isolated create+start+exit against Linux's spawn of a tiny static binary.
-pub fn spawn(nebulet: &Nebulet, settings: &Settings, linux: Side) -> Result<Comparison, String> {
+/// Isolated create+start+exit against Linux's spawn of a tiny static binary, the domains
+/// started as `launch` says, back to back or each after a pause (`pace`).
+fn spawn(
+    nebulet: &Nebulet,
+    settings: &Settings,
+    linux: Side,
+    launch: Launch,
+    pace: Pace,
+) -> Result<Comparison, String> {
     let count = if settings.quick { 10 } else { 40 };
-    let side = Side::measure(
-        "Nebulet: `Domain::start` + wait of a 1-page module (a sandboxed domain forked by the \
-         zygote; the first compiles the module, the others get its code)",
-        settings.runs,
-        || starts(nebulet, count, TINY.as_bytes(), Code::Source, Launch::Zygote),
-    )?;
-    Ok(Comparison {
-        operation: "isolated process create+start+exit",
-        nebulet: side,
-        linux,
-        goal: Some(Goal::AtMost(1_000_000.0)),
-    })
+    let (description, operation) = match (launch, pace) {
+        (Launch::Zygote, Pace::BackToBack) => (
+            "Nebulet: `Domain::start` + wait of a 1-page module, back to back (a sandboxed \
+             domain: from the third on, the zygote's spare, forked ahead with its kernel booted, \
+             the next one forked meanwhile; the first compiles the module, the others get its \
+             code)",
+            "isolated process create+start+exit",
+        ),
+        (_, Pace::BackToBack) => (
+            "Nebulet: the same, each domain forked by the zygote when asked for (no spare)",
+            "isolated process create+start+exit, without a spare",
+        ),
+        (Launch::Zygote, Pace::Paused) => (
+            "Nebulet: the same, each started 3 ms after the one before ended (the pauses not \
+             counted), with the spare",
+            "isolated process create+start+exit, after a pause",
+        ),
+        (_, Pace::Paused) => (
+            "Nebulet: the same, each started 3 ms after the one before ended, without a spare",
+            "isolated process create+start+exit, after a pause, without a spare",
+        ),
+    };
+    let side = Side::measure(description, settings.runs, || {
+        starts(nebulet, count, TINY.as_bytes(), Code::Source, launch, pace)
+    })?;
+    Ok(Comparison { operation, nebulet: side, linux, goal: Some(Goal::AtMost(1_000_000.0)) })
+}
+
+/// The four rows of [`spawn`]: with and without the spare, back to back and after a pause.
+pub fn spawns(
+    nebulet: &Nebulet,
+    settings: &Settings,
+    linux: &Side,
+) -> Result<Vec<Comparison>, String> {
+    let mut rows = Vec::new();
+    for pace in [Pace::BackToBack, Pace::Paused] {
+        for launch in [Launch::Zygote, Launch::ZygoteOnRequest] {
+            rows.push(spawn(nebulet, settings, linux.clone(), launch, pace)?);
+        }
+    }
+    Ok(rows)
 }
 
 /// [`spawn`] as `process_create_with` starts a domain: the module goes in compiled (by the
@@ -83,7 +138,7 @@ pub fn spawn_compiled(
     launch: Launch,
 ) -> Result<Comparison, String> {
     let (description, operation) = match launch {
-        Launch::Zygote => (
+        Launch::Zygote | Launch::ZygoteOnRequest => (
             "Nebulet: `Domain::start` + wait of a 1-page module compiled by the parent (as \
              `process_create_with` with `PROCESS_CREATE_ISOLATED` starts one)",
             "isolated child create+start+exit (compiled by the parent)",
@@ -97,7 +152,7 @@ pub fn spawn_compiled(
     let count = if settings.quick { 10 } else { 40 };
     let compiled = nebulet.emulator().precompile(TINY.as_bytes())?;
     let side = Side::measure(description, settings.runs, || {
-        starts(nebulet, count, &compiled, Code::Compiled, launch)
+        starts(nebulet, count, &compiled, Code::Compiled, launch, Pace::BackToBack)
     })?;
     Ok(Comparison { operation, nebulet: side, linux, goal: Some(Goal::AtMost(1_000_000.0)) })
 }

@@ -32,6 +32,7 @@ mod syscall;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use nebulet_domains::Launch;
 use nebulet_hosted::{EngineOptions, Placement};
 
 use self::nebulet::Nebulet;
@@ -292,23 +293,13 @@ pub fn run(
         let nebulet = Nebulet::new(EngineOptions::default())?;
         let linux_spawn = process::linux_spawns(&settings)?.0;
         let linux_pipes = message::round_trip(&nebulet, &settings)?.linux;
-        let rows = [
-            domains::spawn(&nebulet, &settings, linux_spawn.clone())?,
-            domains::spawn_compiled(
-                &nebulet,
-                &settings,
-                linux_spawn.clone(),
-                nebulet_domains::Launch::Zygote,
-            )?,
-            domains::spawn_compiled(
-                &nebulet,
-                &settings,
-                linux_spawn,
-                nebulet_domains::Launch::Execute,
-            )?,
+        let mut rows = domains::spawns(&nebulet, &settings, &linux_spawn)?;
+        rows.extend([
+            domains::spawn_compiled(&nebulet, &settings, linux_spawn.clone(), Launch::Zygote)?,
+            domains::spawn_compiled(&nebulet, &settings, linux_spawn, Launch::Execute)?,
             domains::round_trip(&nebulet, &settings, linux_pipes)?,
             domains::compute(&nebulet, &settings)?,
-        ];
+        ]);
         print_rows(&rows);
         return Ok(());
     }
@@ -381,7 +372,7 @@ pub fn run(
         .ok_or("no message round trip")?;
     progress("domains: isolated create+start+exit, cross-domain round trip, compute");
     let nebulet = Nebulet::new(EngineOptions::default())?;
-    comparisons.push(domains::spawn(&nebulet, &settings, linux_spawn)?);
+    comparisons.extend(domains::spawns(&nebulet, &settings, &linux_spawn)?);
     comparisons.push(domains::round_trip(&nebulet, &settings, linux_pipes)?);
     comparisons.push(domains::compute(&nebulet, &settings)?);
     drop(nebulet);

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 use nebulet_abi::ExitReason;
-use nebulet_domains::{Domain, DomainOptions, Launch, stop_zygote_after_next_fork, zygote_id};
+use nebulet_domains::{
+    Domain, DomainOptions, Launch, spare_id, stop_zygote_after_next_fork, zygote_id,
+};
 use nebulet_hosted::{ChannelEnd, CrossingMessage, ExitStatus};
 use rustix::process::{Pid, Signal};
 
@@ -14,6 +16,9 @@ use crate::{PATIENCE, System};
 
 /// Echoes every message on its bootstrap channel until the peer closes.
 const ECHO: &str = include_str!("../../../../apps/tests/echo.wat");
+
+/// A module whose `_start` returns at once.
+const TINY: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
 /// Held by the tests that kill or stop the zygote, or look at it: the tests run in parallel,
 /// and share this process's one zygote.
@@ -116,7 +121,7 @@ fn a_domain_forked_by_the_zygote_is_this_processs_child_in_its_network_namespace
  {
     let _serial = ZYGOTE_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
     let system = System::new();
-    let status = echo_domain(&system, Launch::Zygote, |domain| {
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |domain| {
         let zygote = zygote_id().expect("a zygote runs");
         assert_ne!(domain, zygote);
         assert_eq!(parent_of(domain), std::process::id(), "the domain is this process's child");
@@ -158,11 +163,11 @@ fn a_domain_forked_by_the_zygote_is_this_processs_child_in_its_network_namespace
 fn a_domain_still_starts_after_its_zygote_was_killed() {
     let _serial = ZYGOTE_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
     let system = System::new();
-    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |_| {});
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     let killed = zygote_id().expect("a zygote runs");
     signal(killed, Signal::KILL);
-    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |_| {});
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     let replaced = zygote_id().expect("a new zygote runs");
     assert_ne!(replaced, killed);
@@ -172,13 +177,13 @@ fn a_domain_still_starts_after_its_zygote_was_killed() {
 fn a_stopped_zygote_is_replaced_and_the_domain_starts() {
     let _serial = ZYGOTE_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
     let system = System::new();
-    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |_| {});
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     let stopped = zygote_id().expect("a zygote runs");
     // It takes the request and never answers: the parent gives up on it after its patience
     // (seconds), kills it, and forks the domain from a new one.
     signal(stopped, Signal::STOP);
-    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |_| {});
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     assert_ne!(zygote_id().expect("a new zygote runs"), stopped);
 }
@@ -202,16 +207,11 @@ fn state_of(id: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
 }
 
-/// The name under which the test harness knows the test that runs in a process of its own.
-const ALONE: &str =
-    "zygote::a_zygote_killed_between_its_fork_and_its_answer_leaves_no_domain_unreaped";
-
-#[test]
-fn a_domain_forked_just_before_its_zygote_died_is_reaped_and_the_next_domain_starts() {
-    // In a process of its own (this test binary, running that one test), so that the children
-    // it counts are its own, not those of the tests running beside it.
+/// Runs test `name` of this binary (an ignored one) in a process of its own, so that the
+/// children it counts and the spare it sees are its own, not those of the tests beside it.
+fn run_alone(name: &str) {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([ALONE, "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([name, "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -221,10 +221,76 @@ fn a_domain_forked_just_before_its_zygote_died_is_reaped_and_the_next_domain_sta
 }
 
 #[test]
+fn a_domain_forked_just_before_its_zygote_died_is_reaped_and_the_next_domain_starts() {
+    run_alone("zygote::a_zygote_killed_between_its_fork_and_its_answer_leaves_no_domain_unreaped");
+}
+
+#[test]
+fn a_spare_domain_becomes_the_next_domain_with_its_whole_sandbox_and_is_replaced() {
+    run_alone("zygote::the_spare_serves_the_third_domain_without_preopens");
+}
+
+/// Waits until a spare is ready other than `not`: its id.
+fn next_spare(not: Option<u32>) -> u32 {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match spare_id() {
+            Some(id) if Some(id) != not => return id,
+            _ => {
+                assert!(std::time::Instant::now() < deadline, "no spare was forked");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "run in a process of its own by a_spare_domain_becomes_the_next_domain_..."]
+fn the_spare_serves_the_third_domain_without_preopens() {
+    let system = System::new();
+    // None before the second start: a process that starts one domain never makes a spare.
+    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
+    assert_eq!(spare_id(), None);
+    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
+    let spare = next_spare(None);
+    assert_eq!(parent_of(spare), std::process::id(), "the spare is this process's child");
+    // A start that must not take it (the zygote forks at once), and one with a preopened
+    // directory (the spare's sandbox has none), leave it where it is.
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |domain| assert_ne!(domain, spare));
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
+    let directory = std::fs::File::open(std::env::temp_dir()).unwrap();
+    let status = system.emulator.block_on(async {
+        let preopens = vec![("/tmp".to_string(), std::os::fd::OwnedFd::from(directory))];
+        let options = DomainOptions { preopens, ..options("tiny") };
+        let domain = Domain::start(TINY.as_bytes().to_vec(), options).await.unwrap();
+        assert_ne!(domain.id(), spare);
+        tokio::time::timeout(PATIENCE, domain.wait()).await.expect("no hang")
+    });
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
+    assert_eq!(spare_id(), Some(spare));
+    // The next start takes it, and its last seccomp filter then comes as in every domain:
+    // `socketpair`, which only a domain's start may make, kills it.
+    let status = system.emulator.block_on(async {
+        let options = DomainOptions { probe: Some("socketpair".into()), ..options("echo") };
+        let domain = Domain::start(ECHO.as_bytes().to_vec(), options).await.unwrap();
+        assert_eq!(domain.id(), spare, "the start took the spare");
+        tokio::time::timeout(PATIENCE, domain.wait()).await.expect("no hang")
+    });
+    assert_eq!((status.code, status.reason), (-1, ExitReason::DomainFault), "{status:?}");
+    assert!(status.message.as_deref().unwrap().contains("(SIGSYS)"), "{status:?}");
+    // And a new spare is forked for the next, which serves.
+    let next = next_spare(Some(spare));
+    let status = echo_domain(&system, Launch::Zygote, |domain| assert_eq!(domain, next));
+    assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
+}
+
+#[test]
 #[ignore = "run in a process of its own by a_domain_forked_just_before_its_zygote_died_..."]
 fn a_zygote_killed_between_its_fork_and_its_answer_leaves_no_domain_unreaped() {
     let system = System::new();
-    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |_| {});
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     let killed = zygote_id().expect("a zygote runs");
     let zygote = rustix::process::pidfd_open(
@@ -236,7 +302,7 @@ fn a_zygote_killed_between_its_fork_and_its_answer_leaves_no_domain_unreaped() {
     // (unless the parent's patience of 2 seconds ran out first, which kills it too).
     stop_zygote_after_next_fork();
     let status = std::thread::scope(|scope| {
-        let starting = scope.spawn(|| echo_domain(&system, Launch::Zygote, |_| {}));
+        let starting = scope.spawn(|| echo_domain(&system, Launch::ZygoteOnRequest, |_| {}));
         let deadline = std::time::Instant::now() + PATIENCE;
         while state_of(killed).is_some_and(|state| state != 'T') {
             assert!(std::time::Instant::now() < deadline, "the zygote never stopped");
@@ -249,7 +315,7 @@ fn a_zygote_killed_between_its_fork_and_its_answer_leaves_no_domain_unreaped() {
     // The domain it forked was found, and served.
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     // And a new zygote forks the next.
-    let status = echo_domain(&system, Launch::Zygote, |_| {});
+    let status = echo_domain(&system, Launch::ZygoteOnRequest, |_| {});
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
     let replaced = zygote_id().expect("a new zygote runs");
     assert_ne!(replaced, killed);
