@@ -186,35 +186,19 @@ fn run_exits_while_another_process_waits_for_stdin() {
 
 /// A valid module of `count` empty functions, which takes the compiler seconds.
 fn many_functions(count: u32) -> Vec<u8> {
-    fn leb128(mut value: u32, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn section(id: u8, contents: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb128(contents.len() as u32, out);
-        out.extend_from_slice(contents);
-    }
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    section(1, &[1, 0x60, 0, 0], &mut module);
-    let mut functions = Vec::new();
-    leb128(count, &mut functions);
-    functions.extend(std::iter::repeat_n(0, count as usize));
-    section(3, &functions, &mut module);
-    let mut code = Vec::new();
-    leb128(count, &mut code);
+    use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction, Module, TypeSection};
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut body = Function::new_with_locals_types([]);
+    body.instruction(&Instruction::End);
+    let (mut functions, mut code) = (FunctionSection::new(), CodeSection::new());
     for _ in 0..count {
-        code.extend_from_slice(&[2, 0, 0x0b]);
+        functions.function(0);
+        code.function(&body);
     }
-    section(10, &code, &mut module);
-    module
+    let mut module = Module::new();
+    module.section(&types).section(&functions).section(&code);
+    module.finish()
 }
 
 #[test]

@@ -64,25 +64,13 @@ fn echo_domain_of(
 fn a_setup_larger_than_its_socket_holds_reaches_the_domain_whole() {
     let system = System::new();
     let echo = nebulet_hosted::module_binary(ECHO.as_bytes(), None).unwrap().into_owned();
-    // A custom section (id 0): its size, then its name's length and name, then the payload,
-    // here of `fill` bytes (a module of its own each time: no domain is given shared code).
+    // A custom section of 4 MiB of `fill` bytes (a module of its own each time: no domain is
+    // given shared code).
     let padded = |fill: u8| {
-        let (name, payload) = (b"padding", vec![fill; 4 << 20]);
+        let payload = vec![fill; 4 << 20];
+        let padding = wasm_encoder::CustomSection { name: "padding".into(), data: payload.into() };
         let mut module = echo.clone();
-        let mut size = u32::try_from(1 + name.len() + payload.len()).unwrap();
-        module.push(0);
-        loop {
-            let byte = (size & 0x7f) as u8;
-            size >>= 7;
-            if size == 0 {
-                module.push(byte);
-                break;
-            }
-            module.push(byte | 0x80);
-        }
-        module.push(name.len() as u8);
-        module.extend_from_slice(name);
-        module.extend_from_slice(&payload);
+        wasm_encoder::Section::append_to(&padding, &mut module);
         module
     };
     for (fill, launch) in [(1, Launch::Zygote), (2, Launch::Execute)] {
