@@ -170,10 +170,8 @@ impl Domain {
                 crate::handoff::send(socket, &descriptors)?;
                 send_without_waiting(socket, &setup)
             };
-            let (taken, refill) = match spare {
-                true => crate::spare::take(&executable, &handover),
-                false => (None, false),
-            };
+            let (taken, refill) =
+                if spare { crate::spare::take(&executable, &handover) } else { (None, false) };
             let started = match (taken, launch) {
                 (Some(taken), _) => Ok(taken),
                 (None, Launch::Zygote | Launch::ZygoteOnRequest) => {
