@@ -113,11 +113,16 @@ fn boot_kernel(
     sandbox::limit_resources(report);
     sandbox::restrict_files(preopens, report)?;
     let options = EngineOptions::default();
-    match PREPARED.get() {
-        Some(prepared) => Emulator::with_prepared(Console::Stdout, &options, prepared),
-        None => Emulator::with_options(Console::Stdout, options),
+    fn failed(error: impl std::fmt::Display) -> String {
+        format!("cannot start the kernel: {error:#}")
     }
-    .map_err(|error| format!("cannot start the kernel: {error:#}"))
+    // A domain the zygote forked has them made already; an executed one makes them now.
+    let prepared = match PREPARED.get() {
+        Some(prepared) => prepared.clone(),
+        None => PreparedKernel::new(&options).map_err(failed)?,
+    };
+    // One worker thread: a domain's processes run on one CPU at a time (see `with_prepared`).
+    Emulator::with_prepared(Console::Stdout, &options, &prepared).map_err(failed)
 }
 
 fn run(network: sandbox::Network, inherited: sandbox::Inherited, boot: Boot) -> Result<(), String> {

@@ -156,36 +156,13 @@ impl Domain {
             share_code: code_key.is_some(),
         };
         let setup = wire::encode(&setup);
-        // Off the runtime's workers: the fork's exchange with the zygote (or the exec) blocks,
-        // for seconds if the zygote is stuck. The descriptors and the setup go into the
-        // domain's socket while the zygote forks (`zygote::start`).
-        let starting = tokio::task::spawn_blocking(move || {
-            let descriptors: Vec<_> = stdio
-                .iter()
-                .map(|descriptor| descriptor.as_fd())
-                .chain(listeners.iter().map(|listener| listener.as_fd()))
-                .chain(directories.iter().map(|descriptor| descriptor.as_fd()))
-                .collect();
-            let handover = |socket: std::os::fd::BorrowedFd<'_>| {
-                crate::handoff::send(socket, &descriptors)?;
-                send_without_waiting(socket, &setup)
-            };
-            let (taken, refill) =
-                if spare { crate::spare::take(&executable, &handover) } else { (None, false) };
-            let started = match (taken, launch) {
-                (Some(taken), _) => Ok(taken),
-                (None, Launch::Zygote | Launch::ZygoteOnRequest) => {
-                    crate::zygote::start(&executable, &handover)
-                }
-                (None, Launch::Execute) => crate::zygote::execute(&executable, &handover),
-            };
-            if refill {
-                // For the next start, while this one goes on.
-                tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
-            }
-            started.map(|(host, socket, handed)| (host, socket, handed, setup))
-        });
-        let (host, parent_socket, handed, setup) = starting.await.map_err(io::Error::other)??;
+        let descriptors: Vec<OwnedFd> = stdio
+            .into_iter()
+            .chain(listeners.into_iter().map(OwnedFd::from))
+            .chain(directories)
+            .collect();
+        let (host, parent_socket, handed, setup) =
+            host_process(executable, launch, spare, descriptors, setup).await?;
         let sent = handed?;
         let socket = std::os::unix::net::UnixStream::from(parent_socket);
         socket.set_nonblocking(true)?;
@@ -288,6 +265,65 @@ impl Domain {
         };
         let spun = i64::try_from(self.spun.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         (status, cpu.saturating_add(spun))
+    }
+}
+
+/// Starts a domain's host process as `launch` says, handing it `descriptors` and `setup` (what
+/// it reads first): the spare, if `spare` and one is ready, at once, on this task (handing it
+/// over does not block); else, off the runtime's workers, a fork by the zygote (blocking, for
+/// as long as the zygote takes, seconds if it is stuck) or an execution. Gives back the setup,
+/// of which what the handover did not send is still to be sent.
+async fn host_process(
+    executable: PathBuf,
+    launch: Launch,
+    spare: bool,
+    descriptors: Vec<OwnedFd>,
+    setup: Vec<u8>,
+) -> io::Result<(HostProcess, OwnedFd, io::Result<usize>, Vec<u8>)> {
+    let refill = spare && crate::spare::count_start();
+    let ready =
+        spare.then(|| crate::spare::take_if_ready(&executable, &handover(&descriptors, &setup)));
+    let started = match ready.flatten() {
+        Some((host, socket, handed)) => (host, socket, handed, setup),
+        None => {
+            let executable = executable.clone();
+            let starting = tokio::task::spawn_blocking(move || {
+                let started = {
+                    let handover = handover(&descriptors, &setup);
+                    // One may be forked meanwhile: this waits for it.
+                    match (
+                        spare.then(|| crate::spare::take(&executable, &handover)).flatten(),
+                        launch,
+                    ) {
+                        (Some(taken), _) => Ok(taken),
+                        (None, Launch::Zygote | Launch::ZygoteOnRequest) => {
+                            crate::zygote::start(&executable, &handover)
+                        }
+                        (None, Launch::Execute) => crate::zygote::execute(&executable, &handover),
+                    }
+                };
+                started.map(|(host, socket, handed)| (host, socket, handed, setup))
+            });
+            starting.await.map_err(io::Error::other)??
+        }
+    };
+    if refill {
+        // For the next start, while this one goes on.
+        tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
+    }
+    Ok(started)
+}
+
+/// What a new domain reads first, sent into its socket (see `zygote::start`): `descriptors`
+/// (stdio, listeners, preopens), then as much of `setup` as the socket takes without waiting.
+fn handover<'a>(
+    descriptors: &'a [OwnedFd],
+    setup: &'a [u8],
+) -> impl Fn(std::os::fd::BorrowedFd<'_>) -> io::Result<usize> + Sync + 'a {
+    move |socket| {
+        let borrowed: Vec<_> = descriptors.iter().map(AsFd::as_fd).collect();
+        crate::handoff::send(socket, &borrowed)?;
+        send_without_waiting(socket, setup)
     }
 }
 

@@ -13,7 +13,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, TryLockError};
 
 use crate::host_process::HostProcess;
 use crate::zygote::{Handover, Started};
@@ -38,18 +38,35 @@ pub fn spare_id() -> Option<u32> {
     SPARE.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|spare| spare.host.id())
 }
 
+/// Counts a start that could take a spare: whether one should be forked for the next, once
+/// this one has its host process ([`refill`]).
+pub(crate) fn count_start() -> bool {
+    STARTS.fetch_add(1, Ordering::Relaxed) >= 1
+}
+
 /// Takes the spare of `executable`, if one is ready, and hands it what it reads first
-/// (`handover`, see `zygote::start`). `None` if there is none, or it cannot take its handover
-/// (it ended meanwhile: it is dropped). Also counts the start: whether one should now be forked
-/// for the next ([`refill`]).
-pub(crate) fn take(executable: &Path, handover: Handover<'_>) -> (Option<Started>, bool) {
-    let refill = STARTS.fetch_add(1, Ordering::Relaxed) >= 1;
+/// (`handover`, see `zygote::start`): `None` if there is none, or it cannot take its handover
+/// (it ended meanwhile: it is dropped). While one is forked, waits for it (blocking).
+pub(crate) fn take(executable: &Path, handover: Handover<'_>) -> Option<Started> {
     let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let taken = spare.filter(|spare| spare.executable == executable).and_then(|spare| {
-        let handed = handover(spare.socket.as_fd()).ok()?;
-        Some((spare.host, spare.socket, Ok(handed)))
-    });
-    (taken, refill)
+    hand_over(spare, executable, handover)
+}
+
+/// [`take`] without waiting (it does not block): `None` also while one is forked.
+pub(crate) fn take_if_ready(executable: &Path, handover: Handover<'_>) -> Option<Started> {
+    let spare = match SPARE.try_lock() {
+        Ok(mut spare) => spare.take(),
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    hand_over(spare, executable, handover)
+}
+
+/// Hands `spare`, if it is of `executable`, what it reads first.
+fn hand_over(spare: Option<Spare>, executable: &Path, handover: Handover<'_>) -> Option<Started> {
+    let spare = spare.filter(|spare| spare.executable == executable)?;
+    let handed = handover(spare.socket.as_fd()).ok()?;
+    Some((spare.host, spare.socket, Ok(handed)))
 }
 
 /// Forks a spare of `executable` if none is ready (blocking, for about as long as a fork).

@@ -54,13 +54,14 @@ const SHUTDOWN_PATIENCE: Duration = Duration::from_millis(500);
 
 /// What a kernel's start needs that can be made once beforehand, before the process forks
 /// copies of itself that each start a kernel (a domain's zygote, `crates/domains`): the engine,
-/// the system calls' linker (`Kernel::prepare_linker`), and the host's facts but its available
-/// memory, which each kernel reads at its start. About 1 ms of a kernel's start, measured in
-/// a domain.
+/// the system calls' linker (`Kernel::prepare_linker`), the host's facts but its available
+/// memory, which each kernel reads at its start, and the engine's fingerprint, which each load
+/// of compiled code checks. About 1 ms of a kernel's start, measured in a domain.
 #[derive(Clone)]
 pub struct PreparedKernel {
     engine: wasmtime::Engine,
     host: capacity::Host,
+    fingerprint: Fingerprint,
 }
 
 impl PreparedKernel {
@@ -72,7 +73,8 @@ impl PreparedKernel {
         // machine's hypervisor traps: about 5 % of a small domain's CPU time), and loading a
         // compiled module checks its checksum with blake3.
         let _ = blake3::hash(b"nebulet");
-        Ok(Self { engine, host: capacity::Host::facts_but_memory() })
+        let fingerprint = Fingerprint::of(&engine);
+        Ok(Self { engine, host: capacity::Host::facts_but_memory(), fingerprint })
     }
 }
 
@@ -92,16 +94,17 @@ pub struct Emulator {
     capacity: Capacity,
     ticker: Arc<ticker::Ticker>,
     ticker_thread: Option<JoinHandle<()>>,
-    ticking: Ticking,
+    threads: Threads,
 }
 
-/// Which thread advances an emulator's epoch.
+/// The threads an emulator's kernel runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ticking {
-    /// A thread of its own, for the emulator's life.
-    Thread,
-    /// The thread in [`Emulator::block_on`], while it blocks there.
-    InBlockOn,
+enum Threads {
+    /// A worker per core, and a thread of its own that advances the epoch.
+    PerCore,
+    /// One worker, and the epoch advanced by the thread in [`Emulator::block_on`] while it
+    /// blocks there (a domain's kernel, see [`Emulator::with_prepared`]).
+    OneWorker,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -292,11 +295,15 @@ impl Emulator {
     /// `options`): a domain's zygote makes it once, before it forks (making it starts no
     /// thread), so that each domain it forks does not.
     ///
-    /// Unlike the others, this emulator's epoch advances only while a thread is in
+    /// Unlike the others, this emulator runs its processes on one worker thread, not one per
+    /// core: a domain's processes run on one CPU at a time, as one process does, and more
+    /// domains use more CPUs. Each worker thread cost a small domain about 0.15 ms of its start
+    /// and more of its CPU time (its stack, its allocator's heap, and the pages it touches
+    /// first, measured on 2026-12-02). And its epoch advances only while a thread is in
     /// [`Emulator::block_on`] (the first thread to call it), on that thread, instead of on a
-    /// thread of its own: one thread fewer to start and wake (about 0.07 ms of a domain's
-    /// start, and 0.1 ms of its CPU time). A process that spins without calls is interrupted
-    /// only then, so its user runs everything inside `block_on`, as a domain does.
+    /// thread of its own: one thread fewer again (about 0.07 ms of a domain's start, and
+    /// 0.1 ms of its CPU time). A process that spins without calls is interrupted only then,
+    /// so its user runs everything inside `block_on`, as a domain does.
     pub fn with_prepared(
         console: Console,
         options: &EngineOptions,
@@ -304,7 +311,10 @@ impl Emulator {
     ) -> wasmtime::Result<Self> {
         let capacity = capacity::measure_with(&prepared.host, options);
         let engine = prepared.engine.clone();
-        Self::with_parts(console, options, engine, None, Some(capacity), Ticking::InBlockOn)
+        let emulator =
+            Self::with_parts(console, options, engine, None, Some(capacity), Threads::OneWorker)?;
+        emulator.platform.set_fingerprint(prepared.fingerprint);
+        Ok(emulator)
     }
 
     /// The emulator of an engine configured by `config` (made from `options`).
@@ -315,24 +325,27 @@ impl Emulator {
         cache: Option<ModuleCache>,
     ) -> wasmtime::Result<Self> {
         let engine = wasmtime::Engine::new(&config)?;
-        Self::with_parts(console, options, engine, cache, None, Ticking::Thread)
+        Self::with_parts(console, options, engine, cache, None, Threads::PerCore)
     }
 
     /// The emulator of `engine` (made from `options`), whose capacity is `capacity` if measured
-    /// already, and whose epoch advances as `ticking` says.
+    /// already, on the threads `threads` says.
     fn with_parts(
         console: Console,
         options: &EngineOptions,
         engine: wasmtime::Engine,
         cache: Option<ModuleCache>,
         capacity: Option<Capacity>,
-        ticking: Ticking,
+        threads: Threads,
     ) -> wasmtime::Result<Self> {
         // tokio's timer serves only the host's own waits (tests' timeouts); processes' timers
         // are the timer thread's (see `timers`).
         // Kernel locks are held by OS threads here, which the OS may deschedule (see the kernel's `sync` module).
         nebulet_kernel::set_yield(std::thread::yield_now);
-        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let workers = match threads {
+            Threads::PerCore => std::thread::available_parallelism().map_or(1, usize::from),
+            Threads::OneWorker => 1,
+        };
         let ticker = ticker::Ticker::new(workers);
         let (parks, unparks) = (ticker.clone(), ticker.clone());
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -358,9 +371,9 @@ impl Emulator {
             cache,
         ));
         let kernel = Kernel::new(platform.clone(), engine.clone())?;
-        let ticker_thread = match ticking {
-            Ticking::Thread => Some(ticker.start(engine).map_err(wasmtime::Error::new)?),
-            Ticking::InBlockOn => None,
+        let ticker_thread = match threads {
+            Threads::PerCore => Some(ticker.start(engine).map_err(wasmtime::Error::new)?),
+            Threads::OneWorker => None,
         };
         Ok(Self {
             runtime: Some(runtime),
@@ -370,7 +383,7 @@ impl Emulator {
             capacity,
             ticker,
             ticker_thread,
-            ticking,
+            threads,
         })
     }
 
@@ -439,7 +452,7 @@ impl Emulator {
     /// checksum catch a damaged file or one of another engine, not a forged one.
     pub fn load_precompiled(&self, bytes: &[u8]) -> Result<wasmtime::Module, LoadError> {
         let engine = self.kernel.engine();
-        compiled::load(engine, Fingerprint::of(engine), bytes)
+        compiled::load(engine, self.platform.fingerprint(engine), bytes)
     }
 
     /// Runs `future` on the kernel's runtime until it completes (advancing the epoch meanwhile,
@@ -447,9 +460,9 @@ impl Emulator {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let runtime =
             self.runtime.as_ref().expect("the runtime runs until the emulator is dropped");
-        match self.ticking {
-            Ticking::Thread => runtime.block_on(future),
-            Ticking::InBlockOn => {
+        match self.threads {
+            Threads::PerCore => runtime.block_on(future),
+            Threads::OneWorker => {
                 let _entered = runtime.enter();
                 self.ticker.tick_until(self.kernel.engine(), future)
             }

@@ -42,6 +42,9 @@ pub struct HostedPlatform {
     cache: Option<ModuleCache>,
     /// What starts hardware protection domains, once the host installed it.
     domains: OnceLock<Arc<dyn DomainStarter>>,
+    /// The fingerprint of the kernel's engine, once asked for (hashing the engine's settings
+    /// took a third of loading a small compiled module).
+    fingerprint: OnceLock<Fingerprint>,
 }
 
 /// What starts hardware protection domains for the kernel (`process_create_with`'s
@@ -76,7 +79,19 @@ impl HostedPlatform {
             compiler,
             cache,
             domains: OnceLock::new(),
+            fingerprint: OnceLock::new(),
         }
+    }
+
+    /// The fingerprint of `engine`, the kernel's (computed once).
+    pub(crate) fn fingerprint(&self, engine: &wasmtime::Engine) -> Fingerprint {
+        *self.fingerprint.get_or_init(|| Fingerprint::of(engine))
+    }
+
+    /// Takes `fingerprint` as the kernel's engine's, computed beforehand (a domain's zygote
+    /// computes it once, before it forks).
+    pub(crate) fn set_fingerprint(&self, fingerprint: Fingerprint) {
+        let _ = self.fingerprint.set(fingerprint);
     }
 
     /// Lets the kernel start domains with `starter`; `false` if a starter was installed already.
@@ -214,7 +229,7 @@ impl Platform for HostedPlatform {
         // Keyed by the binary before the rewrite (which the fingerprint covers), so that a hit
         // skips the rewrite too.
         let cached = self.cache.as_ref().map(|cache| {
-            let fingerprint = Fingerprint::of(engine);
+            let fingerprint = self.fingerprint(engine);
             (cache, fingerprint, fingerprint.key(&binary))
         });
         if let Some((cache, fingerprint, key)) = &cached

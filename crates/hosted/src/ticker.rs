@@ -203,12 +203,13 @@ mod tests {
     }
 
     #[test]
-    fn an_emulator_ticking_in_block_on_has_no_ticker_thread_and_stops_a_spinner() {
+    fn a_prepared_emulator_has_one_worker_and_no_ticker_thread_and_stops_a_spinner() {
         let options = EngineOptions::default();
         let prepared = PreparedKernel::new(&options).unwrap();
         let console = Console::Buffer(Default::default());
         let emulator = Emulator::with_prepared(console, &options, &prepared).unwrap();
         assert!(emulator.ticker_thread.is_none());
+        assert_eq!(emulator.runtime().metrics().num_workers(), 1);
         // Its CPU limit ends it only if the thread in `block_on` ticked.
         let status = emulator.block_on(spinner_stopped(&emulator));
         let status = status.expect("the spinner was never stopped: no tick");
