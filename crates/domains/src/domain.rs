@@ -60,7 +60,7 @@ pub struct DomainOptions {
 pub enum Launch {
     /// Forked by this process's domain zygote (`nebulet domain-zygote`, started at the first
     /// domain), or executed if the zygote cannot (see `docs/domains.md`). A program without
-    /// preopened directories takes the spare domain, if one is ready: forked ahead, its kernel
+    /// preopened directories takes a spare domain, if one is ready: forked ahead, its kernel
     /// booted (see `docs/domains.md`).
     #[default]
     Zygote,
@@ -161,7 +161,7 @@ impl Domain {
             .chain(listeners.into_iter().map(OwnedFd::from))
             .chain(directories)
             .collect();
-        let (host, parent_socket, handed, setup) =
+        let (host, parent_socket, handed, setup, refill_when_done) =
             host_process(executable, launch, spare, descriptors, setup).await?;
         let sent = handed?;
         let socket = std::os::unix::net::UnixStream::from(parent_socket);
@@ -178,7 +178,8 @@ impl Domain {
         let (exit_sender, exit) = tokio::sync::oneshot::channel();
         let host_process = rustix::process::Pid::from_raw(host.id() as i32);
         let spun = reader.spun();
-        tokio::spawn(receive(reader, bridge.clone(), exit_sender, host_process, code_key));
+        let ending = Ending { exit: exit_sender, host_process, refill_when_done };
+        tokio::spawn(receive(reader, bridge.clone(), ending, code_key));
         Ok(Domain { host, exit, bridge, spun })
     }
 
@@ -268,23 +269,28 @@ impl Domain {
     }
 }
 
+/// A domain's host process just started: the process, this side of its socket, what its
+/// handover gave, the setup (of which what the handover did not send is still to be sent), and
+/// the executable to fork a spare of once the domain has ended, if it took one and its
+/// replacement waits for that (see `spare::Refill`).
+type HostProcessStarted = (HostProcess, OwnedFd, io::Result<usize>, Vec<u8>, Option<PathBuf>);
+
 /// Starts a domain's host process as `launch` says, handing it `descriptors` and `setup` (what
 /// it reads first): the spare, if `spare` and one is ready, at once, on this task (handing it
 /// over does not block); else, off the runtime's workers, a fork by the zygote (blocking, for
-/// as long as the zygote takes, seconds if it is stuck) or an execution. Gives back the setup,
-/// of which what the handover did not send is still to be sent.
+/// as long as the zygote takes, seconds if it is stuck) or an execution.
 async fn host_process(
     executable: PathBuf,
     launch: Launch,
     spare: bool,
     descriptors: Vec<OwnedFd>,
     setup: Vec<u8>,
-) -> io::Result<(HostProcess, OwnedFd, io::Result<usize>, Vec<u8>)> {
+) -> io::Result<HostProcessStarted> {
     let refill = spare && crate::spare::count_start();
     let ready =
         spare.then(|| crate::spare::take_if_ready(&executable, &handover(&descriptors, &setup)));
-    let started = match ready.flatten() {
-        Some((host, socket, handed)) => (host, socket, handed, setup),
+    let (host, socket, handed, setup, took_spare) = match ready.flatten() {
+        Some((host, socket, handed)) => (host, socket, handed, setup, true),
         None => {
             let executable = executable.clone();
             let starting = tokio::task::spawn_blocking(move || {
@@ -295,23 +301,36 @@ async fn host_process(
                         spare.then(|| crate::spare::take(&executable, &handover)).flatten(),
                         launch,
                     ) {
-                        (Some(taken), _) => Ok(taken),
+                        (Some(taken), _) => Ok((taken, true)),
                         (None, Launch::Zygote | Launch::ZygoteOnRequest) => {
                             crate::zygote::start(&executable, &handover)
+                                .map(|started| (started, false))
                         }
-                        (None, Launch::Execute) => crate::zygote::execute(&executable, &handover),
+                        (None, Launch::Execute) => crate::zygote::execute(&executable, &handover)
+                            .map(|started| (started, false)),
                     }
                 };
-                started.map(|(host, socket, handed)| (host, socket, handed, setup))
+                started.map(|((host, socket, handed), took)| (host, socket, handed, setup, took))
             });
             starting.await.map_err(io::Error::other)??
         }
     };
-    if refill {
-        // For the next start, while this one goes on.
-        tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
-    }
-    Ok(started)
+    let refill_when_done = match (refill, took_spare) {
+        (false, _) => None,
+        (true, true) => match crate::spare::after_take(&executable) {
+            crate::spare::Refill::WhenDone(executable) => Some(executable),
+            crate::spare::Refill::Now => {
+                tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
+                None
+            }
+        },
+        (true, false) => {
+            // For the next start, while this one goes on.
+            tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
+            None
+        }
+    };
+    Ok((host, socket, handed, setup, refill_when_done))
 }
 
 /// What a new domain reads first, sent into its socket (see `zygote::start`): `descriptors`
@@ -421,15 +440,24 @@ fn describe(ended: io::Result<Ended>) -> String {
     format!("ended: its domain's host process {how}")
 }
 
+/// What [`receive`] does as the domain ends: tells `exit` how its program ended, kills
+/// `host_process` once it told (or broke the protocol), and then forks a spare of
+/// `refill_when_done`, if given (the domain took a spare, see `spare::Refill`).
+struct Ending {
+    exit: tokio::sync::oneshot::Sender<ExitStatus>,
+    host_process: Option<rustix::process::Pid>,
+    refill_when_done: Option<PathBuf>,
+}
+
 /// Reads the domain's frames until it closes its socket, or breaks the protocol, which kills
-/// it (`host_process`); every bridged channel then closes here.
+/// it; every bridged channel then closes here (see [`Ending`]).
 async fn receive(
     reader: SpinningReader,
     bridge: Arc<Bridge>,
-    exit: tokio::sync::oneshot::Sender<ExitStatus>,
-    host_process: Option<rustix::process::Pid>,
+    ending: Ending,
     code_key: Option<crate::code_cache::Key>,
 ) {
+    let Ending { exit, host_process, refill_when_done } = ending;
     // Frames are read in bulk: one read takes what has arrived, not a frame's length first.
     let mut reader = tokio::io::BufReader::new(reader);
     let mut exit = Some(exit);
@@ -465,6 +493,9 @@ async fn receive(
         }
     }
     bridge.disconnect();
+    if let Some(executable) = refill_when_done {
+        tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
+    }
 }
 
 /// Reads the domain's frames until it closes its socket (`None`), or breaks the protocol (what

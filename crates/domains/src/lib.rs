@@ -28,7 +28,7 @@ pub use child::main as child_main;
 pub use domain::{Domain, DomainOptions, Launch};
 pub use launcher::Launcher;
 pub use probe::PROBE_VARIABLE;
-pub use spare::spare_id;
+pub use spare::{spare_id, spare_ids};
 pub use zygote::{main as zygote_main, stop_zygote_after_next_fork, zygote_id};
 
 /// The hidden subcommand that runs a domain's side.

@@ -88,9 +88,9 @@ fn spawn(
     let (description, operation) = match (launch, pace) {
         (Launch::Zygote, Pace::BackToBack) => (
             "Nebulet: `Domain::start` + wait of a 1-page module, back to back (a sandboxed \
-             domain: from the third on, the zygote's spare, forked ahead with its kernel booted, \
-             the next one forked meanwhile; the first compiles the module, the others get its \
-             code)",
+             domain: from the third on, one of the zygote's two spares, forked ahead with its \
+             kernel booted, replaced meanwhile or once its domain ended; the first compiles the \
+             module, the others get its code)",
             "isolated process create+start+exit",
         ),
         (_, Pace::BackToBack) => (
@@ -99,7 +99,7 @@ fn spawn(
         ),
         (Launch::Zygote, Pace::Paused) => (
             "Nebulet: the same, each started 3 ms after the one before ended (the pauses not \
-             counted), with the spare",
+             counted), with the spares",
             "isolated process create+start+exit, after a pause",
         ),
         (_, Pace::Paused) => (
@@ -113,7 +113,7 @@ fn spawn(
     Ok(Comparison { operation, nebulet: side, linux, goal: Some(Goal::AtMost(1_000_000.0)) })
 }
 
-/// The four rows of [`spawn`]: with and without the spare, back to back and after a pause.
+/// The four rows of [`spawn`]: with and without the spares, back to back and after a pause.
 pub fn spawns(
     nebulet: &Nebulet,
     settings: &Settings,

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use nebulet_abi::ExitReason;
 use nebulet_domains::{
-    Domain, DomainOptions, Launch, spare_id, stop_zygote_after_next_fork, zygote_id,
+    Domain, DomainOptions, Launch, spare_id, spare_ids, stop_zygote_after_next_fork, zygote_id,
 };
 use nebulet_hosted::{ChannelEnd, CrossingMessage, ExitStatus};
 use rustix::process::{Pid, Signal};
@@ -218,17 +218,16 @@ fn a_spare_domain_becomes_the_next_domain_with_its_whole_sandbox_and_is_replaced
     run_alone("zygote::the_spare_serves_the_third_domain_without_preopens");
 }
 
-/// Waits until a spare is ready other than `not`: its id.
-fn next_spare(not: Option<u32>) -> u32 {
+/// Waits until two spares are ready, none of them `not`: their ids, the next to be taken first.
+fn two_spares(not: Option<u32>) -> Vec<u32> {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        match spare_id() {
-            Some(id) if Some(id) != not => return id,
-            _ => {
-                assert!(std::time::Instant::now() < deadline, "no spare was forked");
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
+        let ids = spare_ids();
+        if ids.len() == 2 && not.is_none_or(|not| !ids.contains(&not)) {
+            return ids;
         }
+        assert!(std::time::Instant::now() < deadline, "no two spares were forked: {ids:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -242,8 +241,12 @@ fn the_spare_serves_the_third_domain_without_preopens() {
     assert_eq!(spare_id(), None);
     let status = echo_domain(&system, Launch::Zygote, |_| {});
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
-    let spare = next_spare(None);
-    assert_eq!(parent_of(spare), std::process::id(), "the spare is this process's child");
+    let spares = two_spares(None);
+    let spare = spares[0];
+    assert_eq!(spare_id(), Some(spare), "the oldest is taken first");
+    for id in &spares {
+        assert_eq!(parent_of(*id), std::process::id(), "a spare is this process's child");
+    }
     // A start that must not take it (the zygote forks at once), and one with a preopened
     // directory (the spare's sandbox has none), leave it where it is.
     let status = echo_domain(&system, Launch::ZygoteOnRequest, |domain| assert_ne!(domain, spare));
@@ -268,9 +271,11 @@ fn the_spare_serves_the_third_domain_without_preopens() {
     });
     assert_eq!((status.code, status.reason), (-1, ExitReason::DomainFault), "{status:?}");
     assert!(status.message.as_deref().unwrap().contains("(SIGSYS)"), "{status:?}");
-    // And a new spare is forked for the next, which serves.
-    let next = next_spare(Some(spare));
-    let status = echo_domain(&system, Launch::Zygote, |domain| assert_eq!(domain, next));
+    // The other spare was ready meanwhile, so the one taken is replaced once its domain has
+    // ended: then two are ready again, the other first, and it serves the next start.
+    let ready = two_spares(Some(spare));
+    assert_eq!(ready[0], spares[1]);
+    let status = echo_domain(&system, Launch::Zygote, |domain| assert_eq!(domain, spares[1]));
     assert_eq!((status.code, status.reason), (0, ExitReason::Exited), "{status:?}");
 }
 
