@@ -33,7 +33,7 @@ pub(crate) struct Compiler {
 impl Compiler {
     /// Compiles with pools of one thread per core.
     pub(crate) fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = crate::cores();
         Self { idle: Mutex::new(Vec::new()), threads }
     }
 

@@ -52,11 +52,20 @@ pub const EPOCH_INTERVAL: Duration = Duration::from_micros(250);
 /// still running then (a long compile) is left to finish on its own.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_millis(500);
 
+/// The cores this process may use (`std::thread::available_parallelism`), read once: reading
+/// them opens the process's cgroup files each time, which each domain's kernel did twice at its
+/// start (a domain's zygote reads them before it forks, see [`PreparedKernel`]).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 /// What a kernel's start needs that can be made once beforehand, before the process forks
 /// copies of itself that each start a kernel (a domain's zygote, `crates/domains`): the engine,
 /// the system calls' linker (`Kernel::prepare_linker`), the host's facts but its available
-/// memory, which each kernel reads at its start, and the engine's fingerprint, which each load
-/// of compiled code checks. About 1 ms of a kernel's start, measured in a domain.
+/// memory, which each kernel reads at its start, the engine's fingerprint, which each load of
+/// compiled code checks, and the cores the process may use ([`cores`]). About 1 ms of a
+/// kernel's start, measured in a domain.
 #[derive(Clone)]
 pub struct PreparedKernel {
     engine: wasmtime::Engine,
@@ -73,6 +82,7 @@ impl PreparedKernel {
         // machine's hypervisor traps: about 5 % of a small domain's CPU time), and loading a
         // compiled module checks its checksum with blake3.
         let _ = blake3::hash(b"nebulet");
+        let _ = cores();
         let fingerprint = Fingerprint::of(&engine);
         Ok(Self { engine, host: capacity::Host::facts_but_memory(), fingerprint })
     }
@@ -343,7 +353,7 @@ impl Emulator {
         // Kernel locks are held by OS threads here, which the OS may deschedule (see the kernel's `sync` module).
         nebulet_kernel::set_yield(std::thread::yield_now);
         let workers = match threads {
-            Threads::PerCore => std::thread::available_parallelism().map_or(1, usize::from),
+            Threads::PerCore => cores(),
             Threads::OneWorker => 1,
         };
         let ticker = ticker::Ticker::new(workers);

@@ -67,8 +67,7 @@ impl HostedPlatform {
         cache: Option<ModuleCache>,
     ) -> Self {
         fatal::install_location_hook();
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let blocking = Arc::new(tokio::sync::Semaphore::new(cores));
+        let blocking = Arc::new(tokio::sync::Semaphore::new(crate::cores()));
         let compiler = Compiler::new();
         Self {
             start: Instant::now(),
