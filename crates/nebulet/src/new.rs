@@ -273,7 +273,9 @@ mod tests {
         let sip = sip_folder(&root).unwrap();
         assert_eq!(sip, root.join("crates/sip"));
         assert_eq!(sip_folder(&sip).unwrap(), sip);
-        let project = root.join("target/some-app");
+        // A new project in a folder that every checkout has (`target` may be elsewhere, where
+        // `CARGO_TARGET_DIR` says).
+        let project = root.join("apps/some-app");
         assert_eq!(relative_to_project(&project, &sip).unwrap(), "../../crates/sip");
         let docs = root.join("docs");
         assert_eq!(
