@@ -272,7 +272,7 @@ impl Domain {
 /// A domain's host process just started: the process, this side of its socket, what its
 /// handover gave, the setup (of which what the handover did not send is still to be sent), and
 /// the executable to fork a spare of once the domain has ended, if it took one and its
-/// replacement waits for that (see `spare::Refill`).
+/// replacement waits for that (see `spare::another_is_coming`).
 type HostProcessStarted = (HostProcess, OwnedFd, io::Result<usize>, Vec<u8>, Option<PathBuf>);
 
 /// Starts a domain's host process as `launch` says, handing it `descriptors` and `setup` (what
@@ -315,20 +315,14 @@ async fn host_process(
             starting.await.map_err(io::Error::other)??
         }
     };
-    let refill_when_done = match (refill, took_spare) {
-        (false, _) => None,
-        (true, true) => match crate::spare::after_take(&executable) {
-            crate::spare::Refill::WhenDone(executable) => Some(executable),
-            crate::spare::Refill::Now => {
-                tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
-                None
-            }
-        },
-        (true, false) => {
-            // For the next start, while this one goes on.
-            tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
-            None
-        }
+    let refill_when_done = if !refill {
+        None
+    } else if took_spare && crate::spare::another_is_coming() {
+        Some(executable)
+    } else {
+        // For the next start, while this one goes on.
+        crate::spare::refill_in_background(executable);
+        None
     };
     Ok((host, socket, handed, setup, refill_when_done))
 }
@@ -442,7 +436,7 @@ fn describe(ended: io::Result<Ended>) -> String {
 
 /// What [`receive`] does as the domain ends: tells `exit` how its program ended, kills
 /// `host_process` once it told (or broke the protocol), and then forks a spare of
-/// `refill_when_done`, if given (the domain took a spare, see `spare::Refill`).
+/// `refill_when_done`, if given (the domain took a spare, see `spare::another_is_coming`).
 struct Ending {
     exit: tokio::sync::oneshot::Sender<ExitStatus>,
     host_process: Option<rustix::process::Pid>,
@@ -494,7 +488,7 @@ async fn receive(
     }
     bridge.disconnect();
     if let Some(executable) = refill_when_done {
-        tokio::task::spawn_blocking(move || crate::spare::refill(&executable));
+        crate::spare::refill_in_background(executable);
     }
 }
 

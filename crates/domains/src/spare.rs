@@ -56,19 +56,21 @@ fn spares() -> std::sync::MutexGuard<'static, VecDeque<Spare>> {
     SPARES.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// When the spare a start took is to be replaced.
-#[derive(Debug)]
-pub(crate) enum Refill {
-    /// Now: no other is ready.
-    Now,
-    /// Once the domain that took it has ended: another is ready for the next start meanwhile,
-    /// and forking and booting one beside the domain would slow it.
-    WhenDone(PathBuf),
+/// Whether, after a start took a spare, another is ready or on its way (a fork runs, which
+/// forks until [`KEPT`] are ready): then the one taken is replaced only once the domain it
+/// became has ended, since forking and booting one beside that domain would slow it. Does not
+/// wait for a fork.
+pub(crate) fn another_is_coming() -> bool {
+    match SPARES.try_lock() {
+        Ok(spares) => !spares.is_empty(),
+        Err(TryLockError::Poisoned(poisoned)) => !poisoned.into_inner().is_empty(),
+        Err(TryLockError::WouldBlock) => true,
+    }
 }
 
-/// When to replace the spare of `executable` that a start just took.
-pub(crate) fn after_take(executable: &Path) -> Refill {
-    if spares().is_empty() { Refill::Now } else { Refill::WhenDone(executable.to_path_buf()) }
+/// [`refill`] on a blocking thread of the current runtime.
+pub(crate) fn refill_in_background(executable: PathBuf) {
+    tokio::task::spawn_blocking(move || refill(&executable));
 }
 
 /// Counts a start that could take a spare: whether one should be forked for the next, once
@@ -81,8 +83,7 @@ pub(crate) fn count_start() -> bool {
 /// (`handover`, see `zygote::start`): `None` if there is none, or it cannot take its handover
 /// (it ended meanwhile: it is dropped). While one is forked, waits for it (blocking).
 pub(crate) fn take(executable: &Path, handover: Handover<'_>) -> Option<Started> {
-    let spare = next(&mut spares(), executable);
-    hand_over(spare, executable, handover)
+    hand_over(next(&mut spares(), executable), handover)
 }
 
 /// [`take`] without waiting (it does not block): `None` also while one is forked.
@@ -92,7 +93,7 @@ pub(crate) fn take_if_ready(executable: &Path, handover: Handover<'_>) -> Option
         Err(TryLockError::Poisoned(poisoned)) => next(&mut poisoned.into_inner(), executable),
         Err(TryLockError::WouldBlock) => None,
     };
-    hand_over(spare, executable, handover)
+    hand_over(spare, handover)
 }
 
 /// The oldest of `spares`, once those of another executable are dropped.
@@ -102,8 +103,8 @@ fn next(spares: &mut VecDeque<Spare>, executable: &Path) -> Option<Spare> {
 }
 
 /// Hands `spare` what it reads first.
-fn hand_over(spare: Option<Spare>, executable: &Path, handover: Handover<'_>) -> Option<Started> {
-    let spare = spare.filter(|spare| spare.executable == executable)?;
+fn hand_over(spare: Option<Spare>, handover: Handover<'_>) -> Option<Started> {
+    let spare = spare?;
     let handed = handover(spare.socket.as_fd()).ok()?;
     Some((spare.host, spare.socket, Ok(handed)))
 }
